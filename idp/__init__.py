@@ -1,0 +1,102 @@
+"""create_app(settings=None): the one place that knows every room."""
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from flask import Flask, Response
+from sqlalchemy import text
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from idp.config import Settings, from_env
+
+PACKAGE_DIR = Path(__file__).resolve().parent
+
+
+def _asset_dir(name: str) -> str:
+    """templates/ and static/ beside the package in a checkout, or inside it in a wheel."""
+    for candidate in (PACKAGE_DIR.parent / name, PACKAGE_DIR / name):
+        if candidate.is_dir():
+            return str(candidate)
+    raise RuntimeError(f"cannot find the {name}/ folder")
+
+
+def create_app(settings: Settings | None = None) -> Flask:
+    settings = settings or from_env()
+    logging.basicConfig(level=settings.log_level)
+    app = Flask("idp", template_folder=_asset_dir("templates"), static_folder=_asset_dir("static"),
+                instance_path=str(Path(settings.instance_path).resolve()))
+    https = not settings.is_loopback_http
+    host = settings.issuer.split("://", 1)[1].split("/", 1)[0]
+    app.config.update(
+        IDP_SETTINGS=settings,
+        SECRET_KEY=settings.secret_key,
+        SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
+        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SESSION_COOKIE_NAME="__Host-idp_browser" if https else "idp_browser",
+        SESSION_COOKIE_SECURE=https,
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        PERMANENT_SESSION_LIFETIME=settings.session_absolute_lifetime,
+        WTF_CSRF_TIME_LIMIT=None,
+        WTF_CSRF_SSL_STRICT=False,  # we send Referrer-Policy: no-referrer, so no Referer to check
+        MAX_CONTENT_LENGTH=64 * 1024,
+        TRUSTED_HOSTS=[host.rsplit(":", 1)[0] if not host.startswith("[") else host.split("]")[0] + "]"],
+        PREFERRED_URL_SCHEME="https" if https else "http",
+    )
+    if settings.trusted_proxies:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=settings.trusted_proxies, x_proto=settings.trusted_proxies)
+    Path(app.instance_path).mkdir(parents=True, exist_ok=True)
+
+    from idp.extensions import csrf, db, migrate
+    from idp import models  # noqa: F401  (registers the tables)
+
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PACKAGE_DIR.parent / "migrations")
+                     if (PACKAGE_DIR.parent / "migrations").is_dir() else str(PACKAGE_DIR / "migrations"))
+    csrf.init_app(app)
+
+    from idp.web.errors import init_errors
+    from idp.web.headers import init_headers
+    from idp.web.templating import init_templating
+    from idp.authn.session import init_session_cookie
+
+    init_errors(app)
+    init_headers(app, https=https)
+    init_templating(app)
+    init_session_cookie(app)
+
+    from idp.account.views import bp as account_bp
+    from idp.authn.views import bp as authn_bp
+    from idp.oauth.server import build_server
+    from idp.oauth.views import bp as oauth_bp
+
+    build_server(app)
+    app.register_blueprint(authn_bp)
+    app.register_blueprint(oauth_bp)
+    app.register_blueprint(account_bp)
+
+    @app.route("/")
+    def index():
+        from flask import redirect, url_for
+        return redirect(url_for("account.home"))
+
+    @app.route("/healthz")
+    def healthz():
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.route("/readyz")
+    def readyz():
+        try:
+            db.session.execute(text("SELECT 1"))
+        except Exception:  # noqa: BLE001 - any database failure means not ready
+            logging.getLogger("idp").warning("readiness check failed", exc_info=True)
+            return Response("database unavailable\n", status=503, mimetype="text/plain")
+        return Response("ok\n", mimetype="text/plain")
+
+    @app.teardown_appcontext
+    def _rollback_leftovers(exc):
+        if exc is not None:
+            db.session.rollback()
+
+    return app

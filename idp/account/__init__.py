@@ -1,0 +1,1 @@
+"""Blueprint "account": self-service pages for the signed-in person."""

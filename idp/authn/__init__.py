@@ -1,0 +1,1 @@
+"""Blueprint "authn": the SSO session and the ways a person proves who they are."""

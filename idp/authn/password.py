@@ -1,0 +1,43 @@
+"""Password sign-in: one generic failure for every reason, constant work for unknown users."""
+from __future__ import annotations
+
+from flask import request
+
+from idp import audit
+from idp.authn import throttle
+from idp.authn.errors import LoginFailed, Throttled
+from idp.models import User
+from idp.security import passwords
+from idp.users.directory import find_by_login, hasher, identifier_key
+
+# A real argon2 hash of a random value: verifying against it costs what a real check costs.
+_DUMMY: dict[str, str] = {}
+
+
+def _dummy_hash() -> str:
+    if "hash" not in _DUMMY:
+        _DUMMY["hash"] = passwords.hash_password(hasher(), "dummy-password-for-timing")
+    return _DUMMY["hash"]
+
+
+def authenticate(login: str, password: str) -> User:
+    """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
+    keys = throttle.keys_for(identifier_key(login), request.remote_addr or "-")
+    wait = throttle.retry_after(keys)
+    if wait:
+        audit.record("authn.login.failed", outcome="failure", reason="throttled")
+        raise Throttled(wait)
+    user = find_by_login(login) if login else None
+    ok = passwords.verify_password(hasher(), user.password_hash if user else _dummy_hash(), password[:1024])
+    reason = None if ok else ("unknown_user" if user is None else "bad_password")
+    if ok and user.disabled:
+        reason = "disabled"
+    if reason:
+        throttle.record_failure(keys)
+        audit.record("authn.login.failed", outcome="failure", user=user, reason=reason)
+        raise LoginFailed(reason)
+    throttle.record_success(keys)
+    if passwords.needs_rehash(hasher(), user.password_hash):
+        user.password_hash = passwords.hash_password(hasher(), password)
+        audit.record("authn.password.rehashed", user=user)
+    return user

@@ -1,0 +1,114 @@
+"""Signing keys: created at first start, rotated on demand, cached per process.
+
+Private keys are stored encrypted (Fernet, key derived from IDP_SECRET_KEY with HKDF). Each
+process keeps a KeyRing (the signer, the verification keys and the serialised JWKS) and reloads
+it only after IDP_KEYS_CACHE_SECONDS, so no request parses a key.
+"""
+from __future__ import annotations
+
+import base64
+import json
+import time
+from dataclasses import dataclass
+
+from cryptography.fernet import Fernet
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from flask import current_app
+from joserfc.jwk import ECKey, RSAKey
+
+from idp.clock import now
+from idp.extensions import db
+from idp.models import SigningKey
+
+KEY_TYPES = {"RS256": RSAKey, "ES256": ECKey}
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    kid: str
+    alg: str
+    signer: object            # joserfc key with its private half
+    verifiers: dict           # kid -> joserfc public key
+    jwks_json: bytes          # pre-serialised {"keys": [...]}
+    algs: tuple               # algorithms of the published keys
+    loaded_at: float
+
+
+def _fernet(secret_key: str) -> Fernet:
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
+                   info=b"idp signing key encryption").derive(secret_key.encode())
+    return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def create_key(settings, alg: str | None = None) -> SigningKey:
+    """Generate a key pair and add it (active) to the session; the caller commits."""
+    alg = alg or settings.keys_alg
+    if alg == "RS256":
+        key = RSAKey.generate_key(2048, private=True)
+    else:
+        key = ECKey.generate_key("P-256", private=True)
+    kid = key.thumbprint()
+    public = key.as_dict(private=False)
+    public.update({"kid": kid, "alg": alg, "use": "sig"})
+    pem = key.as_pem(private=True)
+    row = SigningKey(kid=kid, alg=alg, public_jwk=public,
+                     private_key_encrypted=_fernet(settings.secret_key).encrypt(pem).decode())
+    db.session.add(row)
+    return row
+
+
+def ensure_key(settings) -> None:
+    """Create the first key when none is active (idempotent; called at start and by the CLI)."""
+    if db.session.scalar(db.select(SigningKey).where(SigningKey.retired_at.is_(None)).limit(1)) is None:
+        create_key(settings)
+        db.session.commit()
+
+
+def rotate(settings, alg: str | None = None) -> SigningKey:
+    """Retire the active keys (they stay published until their tokens expire) and add a new one."""
+    for row in db.session.scalars(db.select(SigningKey).where(SigningKey.retired_at.is_(None))):
+        row.retired_at = now()
+    row = create_key(settings, alg)
+    db.session.flush()
+    _forget()
+    return row
+
+
+def _publish_window(settings) -> int:
+    return max(settings.token_access_ttl, settings.token_id_ttl) + settings.keys_cache_seconds + 60
+
+
+def published_keys(settings) -> list[SigningKey]:
+    """The active key first, then retired keys whose tokens may still be in use."""
+    cutoff = now().timestamp() - _publish_window(settings)
+    rows = db.session.scalars(db.select(SigningKey).order_by(SigningKey.created_at.desc()))
+    return [r for r in rows if r.retired_at is None or r.retired_at.timestamp() > cutoff]
+
+
+def _load(settings) -> KeyRing:
+    ensure_key(settings)
+    rows = published_keys(settings)
+    active = next((r for r in rows if r.retired_at is None), None)
+    if active is None:
+        raise RuntimeError("no active signing key; run `idp keys rotate`")
+    pem = _fernet(settings.secret_key).decrypt(active.private_key_encrypted.encode())
+    signer = KEY_TYPES[active.alg].import_key(pem, {"kid": active.kid})
+    verifiers = {r.kid: KEY_TYPES[r.alg].import_key(r.public_jwk) for r in rows}
+    jwks = json.dumps({"keys": [r.public_jwk for r in rows]}, separators=(",", ":")).encode()
+    algs = tuple(sorted({r.alg for r in rows}))
+    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic())
+
+
+def keyring() -> KeyRing:
+    """The cached KeyRing of this process, reloaded after IDP_KEYS_CACHE_SECONDS."""
+    settings = current_app.config["IDP_SETTINGS"]
+    ring = current_app.extensions.get("idp.keyring")
+    if ring is None or time.monotonic() - ring.loaded_at > settings.keys_cache_seconds:
+        ring = _load(settings)
+        current_app.extensions["idp.keyring"] = ring
+    return ring
+
+
+def _forget() -> None:
+    current_app.extensions.pop("idp.keyring", None)

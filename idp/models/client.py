@@ -1,0 +1,54 @@
+from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
+from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from idp.clock import now
+from idp.extensions import db
+from idp.models.types import UtcDateTime
+from idp.security.tokens import constant_time_equal, digest
+
+
+class Client(db.Model, ClientMixin):
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    client_id: Mapped[str] = mapped_column(String(64), unique=True)
+    client_secret_digest: Mapped[str | None] = mapped_column(String(64))
+    client_name: Mapped[str] = mapped_column(String(256))
+    token_endpoint_auth_method: Mapped[str] = mapped_column(String(32), default="client_secret_basic")
+    redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    grant_types: Mapped[list] = mapped_column(JSON, default=list)
+    scope: Mapped[str] = mapped_column(String(1024), default="openid")
+    require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
+    first_party: Mapped[bool] = mapped_column(Boolean, default=False)
+    refresh_without_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+
+    @property
+    def is_public(self) -> bool:
+        return self.token_endpoint_auth_method == "none"
+
+    def get_client_id(self):
+        return self.client_id
+
+    def get_default_redirect_uri(self):
+        return self.redirect_uris[0] if len(self.redirect_uris) == 1 else None
+
+    def get_allowed_scope(self, scope):
+        allowed = scope_to_list(self.scope)
+        return " ".join(s for s in scope_to_list(scope or "") if s in allowed)
+
+    def check_redirect_uri(self, redirect_uri):
+        return redirect_uri in self.redirect_uris  # exact string match, RFC 9700 2.1
+
+    def check_client_secret(self, client_secret):
+        return bool(self.client_secret_digest) and constant_time_equal(digest(client_secret), self.client_secret_digest)
+
+    def check_endpoint_auth_method(self, method, endpoint):
+        return method == self.token_endpoint_auth_method
+
+    def check_response_type(self, response_type):
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type):
+        return grant_type in self.grant_types

@@ -1,0 +1,38 @@
+from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from idp.clock import now
+from idp.extensions import db
+from idp.models.types import UtcDateTime
+
+
+class SsoSession(db.Model):
+    """A signed-in browser; the cookie holds a random value whose digest is token_digest."""
+
+    __tablename__ = "sso_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    sid: Mapped[str] = mapped_column(String(64), unique=True)  # public session id for ID tokens
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time = mapped_column(UtcDateTime, nullable=False)
+    acr: Mapped[str | None] = mapped_column(String(64))
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    ip: Mapped[str | None] = mapped_column(String(64))
+    user_agent: Mapped[str | None] = mapped_column(String(512))
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    last_seen_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+    user = relationship("User", lazy="joined")
+
+
+class LoginThrottle(db.Model):
+    """Failed-login counter for one key (an account, an IP, or both) with its back-off."""
+
+    __tablename__ = "login_throttles"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    blocked_until = mapped_column(UtcDateTime)
+    updated_at = mapped_column(UtcDateTime, default=now, nullable=False)

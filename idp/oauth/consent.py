@@ -1,0 +1,41 @@
+"""Remembered consent per user and client, and the plain words for each scope."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import scope_to_list
+
+from idp import audit
+from idp.extensions import db
+from idp.models import Consent
+
+SCOPE_WORDS = {
+    "openid": "Confirm who you are (a stable identifier for your account)",
+    "profile": "See your name and username",
+    "email": "See your email address",
+    "address": "See your postal address",
+    "phone": "See your phone number",
+    "offline_access": "Stay connected when you are not using it (keep access after you sign out)",
+}
+
+
+def describe(scope: str) -> list[str]:
+    return [SCOPE_WORDS.get(s, s) for s in scope_to_list(scope or "")]
+
+
+def find(user_id: int, client_pk: int) -> Consent | None:
+    return db.session.scalar(db.select(Consent).where(Consent.user_id == user_id, Consent.client_id == client_pk))
+
+
+def covers(consent: Consent | None, scope: str) -> bool:
+    """True when an earlier consent includes every requested scope."""
+    return consent is not None and set(scope_to_list(scope or "")) <= set(scope_to_list(consent.scope))
+
+
+def record(user, client, scope: str) -> None:
+    """Remember the union of what was granted before and now; the caller commits."""
+    row = find(user.id, client.id)
+    if row is None:
+        row = Consent(user_id=user.id, client_id=client.id, scope=scope)
+        db.session.add(row)
+    else:
+        row.scope = " ".join(sorted(set(scope_to_list(row.scope)) | set(scope_to_list(scope))))
+    audit.record("oauth.consent.granted", user=user, client=client, scope=scope)

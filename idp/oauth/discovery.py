@@ -1,0 +1,51 @@
+"""OpenID Provider metadata (Discovery 1.0 section 3) and RFC 8414 metadata: one document, built
+from settings and the key ring, serialised once per key ring."""
+from __future__ import annotations
+
+import json
+
+from flask import current_app
+
+from idp.authn.steps import ACR_VALUES_SUPPORTED
+from idp.keys import keyring
+from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES_SUPPORTED
+from idp.oauth.grants import AUTH_METHODS
+
+
+def metadata(issuer: str, algs: list[str]) -> dict:
+    return {
+        "issuer": issuer,
+        "authorization_endpoint": f"{issuer}/authorize",
+        "token_endpoint": f"{issuer}/token",
+        "userinfo_endpoint": f"{issuer}/userinfo",
+        "jwks_uri": f"{issuer}/jwks",
+        "scopes_supported": SCOPES_SUPPORTED,
+        "response_types_supported": ["code"],
+        "response_modes_supported": ["query", "form_post"],
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": algs,
+        "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "code_challenge_methods_supported": ["S256"],
+        "claims_supported": CLAIMS_SUPPORTED,
+        "claims_parameter_supported": True,
+        "claim_types_supported": ["normal"],
+        "request_parameter_supported": False,
+        "request_uri_parameter_supported": False,
+        "require_request_uri_registration": False,
+        "authorization_response_iss_parameter_supported": True,
+        "acr_values_supported": ACR_VALUES_SUPPORTED,
+        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "ui_locales_supported": ["en"],
+        "claims_locales_supported": ["en"],
+    }
+
+
+def metadata_json() -> bytes:
+    ring = keyring()
+    cached = current_app.extensions.get("idp.discovery")
+    if cached is None or cached[0] is not ring:
+        body = json.dumps(metadata(current_app.config["IDP_SETTINGS"].issuer, list(ring.algs)), indent=1).encode()
+        cached = (ring, body)
+        current_app.extensions["idp.discovery"] = cached
+    return cached[1]

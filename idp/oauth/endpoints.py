@@ -1,0 +1,49 @@
+"""UserInfo (OIDC Core 5.3): a bearer JWT access token with the openid scope, whose grant is live."""
+from __future__ import annotations
+
+import json
+
+from flask import Response, request
+
+from idp.extensions import db
+from idp.models import Grant
+from idp.oauth import claims as claims_mod
+from idp.oauth.tokens import verify
+
+
+def _bearer_error(status: int, error: str | None = None, description: str | None = None) -> Response:
+    challenge = "Bearer"
+    if error:
+        challenge += f' error="{error}"'
+        if description:
+            challenge += f', error_description="{description}"'
+    body = json.dumps({"error": error, "error_description": description} if error else {})
+    return Response(body, status=status, headers={"WWW-Authenticate": challenge}, mimetype="application/json")
+
+
+def _presented_token() -> tuple[str | None, str | None]:
+    """RFC 6750 2.1 and 2.2; more than one method is invalid_request."""
+    header = request.headers.get("Authorization", "")
+    in_header = header[7:].strip() if header[:7].lower() == "bearer " else None
+    in_body = request.form.get("access_token") if request.method == "POST" and request.mimetype == \
+        "application/x-www-form-urlencoded" else None
+    if in_header and in_body:
+        return None, "invalid_request"
+    return in_header or in_body, None
+
+
+def userinfo() -> Response:
+    token, problem = _presented_token()
+    if problem:
+        return _bearer_error(400, problem, "use one way to send the access token")
+    if not token:
+        return _bearer_error(401)
+    claims = verify(token, typ="at+jwt")
+    grant = db.session.get(Grant, claims["gid"]) if claims and isinstance(claims.get("gid"), str) else None
+    if grant is None or grant.revoked_at is not None or grant.user.disabled:
+        return _bearer_error(401, "invalid_token", "the access token is invalid, expired or revoked")
+    if "openid" not in claims.get("scope", "").split():
+        return _bearer_error(403, "insufficient_scope", "the openid scope is required")
+    requested = (grant.claims or {}).get("userinfo")
+    body = claims_mod.user_claims(grant.user, grant.user.subject, claims["scope"], requested)
+    return Response(json.dumps(body), mimetype="application/json")

@@ -1,0 +1,157 @@
+"""authlib grant subclasses: our storage behind codes and refresh tokens, S256-only PKCE,
+atomic single use with replay revocation, and the ID token contents."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import grants as oidc_grants
+from flask import current_app, g
+from sqlalchemy import update
+
+from idp import audit
+from idp.clock import now, timestamp
+from idp.extensions import db
+from idp.keys import keyring
+from idp.models import AuthorizationCode, Grant, RefreshToken
+from idp.oauth import claims as claims_mod
+from idp.security.tokens import digest, random_token
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def _settings():
+    return current_app.config["IDP_SETTINGS"]
+
+
+def revoke_grant(grant: Grant, reason: str) -> None:
+    """Revoke every token of a grant (access tokens name it; refresh tokens hang off it); commits."""
+    grant.revoked_at = now()
+    audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id, reason=reason)
+    db.session.commit()
+
+
+def _consume(model, row_id: int) -> bool:
+    """Mark a code or refresh token used; True only for the one caller that got there first."""
+    result = db.session.execute(update(model).where(model.id == row_id, model.used_at.is_(None))
+                                .values(used_at=now()))
+    db.session.commit()
+    return result.rowcount == 1
+
+
+class S256CodeChallenge(CodeChallenge):
+    """RFC 7636 with S256 only; `plain` is refused (RFC 9700 2.1.1)."""
+
+    DEFAULT_CODE_CHALLENGE_METHOD = "S256"
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        payload = grant.request.payload.data
+        client = grant.request.client
+        if not payload.get("code_challenge") and (client.is_public or client.require_pkce):
+            raise InvalidRequestError("code_challenge is required (PKCE with S256)")
+        if payload.get("code_challenge") and payload.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256")
+        super().validate_code_challenge(grant, redirect_uri)
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    AUTHORIZATION_CODE_LENGTH = 43
+
+    def save_authorization_code(self, code, request):
+        ctx = g.idp_authorization  # set by the view: the SSO session facts and the claims request
+        payload = request.payload.data
+        grant = Grant(id=random_token(16), client_id=request.client.id, user_id=request.user.id,
+                      scope=request.scope, claims=ctx["claims"], sid=ctx["sid"], auth_time=ctx["auth_time"],
+                      acr=ctx["acr"], amr=ctx["amr"],
+                      expires_at=now() + timedelta(seconds=_settings().token_refresh_ttl))
+        db.session.add(grant)
+        db.session.add(AuthorizationCode(
+            code_digest=digest(code), grant_id=grant.id, redirect_uri=request.payload.redirect_uri or "",
+            code_challenge=payload.get("code_challenge"), code_challenge_method=payload.get("code_challenge_method"),
+            nonce=payload.get("nonce"), expires_at=now() + timedelta(seconds=_settings().token_code_ttl)))
+        db.session.commit()
+
+    def query_authorization_code(self, code, client):
+        row = db.session.scalar(db.select(AuthorizationCode).where(AuthorizationCode.code_digest == digest(code)))
+        if row is None or row.grant.client_id != client.id:
+            return None
+        if row.used_at is not None or not _consume(AuthorizationCode, row.id):
+            # RFC 6749 4.1.2: a code is single use; on reuse, revoke what it produced.
+            revoke_grant(row.grant, "code_replayed")
+            raise InvalidGrantError("authorization code was already used")
+        if row.expires_at <= now():
+            raise InvalidGrantError("authorization code has expired")
+        return row
+
+    def delete_authorization_code(self, authorization_code):
+        """Already consumed atomically in query_authorization_code; the purge removes the row."""
+
+    def authenticate_user(self, authorization_code):
+        grant = authorization_code.grant
+        if grant.revoked_at is not None or grant.user.disabled:
+            return None
+        g.idp_token_grant = grant
+        return grant.user
+
+
+class OpenIDCode(oidc_grants.OpenIDCode):
+    def exists_nonce(self, nonce, request):
+        return False  # nonce replay is the RP's check; single-use codes and PKCE guard the code
+
+    def resolve_client_private_key(self, client):
+        return keyring().signer
+
+    def get_client_algorithm(self, client):
+        return keyring().alg
+
+    def get_encode_header(self, client):
+        ring = keyring()
+        return {"alg": ring.alg, "kid": ring.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client):
+        t = timestamp()
+        return {"iss": _settings().issuer, "aud": [client.client_id], "iat": t, "exp": t + _settings().token_id_ttl}
+
+    def get_authorization_code_claims(self, authorization_code):
+        claims = super().get_authorization_code_claims(authorization_code)
+        claims["azp"] = authorization_code.grant.client.client_id
+        if authorization_code.grant.sid:
+            claims["sid"] = authorization_code.grant.sid
+        return claims
+
+    def generate_user_info(self, user, scope):
+        # OIDC Core 5.4: scope claims go to UserInfo when an access token is issued (always, in the
+        # code flow); the ID token carries only what the claims parameter asks for in id_token.
+        requested = (g.idp_token_grant.claims or {}).get("id_token")
+        return claims_mod.user_claims(user, user.subject, "", requested)
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True  # rotate on every use (RFC 9700 4.14.2)
+
+    def authenticate_refresh_token(self, refresh_token):
+        row = db.session.scalar(db.select(RefreshToken).where(RefreshToken.token_digest == digest(refresh_token)))
+        if row is None or not row.check_client(self.request.client):
+            return None
+        if row.used_at is not None or not _consume(RefreshToken, row.id):
+            revoke_grant(row.grant, "refresh_token_reused")
+            raise InvalidGrantError("refresh token was already used")
+        if row.is_revoked() or row.is_expired():
+            return None
+        g.idp_token_grant = row.grant
+        return row
+
+    def authenticate_user(self, refresh_token):
+        user = refresh_token.grant.user
+        return None if user.disabled else user
+
+    def revoke_old_credential(self, refresh_token):
+        """Already marked used by authenticate_refresh_token."""
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]

@@ -1,0 +1,44 @@
+"""Pending authorization requests: validated parameters kept server-side while a person signs
+in or consents, referenced by an opaque id and bound to this browser."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, session
+
+from idp.clock import now
+from idp.extensions import db
+from idp.models import PendingAuthorization
+from idp.security.tokens import constant_time_equal, digest, random_token
+
+
+def _browser_id() -> str:
+    if "bid" not in session:
+        session["bid"] = random_token(16)
+    return session["bid"]
+
+
+def save(params: dict) -> str:
+    """Store the request and return its opaque id; the caller commits."""
+    settings = current_app.config["IDP_SETTINGS"]
+    pending_id = random_token(24)
+    db.session.add(PendingAuthorization(id_digest=digest(pending_id), browser_digest=digest(_browser_id()),
+                                        params=params, created_at=now(),
+                                        expires_at=now() + timedelta(seconds=settings.pending_ttl)))
+    return pending_id
+
+
+def load(pending_id: str) -> PendingAuthorization | None:
+    """The live request for this id and this browser, or None."""
+    if not pending_id or len(pending_id) > 64:
+        return None
+    row = db.session.get(PendingAuthorization, digest(pending_id))
+    if row is None or row.expires_at <= now() or "bid" not in session:
+        return None
+    if not constant_time_equal(row.browser_digest, digest(session["bid"])):
+        return None
+    return row
+
+
+def drop(row: PendingAuthorization) -> None:
+    db.session.delete(row)

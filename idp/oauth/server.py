@@ -1,0 +1,79 @@
+"""The authlib AuthorizationServer and its two storage hooks."""
+from __future__ import annotations
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
+from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc9207 import IssuerParameter as _IssuerParameter
+from flask import Flask, current_app, g
+
+from idp.extensions import db
+from idp.models import Client, RefreshToken
+from idp.oauth import grants
+from idp.oauth.claims import SCOPES_SUPPORTED
+from idp.oauth.tokens import TokenGenerator
+from idp.security.tokens import digest
+
+
+class StoredRequest(OAuth2Request):
+    """An authorization request rebuilt from parameters we stored (resume and consent)."""
+
+    def __init__(self, params: dict, issuer: str):
+        super().__init__("GET", issuer + "/authorize")
+        self.payload = BasicOAuth2Payload(params)
+
+    @property
+    def args(self):
+        return self.payload.data
+
+    @property
+    def form(self):
+        return {}
+
+
+class AuthorizationServer(FlaskAuthorizationServer):
+    def create_oauth2_request(self, request):
+        if isinstance(request, dict):
+            return StoredRequest(request, current_app.config["IDP_SETTINGS"].issuer)
+        return super().create_oauth2_request(request)
+
+
+class IssuerParameter(_IssuerParameter):
+    """RFC 9207: `iss` on every authorization response, errors included."""
+
+    def get_issuer(self) -> str:
+        return current_app.config["IDP_SETTINGS"].issuer
+
+
+def query_client(client_id: str) -> Client | None:
+    if not client_id or len(client_id) > 64:
+        return None
+    return db.session.scalar(db.select(Client).where(Client.client_id == client_id))
+
+
+def save_token(token: dict, request) -> None:
+    """JWT access tokens need no row; a refresh token is stored as a digest on its grant."""
+    refresh = token.get("refresh_token")
+    if refresh:
+        db.session.add(RefreshToken(token_digest=digest(refresh), grant_id=g.idp_token_grant.id))
+        db.session.commit()
+
+
+def build_server(app: Flask) -> AuthorizationServer:
+    """One server per app (tests run several apps in one process)."""
+    server = AuthorizationServer()
+    server.init_app(app, query_client=query_client, save_token=save_token)
+    server.scopes_supported = SCOPES_SUPPORTED
+    server.register_token_generator("default", TokenGenerator())
+    server.register_grant(grants.AuthorizationCodeGrant,
+                          [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)])
+    server.register_grant(grants.RefreshTokenGrant)
+    server.register_grant(grants.ClientCredentialsGrant)
+    server.issuer_parameter = IssuerParameter()
+    server.register_extension(server.issuer_parameter)
+    app.extensions["idp.oauth"] = server
+    return server
+
+
+def get_server() -> AuthorizationServer:
+    return current_app.extensions["idp.oauth"]

@@ -1,0 +1,89 @@
+"""RFC 9068 JWT access tokens (no database write to issue), opaque refresh tokens stored as
+digests, and verification of our own JWTs with an explicit key set and algorithm list."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from flask import current_app, g
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
+
+from idp.clock import timestamp
+from idp.keys import keyring
+from idp.security.tokens import random_token
+
+ALGORITHMS = ["RS256", "ES256"]
+
+
+def _settings():
+    return current_app.config["IDP_SETTINGS"]
+
+
+def sign(header: dict, claims: dict) -> str:
+    ring = keyring()
+    return jwt.encode({**header, "alg": ring.alg, "kid": ring.kid}, claims, ring.signer, algorithms=[ring.alg])
+
+
+def access_token(client, grant_type, user, scope) -> str:
+    """RFC 9068 2.2: iss, exp, aud, sub, client_id, iat, jti, scope; `gid` names the stored grant."""
+    t = timestamp()
+    grant = g.get("idp_token_grant")
+    claims = {"iss": _settings().issuer, "iat": t, "exp": t + _settings().token_access_ttl,
+              "aud": client.client_id, "client_id": client.client_id, "jti": random_token(16),
+              "scope": scope or "", "sub": user.subject if user else client.client_id}
+    if grant is not None:
+        claims.update({"gid": grant.id, "auth_time": grant.auth_time})
+        if grant.acr:
+            claims["acr"] = grant.acr
+        if grant.amr:
+            claims["amr"] = grant.amr
+        if grant.sid:
+            claims["sid"] = grant.sid
+    return sign({"typ": "at+jwt"}, claims)
+
+
+def refresh_token(**_kwargs) -> str:
+    return random_token(32)
+
+
+class TokenGenerator(BearerTokenGenerator):
+    """Issues a refresh token only when the grant has offline_access, or the client is configured
+    to receive refresh tokens without it, and the client may use the refresh_token grant."""
+
+    def __init__(self):
+        super().__init__(access_token, refresh_token, lambda client, grant_type: _settings().token_access_ttl)
+
+    def generate(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
+        grant = g.get("idp_token_grant")
+        allowed = (grant is not None and client.check_grant_type("refresh_token")
+                   and ("offline_access" in grant.scope.split() or client.refresh_without_offline))
+        return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token and allowed)
+
+
+def verify(token: str, *, typ: str | None = None) -> dict | None:
+    """Claims of a JWT we signed and that is still valid, or None (bad signature, alg, iss, exp)."""
+    if not token or len(token) > 8192 or token.count(".") != 2:
+        return None
+    ring = keyring()
+    try:
+        decoded = jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
+    except (JoseError, ValueError, TypeError):
+        return None
+    if typ is not None and decoded.header.get("typ", "").lower() != typ:
+        return None
+    claims = decoded.claims
+    exp = claims.get("exp")
+    if claims.get("iss") != _settings().issuer or not isinstance(exp, int) or exp <= timestamp():
+        return None
+    return claims
+
+
+def verify_ignoring_expiry(token: str) -> dict | None:
+    """For id_token_hint (OIDC Core 3.1.2.1: an expired ID token is still a valid hint)."""
+    if not token or len(token) > 8192 or token.count(".") != 2:
+        return None
+    try:
+        decoded = jwt.decode(token, KeySet(list(keyring().verifiers.values())), algorithms=ALGORITHMS)
+    except (JoseError, ValueError, TypeError):
+        return None
+    return decoded.claims if decoded.claims.get("iss") == _settings().issuer else None

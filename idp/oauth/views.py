@@ -1,0 +1,199 @@
+"""Protocol endpoints. /authorize follows DESIGN.md section 7: validate with authlib, decide the
+next step with interaction.next_step, and keep the request server-side while the person signs in."""
+from __future__ import annotations
+
+from urllib.parse import parse_qsl, urlsplit
+
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+
+from idp import audit
+from idp.authn.session import current_session
+from idp.clock import now
+from idp.extensions import csrf, db
+from idp.keys import keyring
+from idp.oauth import claims as claims_mod
+from idp.oauth import consent, endpoints, interaction, pending
+from idp.oauth.discovery import metadata_json
+from idp.oauth.server import get_server
+from idp.oauth.tokens import verify_ignoring_expiry
+from idp.web.errors import PageError
+from idp.web.forms import form_value
+from idp.web.templating import gettext as _
+
+bp = Blueprint("oauth", __name__)
+
+EXPIRED = "This sign-in request has expired or was opened in another browser. Go back to the application and start again."
+
+
+class RequestNotSupported(OAuth2Error):
+    error = "request_not_supported"
+
+
+class RequestUriNotSupported(OAuth2Error):
+    error = "request_uri_not_supported"
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+@csrf.exempt  # the relying party may POST the request (OIDC Core 3.1.2.1)
+def authorize():
+    return _authorize(request.values.to_dict(flat=True), None, None)
+
+
+@bp.route("/authorize/resume/<pending_id>")
+def resume(pending_id: str):
+    row = pending.load(pending_id)
+    if row is None:
+        raise PageError(_(EXPIRED), 400)
+    return _authorize(row.params, row, pending_id)
+
+
+@bp.route("/authorize/consent", methods=["POST"])
+def consent_decision():
+    pending_id = form_value("pending_id", max_length=64)
+    row = pending.load(pending_id)
+    if row is None:
+        raise PageError(_(EXPIRED), 400)
+    sso = current_session()
+    if sso is None:
+        return redirect(url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id)), 303)
+    server = get_server()
+    try:
+        grant = server.get_consent_grant(request=row.params, end_user=sso.user)
+        extras = _validate_extras(grant, row.params)
+    except OAuth2Error as error:
+        return _error_response(error, row.params)
+    if request.form.get("decision") != "allow":
+        audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
+        pending.drop(row)
+        db.session.commit()
+        response = server.create_authorization_response(request=row.params, grant=grant, grant_user=None)
+        return _deliver(response, row.params, grant.redirect_uri)
+    consent.record(sso.user, grant.client, grant.request.scope)
+    return _issue(grant, sso, row.params, extras, row)
+
+
+def _validate_extras(grant, params: dict) -> dict:
+    """Checks authlib leaves to us; errors go back to the (verified) redirect_uri."""
+    where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
+    if "request" in params:
+        raise RequestNotSupported("request objects are not supported", **where)
+    if "request_uri" in params:
+        raise RequestUriNotSupported("request_uri is not supported", **where)
+    mode = params.get("response_mode", "query")
+    if mode not in ("query", "form_post"):
+        raise InvalidRequestError("response_mode must be query or form_post", **where)
+    if mode == "form_post" and urlsplit(grant.redirect_uri).scheme not in ("http", "https"):
+        raise InvalidRequestError("form_post needs an http(s) redirect_uri", **where)
+    max_age = params.get("max_age")
+    if max_age is not None and (not max_age.isdigit() or len(max_age) > 10):
+        raise InvalidRequestError("max_age must be a non-negative integer", **where)
+    try:
+        claims_request = claims_mod.parse_claims_parameter(params.get("claims"))
+    except InvalidRequestError as error:
+        raise InvalidRequestError(error.description, **where) from None
+    hint = None
+    if params.get("id_token_hint"):
+        hint = verify_ignoring_expiry(params["id_token_hint"])
+        if hint is None:
+            raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
+    return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,
+            "hint_sub": hint.get("sub") if hint else None,
+            "prompts": set((params.get("prompt") or "").split())}
+
+
+def _authorize(params: dict, row, pending_id: str | None):
+    server = get_server()
+    sso = current_session()
+    user = sso.user if sso else None
+    try:
+        grant = server.get_consent_grant(request=params if row else None, end_user=user)
+        extras = _validate_extras(grant, params)
+    except OAuth2Error as error:
+        return _error_response(error, params)
+    fresh = row is not None and sso is not None and sso.auth_time >= row.created_at
+    hint_matches = extras["hint_sub"] is None or user is None or extras["hint_sub"] == user.subject
+    where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
+    if fresh and not hint_matches:
+        return _error_response(LoginRequiredError(**where), params)
+    step = interaction.next_step(
+        prompts=extras["prompts"], signed_in=user is not None, login_is_fresh=fresh,
+        session_age=int((now() - sso.auth_time).total_seconds()) if sso else None,
+        max_age=extras["max_age"], hint_matches=hint_matches,
+        consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
+        first_party=grant.client.first_party)
+    if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
+        error = LoginRequiredError(**where) if isinstance(step, interaction.Login) else ConsentRequiredError(**where)
+        return _error_response(error, params)
+    if isinstance(step, interaction.Issue):
+        return _issue(grant, sso, params, extras, row)
+    if pending_id is None:
+        pending_id = pending.save(params)
+        db.session.commit()
+    if isinstance(step, interaction.Login):
+        login_url = url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id),
+                            login_hint=params.get("login_hint", "")[:320] or None)
+        return redirect(login_url, 302)
+    return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
+                           scopes=consent.describe(grant.request.scope))
+
+
+def _issue(grant, sso, params: dict, extras: dict, row):
+    g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()), "acr": sso.acr,
+                           "amr": sso.amr, "claims": extras["claims"]}
+    server = get_server()
+    response = server.create_authorization_response(request=params, grant=grant, grant_user=sso.user)
+    if row is not None:
+        pending.drop(row)
+    audit.record("oauth.code.issued", user=sso.user, client=grant.client, scope=grant.request.scope)
+    db.session.commit()
+    return _deliver(response, params, grant.redirect_uri)
+
+
+def _error_response(error: OAuth2Error, params: dict):
+    if not error.redirect_uri:
+        return render_template("oauth/error.html", error=error.error, description=error.description), 400
+    server = get_server()
+    response = server.handle_error_response(None, error)
+    server.issuer_parameter.add_issuer_parameter(server, response)
+    return _deliver(response, params, error.redirect_uri)
+
+
+def _deliver(response, params: dict, redirect_uri: str):
+    """A 302 to the client, or for response_mode=form_post an auto-submitting form (OAuth 2.0
+    Form Post Response Mode) whose script lives in static/js/form-post.js."""
+    if params.get("response_mode") != "form_post" or response.status_code != 302:
+        return response
+    location = response.headers["Location"]
+    own = parse_qsl(urlsplit(redirect_uri).query)
+    fields = [pair for pair in parse_qsl(urlsplit(location).query, keep_blank_values=True) if pair not in own]
+    return render_template("oauth/form_post.html", action=redirect_uri, fields=fields), 200
+
+
+@bp.route("/token", methods=["POST"])
+@csrf.exempt
+def token():
+    return get_server().create_token_response()
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+@csrf.exempt
+def userinfo():
+    return endpoints.userinfo()
+
+
+@bp.route("/jwks")
+def jwks():
+    return Response(keyring().jwks_json, mimetype="application/json",
+                    headers={"Cache-Control": "public, max-age=60"})
+
+
+@bp.route("/.well-known/openid-configuration")
+def openid_configuration():
+    return Response(metadata_json(), mimetype="application/json", headers={"Cache-Control": "public, max-age=300"})
+
+
+@bp.route("/.well-known/oauth-authorization-server")
+def oauth_metadata():
+    return openid_configuration()

@@ -1,0 +1,1 @@
+"""The user directory: normalised identifiers, registration, password checks and changes."""

@@ -1,0 +1,99 @@
+"""Find and create people. Usernames and emails are unique after NFKC and case folding."""
+from __future__ import annotations
+
+import re
+import unicodedata
+
+from flask import current_app
+from sqlalchemy.exc import IntegrityError
+
+from idp import audit
+from idp.extensions import db
+from idp.models import User
+from idp.security import passwords
+from idp.security.tokens import random_token
+from idp.users.errors import RegistrationRejected
+
+USERNAME = re.compile(r"^[\w.\-]{3,32}$")
+EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+TAKEN = "This username or email cannot be used. If it is yours, sign in instead."
+
+
+def identifier_key(value: str) -> str:
+    """The comparison form of a username or email: NFKC, then case folding."""
+    return unicodedata.normalize("NFKC", value).casefold().strip()
+
+
+def hasher():
+    s = current_app.config["IDP_SETTINGS"]
+    ring = current_app.extensions.get("idp.hasher")
+    if ring is None:
+        ring = passwords.make_hasher(s.argon2_memory_kib, s.argon2_time_cost, s.argon2_parallelism)
+        current_app.extensions["idp.hasher"] = ring
+    return ring
+
+
+def find_by_login(login: str) -> User | None:
+    """A user by username or email (an email contains '@', a username never does)."""
+    key = identifier_key(login)
+    column = User.email_key if "@" in key else User.username_key
+    return db.session.scalar(db.select(User).where(column == key))
+
+
+def find_by_subject(subject: str) -> User | None:
+    return db.session.scalar(db.select(User).where(User.subject == subject))
+
+
+def validate_new_password(password: str, *, username: str = "", email: str = "") -> str | None:
+    s = current_app.config["IDP_SETTINGS"]
+    try:
+        passwords.check_password_rules(password, min_length=s.password_min_length,
+                                       max_length=s.password_max_length,
+                                       context=(username, email, email.split("@")[0]))
+    except passwords.PasswordRejected as rejected:
+        return str(rejected)
+    return None
+
+
+def create_user(username: str, email: str, password: str, *, name: str | None = None,
+                email_verified: bool = False) -> User:
+    """Validate and add a user; raises RegistrationRejected with field errors. The caller commits."""
+    username = unicodedata.normalize("NFKC", username).strip()
+    email = unicodedata.normalize("NFKC", email).strip()
+    errors = {}
+    if not USERNAME.match(username):
+        errors["username"] = "Use 3 to 32 letters, digits, dots, dashes or underscores."
+    if len(email) > 254 or not EMAIL.match(email):
+        errors["email"] = "Enter an email address like name@example.com."
+    problem = validate_new_password(password, username=username, email=email)
+    if problem:
+        errors["password"] = problem
+    # Hash before the uniqueness check so "taken" and "free" take the same time.
+    password_hash = passwords.hash_password(hasher(), password[:1024])
+    if errors:
+        raise RegistrationRejected(errors)
+    user = User(subject=random_token(16), username=username, username_key=identifier_key(username),
+                email=email, email_key=identifier_key(email), password_hash=password_hash, name=name)
+    try:
+        with db.session.begin_nested():
+            db.session.add(user)
+            db.session.flush()
+    except IntegrityError:
+        raise RegistrationRejected({"form": TAKEN}) from None
+    return user
+
+
+def register(username: str, email: str, password: str) -> User:
+    """Self-registration: create the user and record it; the caller commits."""
+    user = create_user(username, email, password)
+    audit.record("users.user.registered", user=user)
+    return user
+
+
+def set_password(user: User, password: str) -> None:
+    """Replace the password after the rules pass; raises RegistrationRejected on a bad one."""
+    problem = validate_new_password(password, username=user.username, email=user.email)
+    if problem:
+        raise RegistrationRejected({"password": problem})
+    user.password_hash = passwords.hash_password(hasher(), password)
+    audit.record("users.password.changed", user=user)

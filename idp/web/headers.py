@@ -1,0 +1,32 @@
+"""Security headers on every response, and no-store where a response carries secrets."""
+from __future__ import annotations
+
+from flask import Flask, request
+
+CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+
+# Endpoints that browser-based clients call across origins (DESIGN: token, userinfo, JWKS, discovery).
+CORS_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.jwks", "oauth.openid_configuration",
+                  "oauth.oauth_metadata"}
+
+
+def init_headers(app: Flask, *, https: bool) -> None:
+    @app.after_request
+    def _security_headers(response):
+        h = response.headers
+        h.setdefault("Content-Security-Policy", CSP)
+        h.setdefault("X-Content-Type-Options", "nosniff")
+        h.setdefault("Referrer-Policy", "no-referrer")
+        h.setdefault("X-Frame-Options", "DENY")
+        h.setdefault("Cross-Origin-Opener-Policy", "same-origin")
+        if https:
+            h.setdefault("Strict-Transport-Security", "max-age=63072000; includeSubDomains")
+        if request.endpoint in CORS_ENDPOINTS:
+            h["Access-Control-Allow-Origin"] = "*"
+            h["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
+            h["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+        if response.mimetype == "text/html" or request.endpoint in ("oauth.token", "oauth.userinfo"):
+            h["Cache-Control"] = "no-store"
+            h.setdefault("Pragma", "no-cache")
+        return response

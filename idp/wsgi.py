@@ -1,0 +1,4 @@
+"""WSGI entry point for gunicorn: `gunicorn idp.wsgi:app`."""
+from idp import create_app
+
+app = create_app()

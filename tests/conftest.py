@@ -1,0 +1,137 @@
+"""Fixtures: settings -> app -> db -> client; one live server per test session; factories.
+
+The database is real: a temporary SQLite file, or with IDP_TEST_DATABASE_URL a fresh PostgreSQL
+database created for this run (and dropped after it). The schema comes from `alembic upgrade`.
+"""
+from __future__ import annotations
+
+import os
+import socket
+import threading
+import uuid
+from pathlib import Path
+
+import pytest
+from werkzeug.serving import make_server
+
+from idp import clock, create_app
+from idp.config import from_env
+
+PASSWORD = "correct horse battery staple"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="session")
+def database_url(tmp_path_factory):
+    url = os.environ.get("IDP_TEST_DATABASE_URL")
+    if not url:
+        yield ""  # SQLite under the instance path
+        return
+    import psycopg
+
+    name = f"idp_test_{uuid.uuid4().hex[:12]}"
+    admin = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'CREATE DATABASE "{name}"')
+    base = admin.rsplit("/", 1)[0]
+    yield f"{base}/{name}"
+    with psycopg.connect(admin, autocommit=True) as conn:
+        conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture(scope="session")
+def port():
+    return _free_port()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory, database_url, port):
+    instance = tmp_path_factory.mktemp("instance")
+    return from_env({}, env="development", issuer=f"http://127.0.0.1:{port}", instance_path=str(instance),
+                    database_url=database_url, secret_key="test-secret-key-" + "x" * 32,
+                    log_level="WARNING")
+
+
+@pytest.fixture(scope="session")
+def app(settings):
+    from flask_migrate import upgrade
+
+    application = create_app(settings)
+    with application.app_context():
+        upgrade()
+    return application
+
+
+@pytest.fixture(scope="session")
+def live_server(app, port):
+    """The real app over real HTTP on 127.0.0.1:<port> (the issuer), in a thread."""
+    server = make_server("127.0.0.1", port, app, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield app.config["IDP_SETTINGS"].issuer
+    server.shutdown()
+
+
+@pytest.fixture
+def app_ctx(app):
+    with app.app_context():
+        yield app
+
+
+@pytest.fixture
+def client(app):
+    """Flask's test client, addressed at the issuer's host (TRUSTED_HOSTS is on)."""
+    return app.test_client()
+
+
+@pytest.fixture(autouse=True)
+def _unpin_clock():
+    yield
+    clock.set_now(None)
+
+
+def unique(prefix: str) -> str:
+    return f"{prefix}{uuid.uuid4().hex[:10]}"
+
+
+@pytest.fixture
+def make_user(app):
+    def make(username=None, email=None, password=PASSWORD, disabled=False):
+        from idp.extensions import db
+        from idp.users.directory import create_user
+
+        username = username or unique("user")
+        with app.app_context():
+            user = create_user(username, email or f"{username}@example.com", password)
+            user.disabled = disabled
+            db.session.commit()
+            return {"id": user.id, "subject": user.subject, "username": user.username,
+                    "email": user.email, "password": password}
+    return make
+
+
+@pytest.fixture
+def make_client(app, live_server):
+    def make(public=False, first_party=False, redirect_uris=None, grant_types=None,
+             scope="openid profile email address phone offline_access", require_pkce=True, **extra):
+        from idp.extensions import db
+        from idp.oauth.clients import create_client
+
+        with app.app_context():
+            client, secret = create_client(
+                name=extra.pop("name", "Test app"), public=public, first_party=first_party,
+                redirect_uris=redirect_uris or ["http://127.0.0.1:9999/callback"],
+                grant_types=grant_types or ["authorization_code", "refresh_token", "client_credentials"]
+                if not public else ["authorization_code", "refresh_token"],
+                scope=scope, require_pkce=require_pkce)
+            for key, value in extra.items():
+                setattr(client, key, value)
+            db.session.commit()
+            return {"client_id": client.client_id, "client_secret": secret,
+                    "redirect_uri": client.redirect_uris[0], "public": public}
+    return make
