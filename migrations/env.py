@@ -115,6 +115,9 @@ def run_migrations_online():
         )
 
         with context.begin_transaction():
+            if connection.dialect.name == "postgresql":
+                # Several instances may run `idp db upgrade` at once: one migrates, the others wait.
+                connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
             context.run_migrations()
 
 
