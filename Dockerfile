@@ -18,7 +18,7 @@ RUN pip install --no-compile '.[postgres,redis]' \
 USER idp
 EXPOSE 8000
 HEALTHCHECK --interval=30s --timeout=3s --start-period=10s --retries=3 \
-  CMD python -c "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/healthz', timeout=2).status == 200 else 1)"
+  CMD python -c "import os, sys, urllib.parse as p, urllib.request as r; host = p.urlsplit(os.environ['IDP_ISSUER']).netloc; sys.exit(0 if r.urlopen(r.Request('http://127.0.0.1:8000/healthz', headers={'Host': host}), timeout=2).status == 200 else 1)"
 
 # IDP_ISSUER (https), IDP_SECRET_KEY and IDP_DATABASE_URL come from the environment at run time.
 CMD ["sh", "-c", "idp db upgrade && exec idp serve --host 0.0.0.0 --port 8000"]
