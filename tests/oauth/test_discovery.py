@@ -1,0 +1,163 @@
+"""Discovery 1.0 and RFC 8414 metadata: the two documents agree, and every advertised value
+does what it says over real HTTP."""
+import requests
+
+from tests.helpers.rp import RelyingParty, discovery, verify_id_token
+from tests.oauth.flows import (TIMEOUT, assert_redirect_error, assert_token_error, authorize, form_fields,
+                               raw_authorize_url, signed_in_browser, token_request, tokens_for, userinfo)
+
+PRIVATE_JWK_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}
+
+
+def test_openid_configuration_and_oauth_metadata_are_the_same_document(live_server):
+    oidc = requests.get(f"{live_server}/.well-known/openid-configuration", timeout=TIMEOUT)
+    oauth = requests.get(f"{live_server}/.well-known/oauth-authorization-server", timeout=TIMEOUT)
+    assert oidc.status_code == oauth.status_code == 200
+    assert oidc.headers["Content-Type"].startswith("application/json")
+    assert oauth.headers["Content-Type"].startswith("application/json")
+    assert oidc.json() == oauth.json()
+    meta = oidc.json()
+    assert meta["issuer"] == live_server
+    for key in ("authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"):
+        assert meta[key].startswith(live_server + "/"), key
+
+
+def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
+    meta = discovery(live_server)
+    assert meta["response_types_supported"] == ["code"]
+    assert meta["code_challenge_methods_supported"] == ["S256"]
+    assert set(meta["response_modes_supported"]) == {"query", "form_post"}
+    assert meta["authorization_response_iss_parameter_supported"] is True
+    assert meta["request_parameter_supported"] is False
+    assert meta["request_uri_parameter_supported"] is False
+    assert meta["claims_parameter_supported"] is True
+    assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
+    assert meta["subject_types_supported"] == ["public"]
+    assert "openid" in meta["scopes_supported"] and "offline_access" in meta["scopes_supported"]
+    assert "none" not in meta["id_token_signing_alg_values_supported"]
+    published = {key["alg"] for key in requests.get(meta["jwks_uri"], timeout=TIMEOUT).json()["keys"]}
+    assert published <= set(meta["id_token_signing_alg_values_supported"])
+
+
+def test_every_advertised_endpoint_answers(live_server):
+    meta = discovery(live_server)
+    endpoints = {k: v for k, v in meta.items() if k.endswith("_endpoint") or k == "jwks_uri"}
+    assert {"authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"} <= set(endpoints)
+    for name, url in endpoints.items():
+        get = requests.get(url, timeout=TIMEOUT, allow_redirects=False)
+        post = requests.post(url, timeout=TIMEOUT, allow_redirects=False)
+        statuses = {get.status_code, post.status_code}
+        assert statuses - {404, 405}, (name, statuses)
+        assert not any(s >= 500 for s in statuses), (name, statuses)
+    assert requests.get(meta["jwks_uri"], timeout=TIMEOUT).status_code == 200
+    assert_token_error(token_request(live_server, {}), "unsupported_grant_type")
+    assert requests.get(meta["userinfo_endpoint"], timeout=TIMEOUT).status_code == 401
+
+
+def test_jwks_at_jwks_uri_has_public_signing_keys_with_kid(live_server):
+    response = requests.get(discovery(live_server)["jwks_uri"], timeout=TIMEOUT)
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    keys = response.json()["keys"]
+    assert keys
+    for key in keys:
+        assert key["kid"] and key["use"] == "sig" and key["alg"] in ("RS256", "ES256")
+        assert not PRIVATE_JWK_MEMBERS & set(key), "a private key member is published"
+    assert len({k["kid"] for k in keys}) == len(keys)
+
+
+def test_cors_is_allowed_on_token_userinfo_jwks_and_discovery(live_server):
+    origin = {"Origin": "https://spa.example"}
+    responses = [
+        requests.get(f"{live_server}/.well-known/openid-configuration", headers=origin, timeout=TIMEOUT),
+        requests.get(f"{live_server}/.well-known/oauth-authorization-server", headers=origin, timeout=TIMEOUT),
+        requests.get(f"{live_server}/jwks", headers=origin, timeout=TIMEOUT),
+        requests.get(f"{live_server}/userinfo", headers=origin, timeout=TIMEOUT),
+        requests.post(f"{live_server}/token", data={"grant_type": "client_credentials"}, headers=origin,
+                      timeout=TIMEOUT),
+    ]
+    for response in responses:
+        assert response.headers.get("Access-Control-Allow-Origin") == "*", response.url
+
+
+def test_cors_preflight_for_userinfo_and_token_allows_the_authorization_header(live_server):
+    for path in ("/userinfo", "/token"):
+        response = requests.options(f"{live_server}{path}", timeout=TIMEOUT, headers={
+            "Origin": "https://spa.example", "Access-Control-Request-Method": "POST",
+            "Access-Control-Request-Headers": "authorization"})
+        assert response.status_code in (200, 204), path
+        assert response.headers.get("Access-Control-Allow-Origin") == "*"
+        assert "authorization" in response.headers.get("Access-Control-Allow-Headers", "").lower()
+        assert "POST" in response.headers.get("Access-Control-Allow-Methods", "")
+
+
+def test_cors_is_not_offered_on_the_authorization_endpoint(live_server):
+    response = requests.get(f"{live_server}/authorize", headers={"Origin": "https://spa.example"}, timeout=TIMEOUT)
+    assert "Access-Control-Allow-Origin" not in response.headers
+
+
+def test_every_advertised_response_mode_returns_a_code(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, user)
+    for mode in discovery(live_server)["response_modes_supported"]:
+        rp = RelyingParty(live_server, client)
+        _, response = authorize(live_server, user, rp, browser=browser, response_mode=mode)
+        if mode == "query":
+            params = rp.callback_params(response)
+        else:
+            assert mode == "form_post" and response.status_code == 200
+            assert f'action="{client["redirect_uri"]}"' in response.text
+            params = form_fields(response.text)
+        token = rp.fetch_token(params)
+        verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+
+
+def test_every_advertised_scope_can_be_granted(live_server, make_user, make_client):
+    scopes = discovery(live_server)["scopes_supported"]
+    user = make_user()
+    client = make_client(first_party=True, scope=" ".join(scopes))
+    _, _, token = tokens_for(live_server, user, client, scope=" ".join(scopes))
+    assert set(token["scope"].split()) == set(scopes)
+    assert token["refresh_token"]
+
+
+def test_advertised_claims_are_the_ones_we_release(live_server, make_user, make_client):
+    meta = discovery(live_server)
+    user = make_user()
+    client = make_client(first_party=True)
+    rp, _, token = tokens_for(live_server, user, client, scope="openid profile email")
+    released = set(verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce))
+    released |= set(userinfo(live_server, token["access_token"]).json())
+    assert set(meta["claims_supported"]) <= released, set(meta["claims_supported"]) - released
+
+
+def test_advertised_acr_value_is_accepted_and_reached(live_server, make_user, make_client):
+    meta = discovery(live_server)
+    user = make_user()
+    client = make_client(first_party=True)
+    acr = meta["acr_values_supported"][0]
+    rp, _, token = tokens_for(live_server, user, client, acr_values=acr)
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["acr"] == acr
+
+
+def test_request_object_is_refused_with_request_not_supported(live_server, make_client):
+    client = make_client()
+    response = requests.get(raw_authorize_url(live_server, client, state="s-req", request="eyJhbGciOiJub25lIn0.e30."),
+                            allow_redirects=False, timeout=TIMEOUT)
+    assert_redirect_error(response, client, live_server, "request_not_supported", "s-req")
+
+
+def test_request_uri_is_refused_with_request_uri_not_supported(live_server, make_client):
+    client = make_client()
+    url = raw_authorize_url(live_server, client, state="s-ruri", request_uri="https://rp.example/request.jwt")
+    response = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    assert_redirect_error(response, client, live_server, "request_uri_not_supported", "s-ruri")
+
+
+def test_unadvertised_grant_type_is_refused(live_server, make_client):
+    client = make_client()
+    response = token_request(live_server, {"grant_type": "password", "username": "a", "password": "b"},
+                             auth=(client["client_id"], client["client_secret"]))
+    assert_token_error(response, "unsupported_grant_type")
+
