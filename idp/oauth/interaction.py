@@ -34,7 +34,8 @@ def next_step(*, prompts: set[str], signed_in: bool, login_is_fresh: bool, sessi
     if not login_is_fresh:
         if prompts & {"login", "select_account"}:
             return Login("prompt")
-        if max_age is not None and session_age is not None and session_age > max_age:
+        # OIDC Core 3.1.2.1: max_age=0 is equivalent to prompt=login (an age in whole seconds is 0 at first).
+        if max_age is not None and session_age is not None and (max_age == 0 or session_age > max_age):
             return Login("max_age")
     if "consent" in prompts or not (consent_covers or first_party):
         return Consent()

@@ -284,6 +284,16 @@ def test_max_age_zero_forces_login_and_auth_time_is_fresh(live_server, make_user
     assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["auth_time"] == clock.timestamp()
 
 
+def test_max_age_zero_forces_login_even_right_after_a_login(live_server, make_user, make_client):
+    """OIDC Core 3.1.2.1: max_age=0 is equivalent to prompt=login."""
+    user = make_user()
+    client = make_client(first_party=True)
+    clock.set_now(_real_now() - timedelta(seconds=60))
+    browser = signed_in_browser(live_server, user)
+    response = browser.get(RelyingParty(live_server, client).authorization_url(max_age="0"))
+    assert is_login_redirect(live_server, response)
+
+
 def test_max_age_longer_than_the_session_age_keeps_the_session(live_server, make_user, make_client):
     user = make_user()
     client = make_client(first_party=True)
