@@ -1,0 +1,331 @@
+"""The token endpoint (RFC 6749 3.2, 4.1.3, 5, 6; RFC 7636; RFC 9700 4.14) over real HTTP:
+client authentication, code binding and single use, refresh rotation with reuse detection,
+client_credentials without a database write, and errors exactly per RFC 6749 5.2."""
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from authlib.integrations.requests_client import OAuth2Session
+
+from idp import clock
+from idp.models import AuthorizationCode, Grant
+from idp.security.tokens import digest
+from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
+from tests.oauth.flows import (assert_token_error, authorize, count_rows, redeem, refresh, signed_in_browser,
+                               token_request, tokens_for, userinfo, with_db)
+
+
+def _code(live_server, user, client, scope="openid profile email", browser=None, **params):
+    """A fresh code and the RP that asked for it (its verifier and redirect_uri)."""
+    rp = RelyingParty(live_server, client, scope=scope)
+    _, response = authorize(live_server, user, rp, browser=browser, **params)
+    return rp, rp.callback_params(response)["code"]
+
+
+def _code_used_at(app, code):
+    return with_db(app, lambda db: db.session.scalar(
+        db.select(AuthorizationCode.used_at).where(AuthorizationCode.code_digest == digest(code))))
+
+
+def _assert_success(response) -> dict:
+    assert response.status_code == 200, response.text
+    assert response.headers["Cache-Control"] == "no-store"
+    assert response.headers.get("Pragma") == "no-cache"
+    body = response.json()
+    assert body["token_type"].lower() == "bearer" and body["access_token"] and body["expires_in"] > 0
+    return body
+
+
+# --- client authentication -----------------------------------------------------------------------
+
+def test_client_secret_basic_authenticates_a_confidential_client(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    rp, code = _code(live_server, user, client)
+    body = _assert_success(redeem(live_server, client, code, rp.verifier))
+    claims = verify_id_token(live_server, body["id_token"], client["client_id"], rp.nonce)
+    assert claims["sub"] == user["subject"]
+
+
+def test_client_secret_post_authenticates_a_client_registered_for_it(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True, token_endpoint_auth_method="client_secret_post")
+    rp = RelyingParty(live_server, client)
+    rp.session = OAuth2Session(client["client_id"], client["client_secret"], scope="openid profile email",
+                               redirect_uri=client["redirect_uri"], code_challenge_method="S256",
+                               token_endpoint_auth_method="client_secret_post")
+    _, response = authorize(live_server, user, rp)
+    token = rp.fetch_token(rp.callback_params(response))
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"] == user["subject"]
+
+
+def test_public_client_authenticates_with_none_and_pkce(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(public=True, first_party=True)
+    rp, code = _code(live_server, user, client)
+    _assert_success(redeem(live_server, client, code, rp.verifier))
+
+
+def test_wrong_secret_with_basic_is_401_invalid_client_and_leaves_the_code_unused(
+        live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    rp, code = _code(live_server, make_user(), client)
+    response = redeem(live_server, {**client, "client_secret": "wrong-secret"}, code, rp.verifier)
+    assert_token_error(response, "invalid_client", 401)
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+    assert _code_used_at(app, code) is None
+    _assert_success(redeem(live_server, client, code, rp.verifier))
+
+
+def test_wrong_secret_with_post_is_invalid_client(live_server, make_user, make_client):
+    client = make_client(first_party=True, token_endpoint_auth_method="client_secret_post")
+    rp, code = _code(live_server, make_user(), client)
+    response = token_request(live_server, {"grant_type": "authorization_code", "code": code,
+                                           "redirect_uri": client["redirect_uri"], "code_verifier": rp.verifier,
+                                           "client_id": client["client_id"], "client_secret": "wrong-secret"})
+    assert_token_error(response, "invalid_client", 401)
+
+
+def test_unknown_client_is_401_invalid_client(live_server):
+    response = token_request(live_server, {"grant_type": "client_credentials"}, auth=("no-such-client", "secret"))
+    assert_token_error(response, "invalid_client", 401)
+    assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def test_confidential_client_without_its_secret_is_invalid_client(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    rp, code = _code(live_server, make_user(), client)
+    response = redeem(live_server, {**client, "public": True}, code, rp.verifier)  # client_id only, no secret
+    assert_token_error(response, "invalid_client", 401)
+
+
+def test_public_client_cannot_use_client_credentials(live_server, app, make_client):
+    client = make_client(public=True)
+    before = count_rows(app)
+    response = token_request(live_server, {"grant_type": "client_credentials", "client_id": client["client_id"]})
+    assert_token_error(response, "invalid_client", 401)
+    assert count_rows(app) == before
+
+
+def test_client_without_the_grant_type_is_unauthorized_client(live_server, make_client):
+    client = make_client(grant_types=["authorization_code"])
+    response = token_request(live_server, {"grant_type": "client_credentials"},
+                             auth=(client["client_id"], client["client_secret"]))
+    assert_token_error(response, "unauthorized_client")
+
+
+# --- PKCE and code binding ------------------------------------------------------------------------
+
+@pytest.mark.parametrize("public", [True, False], ids=["public", "confidential"])
+def test_missing_code_verifier_is_invalid_request(live_server, make_user, make_client, public):
+    client = make_client(public=public, first_party=True)
+    _, code = _code(live_server, make_user(), client)
+    assert_token_error(redeem(live_server, client, code, None), "invalid_request")
+
+
+@pytest.mark.parametrize("public", [True, False], ids=["public", "confidential"])
+def test_wrong_code_verifier_is_invalid_grant(live_server, make_user, make_client, public):
+    client = make_client(public=public, first_party=True)
+    _, code = _code(live_server, make_user(), client)
+    assert_token_error(redeem(live_server, client, code, "x" * 43), "invalid_grant")
+
+
+def test_malformed_code_verifier_is_invalid_request(live_server, make_user, make_client):
+    client = make_client(public=True, first_party=True)
+    _, code = _code(live_server, make_user(), client)
+    assert_token_error(redeem(live_server, client, code, "short"), "invalid_request")
+
+
+def test_code_of_another_client_is_invalid_grant(live_server, app, make_user, make_client):
+    owner, thief = make_client(first_party=True), make_client(first_party=True)
+    rp, code = _code(live_server, make_user(), owner)
+    before = count_rows(app)
+    response = redeem(live_server, {**thief, "redirect_uri": owner["redirect_uri"]}, code, rp.verifier)
+    assert_token_error(response, "invalid_grant")
+    assert count_rows(app)["refresh_tokens"] == before["refresh_tokens"]
+
+
+def test_code_is_bound_to_its_redirect_uri(live_server, make_user, make_client):
+    first, second = "http://127.0.0.1:9999/callback", "http://127.0.0.1:9999/other"
+    client = make_client(first_party=True, redirect_uris=[first, second])
+    rp, code = _code(live_server, make_user(), client)
+    assert_token_error(redeem(live_server, client, code, rp.verifier, redirect_uri=second), "invalid_grant")
+    rp, code = _code(live_server, make_user(), client)
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": rp.verifier}
+    assert_token_error(token_request(live_server, data, auth=(client["client_id"], client["client_secret"])),
+                       "invalid_grant")
+
+
+def test_unknown_code_is_invalid_grant(live_server, make_client):
+    client = make_client()
+    assert_token_error(redeem(live_server, client, "not-a-code", "v" * 43), "invalid_grant")
+
+
+def test_missing_code_is_invalid_request(live_server, make_client):
+    client = make_client()
+    response = token_request(live_server, {"grant_type": "authorization_code", "redirect_uri": client["redirect_uri"]},
+                             auth=(client["client_id"], client["client_secret"]))
+    assert_token_error(response, "invalid_request")
+
+
+def test_expired_code_is_invalid_grant(live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    ttl = app.config["IDP_SETTINGS"].token_code_ttl
+    assert ttl <= 60
+    clock.set_now(datetime.now(timezone.utc) - timedelta(seconds=300))
+    rp, code = _code(live_server, make_user(), client)
+    clock.advance(ttl + 1)
+    assert_token_error(redeem(live_server, client, code, rp.verifier), "invalid_grant")
+
+
+def test_code_just_inside_its_lifetime_is_redeemed(live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    clock.set_now(datetime.now(timezone.utc) - timedelta(seconds=300))
+    rp, code = _code(live_server, make_user(), client)
+    clock.advance(app.config["IDP_SETTINGS"].token_code_ttl - 1)
+    _assert_success(redeem(live_server, client, code, rp.verifier))
+
+
+def test_replayed_code_revokes_every_token_of_the_first_redemption(live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    rp, code = _code(live_server, make_user(), client, scope="openid offline_access")
+    first = _assert_success(redeem(live_server, client, code, rp.verifier))
+    assert userinfo(live_server, first["access_token"]).status_code == 200
+    assert_token_error(redeem(live_server, client, code, rp.verifier), "invalid_grant")
+    denied = userinfo(live_server, first["access_token"])
+    assert denied.status_code == 401 and 'error="invalid_token"' in denied.headers["WWW-Authenticate"]
+    assert_token_error(refresh(live_server, client, first["refresh_token"]), "invalid_grant")
+    gid = verify_access_token(live_server, first["access_token"])["gid"]
+    assert with_db(app, lambda db: db.session.scalar(db.select(Grant.revoked_at).where(Grant.id == gid)))
+
+
+# --- refresh tokens -------------------------------------------------------------------------------
+
+def test_refresh_token_only_with_offline_access(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, user)
+    _, _, without = tokens_for(live_server, user, client, scope="openid profile", browser=browser)
+    assert "refresh_token" not in without
+    _, _, with_offline = tokens_for(live_server, user, client, scope="openid offline_access", browser=browser)
+    assert with_offline["refresh_token"]
+
+
+def test_refresh_token_without_offline_access_when_the_client_is_configured_for_it(
+        live_server, make_user, make_client):
+    client = make_client(first_party=True, refresh_without_offline=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid")
+    assert token["refresh_token"]
+
+
+def test_no_refresh_token_for_a_client_without_the_refresh_grant(live_server, make_user, make_client):
+    client = make_client(first_party=True, grant_types=["authorization_code"])
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid offline_access")
+    assert "refresh_token" not in token
+
+
+@pytest.mark.parametrize("public", [True, False], ids=["public", "confidential"])
+def test_refresh_token_rotates_on_every_use(live_server, make_user, make_client, public):
+    user = make_user()
+    client = make_client(public=public, first_party=True)
+    _, _, token = tokens_for(live_server, user, client, scope="openid profile offline_access")
+    seen = {token["refresh_token"]}
+    current = token["refresh_token"]
+    for _ in range(3):
+        body = _assert_success(refresh(live_server, client, current))
+        assert body["refresh_token"] not in seen
+        seen.add(body["refresh_token"])
+        current = body["refresh_token"]
+        claims = verify_access_token(live_server, body["access_token"])
+        assert claims["sub"] == user["subject"] and set(claims["scope"].split()) == {"openid", "profile",
+                                                                                     "offline_access"}
+        assert userinfo(live_server, body["access_token"]).json()["preferred_username"] == user["username"]
+
+
+def test_reused_refresh_token_revokes_the_whole_grant(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid offline_access")
+    rotated = _assert_success(refresh(live_server, client, token["refresh_token"]))
+    assert_token_error(refresh(live_server, client, token["refresh_token"]), "invalid_grant")
+    assert_token_error(refresh(live_server, client, rotated["refresh_token"]), "invalid_grant")
+    for access in (token["access_token"], rotated["access_token"]):
+        response = userinfo(live_server, access)
+        assert response.status_code == 401 and 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_refresh_token_of_another_client_is_invalid_grant_and_stays_usable(live_server, make_user, make_client):
+    owner, thief = make_client(first_party=True), make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), owner, scope="openid offline_access")
+    assert_token_error(refresh(live_server, thief, token["refresh_token"]), "invalid_grant")
+    _assert_success(refresh(live_server, owner, token["refresh_token"]))
+
+
+def test_refresh_cannot_widen_the_scope(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid offline_access")
+    response = token_request(live_server, {"grant_type": "refresh_token", "refresh_token": token["refresh_token"],
+                                           "scope": "openid offline_access email"},
+                             auth=(client["client_id"], client["client_secret"]))
+    assert_token_error(response, "invalid_scope")
+
+
+def test_unknown_refresh_token_is_invalid_grant(live_server, make_client):
+    assert_token_error(refresh(live_server, make_client(), "not-a-refresh-token"), "invalid_grant")
+
+
+# --- client_credentials ----------------------------------------------------------------------------
+
+def test_client_credentials_gives_an_rfc9068_jwt_and_writes_nothing(live_server, app, make_client):
+    client = make_client(scope="openid profile")
+    settings = app.config["IDP_SETTINGS"]
+    requests_auth = (client["client_id"], client["client_secret"])
+    token_request(live_server, {"grant_type": "client_credentials"}, auth=requests_auth)  # warm caches
+    before = count_rows(app)
+    first = _assert_success(token_request(live_server, {"grant_type": "client_credentials", "scope": "profile"},
+                                          auth=requests_auth))
+    second = _assert_success(token_request(live_server, {"grant_type": "client_credentials"}, auth=requests_auth))
+    assert count_rows(app) == before
+    assert "refresh_token" not in first and "id_token" not in first
+    claims = verify_access_token(live_server, first["access_token"])
+    assert claims["sub"] == claims["client_id"] == claims["aud"] == client["client_id"]
+    assert claims["iss"] == settings.issuer and claims["scope"] == "profile"
+    assert claims["exp"] - claims["iat"] == settings.token_access_ttl == first["expires_in"]
+    assert claims["jti"] and claims["jti"] != verify_access_token(live_server, second["access_token"])["jti"]
+    assert "gid" not in claims
+
+
+def test_client_credentials_token_is_not_accepted_at_userinfo(live_server, make_client):
+    client = make_client()
+    body = _assert_success(token_request(live_server, {"grant_type": "client_credentials", "scope": "openid"},
+                                         auth=(client["client_id"], client["client_secret"])))
+    response = userinfo(live_server, body["access_token"])
+    assert response.status_code == 401 and 'error="invalid_token"' in response.headers["WWW-Authenticate"]
+
+
+def test_client_credentials_with_an_unknown_scope_is_invalid_scope(live_server, make_client):
+    client = make_client()
+    response = token_request(live_server, {"grant_type": "client_credentials", "scope": "admin:all"},
+                             auth=(client["client_id"], client["client_secret"]))
+    assert_token_error(response, "invalid_scope")
+
+
+def test_client_credentials_through_authlibs_client(live_server, make_client):
+    client = make_client()
+    session = OAuth2Session(client["client_id"], client["client_secret"], token_endpoint_auth_method="client_secret_basic")
+    token = session.fetch_token(f"{live_server}/token", grant_type="client_credentials")
+    assert verify_access_token(live_server, token["access_token"])["client_id"] == client["client_id"]
+
+
+# --- the shape of errors ---------------------------------------------------------------------------
+
+def test_unsupported_grant_type_is_exactly_rfc6749_5_2(live_server, make_client):
+    client = make_client()
+    for grant_type in ("password", "urn:ietf:params:oauth:grant-type:device_code", ""):
+        response = token_request(live_server, {"grant_type": grant_type},
+                                 auth=(client["client_id"], client["client_secret"]))
+        assert_token_error(response, "unsupported_grant_type")
+
+
+def test_token_endpoint_refuses_get(live_server):
+    response = requests.get(f"{live_server}/token", params={"grant_type": "client_credentials"}, timeout=10)
+    assert response.status_code == 405
