@@ -147,7 +147,11 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_user(self, refresh_token):
         user = refresh_token.grant.user
-        return None if user.disabled else user
+        if user.disabled:
+            # RFC 6749 5.2: a refresh token whose account is disabled is revoked, so invalid_grant
+            # (authlib answers invalid_request when this hook returns None).
+            raise InvalidGrantError("the account of this refresh token is disabled")
+        return user
 
     def revoke_old_credential(self, refresh_token):
         """Already marked used by authenticate_refresh_token."""

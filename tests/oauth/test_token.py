@@ -8,7 +8,7 @@ import requests
 from authlib.integrations.requests_client import OAuth2Session
 
 from idp import clock
-from idp.models import AuthorizationCode, Grant
+from idp.models import AuthorizationCode, Grant, User
 from idp.security.tokens import digest
 from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
 from tests.oauth.flows import (assert_token_error, authorize, count_rows, redeem, refresh, signed_in_browser,
@@ -267,6 +267,15 @@ def test_refresh_cannot_widen_the_scope(live_server, make_user, make_client):
                                            "scope": "openid offline_access email"},
                              auth=(client["client_id"], client["client_secret"]))
     assert_token_error(response, "invalid_scope")
+
+
+def test_refresh_token_of_a_disabled_user_is_invalid_grant(live_server, app, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, user, client, scope="openid offline_access")
+    with_db(app, lambda db: setattr(db.session.get(User, user["id"]), "disabled", True))
+    response = refresh(live_server, client, token["refresh_token"])
+    assert_token_error(response, "invalid_grant")
 
 
 def test_unknown_refresh_token_is_invalid_grant(live_server, make_client):
