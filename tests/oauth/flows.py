@@ -12,7 +12,6 @@ import requests
 from authlib.common.security import generate_token
 from sqlalchemy import func, select
 
-from tests.conftest import PASSWORD
 from tests.helpers.forms import csrf_token, hidden
 from tests.helpers.rp import Browser, RelyingParty
 
