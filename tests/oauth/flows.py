@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import re
 from html import unescape
 from urllib.parse import parse_qs, urlencode, urlsplit
@@ -183,3 +184,18 @@ def form_fields(html: str) -> dict:
     names = [name for name, _ in pairs]
     assert len(names) == len(set(names)), names
     return {unescape(name): unescape(value) for name, value in pairs}
+
+
+def _segment(token: str, index: int) -> dict:
+    part = token.split(".")[index]
+    return json.loads(base64.urlsafe_b64decode(part + "=" * (-len(part) % 4)))
+
+
+def jwt_header(token: str) -> dict:
+    """The unverified JOSE header of a JWT (to look at kid, alg, typ)."""
+    return _segment(token, 0)
+
+
+def jwt_payload(token: str) -> dict:
+    """The unverified claims of a JWT (to forge variants of it)."""
+    return _segment(token, 1)

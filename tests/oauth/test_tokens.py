@@ -16,23 +16,11 @@ from idp.authn.steps import ACR_PASSWORD, AMR_PASSWORD
 from idp.keys import keyring
 from idp.models import SsoSession
 from tests.helpers.rp import verify_access_token, verify_id_token
-from tests.oauth.flows import TIMEOUT, signed_in_browser, tokens_for, userinfo, with_db
+from tests.oauth.flows import TIMEOUT, jwt_header, jwt_payload, signed_in_browser, tokens_for, userinfo, with_db
 
 
 def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
-
-
-def _unb64(segment: str) -> bytes:
-    return base64.urlsafe_b64decode(segment + "=" * (-len(segment) % 4))
-
-
-def _header(token: str) -> dict:
-    return json.loads(_unb64(token.split(".")[0]))
-
-
-def _payload(token: str) -> dict:
-    return json.loads(_unb64(token.split(".")[1]))
 
 
 def _at_hash(access_token: str) -> str:
@@ -73,7 +61,7 @@ def issued(live_server, app, make_user, make_client):
 def test_id_token_is_signed_by_a_published_key_and_carries_every_required_claim(live_server, issued):
     token, client, user = issued["token"], issued["client"], issued["user"]
     claims = verify_id_token(live_server, token["id_token"], client["client_id"], issued["rp"].nonce)
-    header = _header(token["id_token"])
+    header = jwt_header(token["id_token"])
     assert header["alg"] == "RS256" and header["kid"] in _published_kids(live_server)
     assert claims["iss"] == live_server
     assert claims["sub"] == user["subject"]
@@ -90,7 +78,7 @@ def test_id_token_is_signed_by_a_published_key_and_carries_every_required_claim(
 
 def test_id_token_carries_scope_claims_only_through_userinfo(live_server, issued):
     """OIDC Core 5.4: with an access token issued, profile and email claims are served at UserInfo."""
-    claims = _payload(issued["token"]["id_token"])
+    claims = jwt_payload(issued["token"]["id_token"])
     assert not {"email", "name", "preferred_username"} & set(claims)
     info = userinfo(live_server, issued["token"]["access_token"]).json()
     assert info["email"] == issued["user"]["email"] and info["preferred_username"] == issued["user"]["username"]
@@ -111,7 +99,7 @@ def test_subject_is_stable_across_logins_and_clients_and_is_not_the_username(liv
 
 def test_access_token_is_an_rfc9068_jwt(live_server, issued):
     access = issued["token"]["access_token"]
-    header = _header(access)
+    header = jwt_header(access)
     assert header["typ"] == "at+jwt" and header["kid"] in _published_kids(live_server)
     claims = verify_access_token(live_server, access)
     assert claims["iss"] == live_server
@@ -149,7 +137,7 @@ def test_token_with_a_flipped_payload_character_is_rejected(live_server, issued)
     middle = len(payload) // 2
     flipped = payload[:middle] + ("A" if payload[middle] != "A" else "B") + payload[middle + 1:]
     _assert_rejected(live_server, ".".join([header, flipped, signature]))
-    claims = _payload(issued["token"]["access_token"])
+    claims = jwt_payload(issued["token"]["access_token"])
     claims["exp"] += 3600
     _assert_rejected(live_server, ".".join([header, _b64(json.dumps(claims).encode()), signature]))
 
@@ -157,18 +145,18 @@ def test_token_with_a_flipped_payload_character_is_rejected(live_server, issued)
 def test_token_with_alg_none_is_rejected(live_server, issued):
     access = issued["token"]["access_token"]
     for alg in ("none", "None", "NONE"):
-        header = {**_header(access), "alg": alg}
+        header = {**jwt_header(access), "alg": alg}
         forged = f"{_b64(json.dumps(header).encode())}.{access.split('.')[1]}."
         _assert_rejected(live_server, forged)
 
 
 def test_token_signed_hs256_with_the_public_key_is_rejected(live_server, issued):
     access = issued["token"]["access_token"]
-    kid = _header(access)["kid"]
+    kid = jwt_header(access)["kid"]
     public = next(k for k in requests.get(f"{live_server}/jwks", timeout=TIMEOUT).json()["keys"] if k["kid"] == kid)
     secrets = [RSAKey.import_key(public).as_pem(private=False), json.dumps(public).encode()]
     for secret in secrets:
-        header = _b64(json.dumps({**_header(access), "alg": "HS256"}).encode())
+        header = _b64(json.dumps({**jwt_header(access), "alg": "HS256"}).encode())
         signing_input = f"{header}.{access.split('.')[1]}"
         signature = _b64(hmac.new(secret, signing_input.encode(), hashlib.sha256).digest())
         _assert_rejected(live_server, f"{signing_input}.{signature}")
@@ -177,7 +165,7 @@ def test_token_signed_hs256_with_the_public_key_is_rejected(live_server, issued)
 def test_token_signed_by_a_foreign_key_with_our_kid_is_rejected(live_server, issued):
     access = issued["token"]["access_token"]
     foreign = RSAKey.generate_key(2048, private=True)
-    forged = jwt.encode(_header(access), _payload(access), foreign, algorithms=["RS256"])
+    forged = jwt.encode(jwt_header(access), jwt_payload(access), foreign, algorithms=["RS256"])
     _assert_rejected(live_server, forged)
 
 
@@ -186,9 +174,9 @@ def test_correctly_signed_token_with_wrong_issuer_or_type_is_rejected(live_serve
     with app.app_context():
         ring = keyring()
         header = {"alg": ring.alg, "kid": ring.kid, "typ": "at+jwt"}
-        wrong_iss = jwt.encode(header, {**_payload(access), "iss": "https://evil.example"}, ring.signer,
+        wrong_iss = jwt.encode(header, {**jwt_payload(access), "iss": "https://evil.example"}, ring.signer,
                                algorithms=[ring.alg])
-        wrong_typ = jwt.encode({**header, "typ": "JWT"}, _payload(access), ring.signer, algorithms=[ring.alg])
+        wrong_typ = jwt.encode({**header, "typ": "JWT"}, jwt_payload(access), ring.signer, algorithms=[ring.alg])
     _assert_rejected(live_server, wrong_iss)
     _assert_rejected(live_server, wrong_typ)
 
@@ -199,9 +187,9 @@ def test_id_token_is_not_accepted_as_an_access_token(live_server, issued):
 
 def test_expired_access_token_is_rejected(live_server, issued):
     access = issued["token"]["access_token"]
-    clock.set_now(datetime.fromtimestamp(_payload(access)["exp"] - 1, timezone.utc))
+    clock.set_now(datetime.fromtimestamp(jwt_payload(access)["exp"] - 1, timezone.utc))
     assert userinfo(live_server, access).status_code == 200
-    clock.set_now(datetime.fromtimestamp(_payload(access)["exp"], timezone.utc))
+    clock.set_now(datetime.fromtimestamp(jwt_payload(access)["exp"], timezone.utc))
     _assert_rejected(live_server, access)
 
 
