@@ -6,6 +6,7 @@ and the account+IP key means an attacker elsewhere slows the victim only after m
 """
 from __future__ import annotations
 
+import math
 from datetime import timedelta
 
 from flask import current_app
@@ -24,11 +25,11 @@ def keys_for(login_key: str, ip: str) -> list[str]:
 
 
 def retry_after(keys: list[str]) -> int:
-    """Seconds until another attempt is allowed (0 = now)."""
+    """Whole seconds until another attempt is allowed (0 = now), rounded up so waiting that long is enough."""
     rows = db.session.scalars(db.select(LoginThrottle).where(LoginThrottle.key.in_(keys)))
     t = now()
     waits = [(r.blocked_until - t).total_seconds() for r in rows if r.blocked_until and r.blocked_until > t]
-    return int(max(waits, default=0)) + (1 if waits else 0)
+    return math.ceil(max(waits, default=0))
 
 
 def record_failure(keys: list[str]) -> None:

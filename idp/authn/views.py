@@ -42,8 +42,11 @@ def login():
         message = LOGIN_FAILED if isinstance(failure, LoginFailed) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 400 if isinstance(failure, LoginFailed) else 429
-        return render_template("authn/login.html", next=target, login=login_value,
-                               errors={"form": message}, registration=settings.registration_enabled), status
+        page = render_template("authn/login.html", next=target, login=login_value,
+                               errors={"form": message}, registration=settings.registration_enabled)
+        # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
+        headers = {"Retry-After": str(failure.retry_after)} if isinstance(failure, Throttled) else {}
+        return page, status, headers
     amr = [AMR_PASSWORD]
     session.start(user, amr=amr, acr=acr_for(amr))
     audit.record("authn.login.succeeded", user=user, amr=amr)

@@ -1,0 +1,134 @@
+"""Failed logins back off exponentially per account+IP, per account and per IP; never a permanent lock."""
+import re
+import uuid
+
+import pytest
+from sqlalchemy import select
+
+from idp import audit
+from idp.authn.throttle import FREE_FAILURES
+from idp.extensions import db
+from idp.models import LoginThrottle, SsoSession
+from tests.authn.web import Web, random_ip
+from tests.authn.fakes import counting_hasher
+
+WRONG = "not the right password"
+FREE = FREE_FAILURES["acct-ip"]
+
+
+def fail(web, user, times=1):
+    for _ in range(times):
+        response = web.login(user["username"], WRONG)
+        assert response.status_code == 400, response.status_code
+
+
+def assert_throttled(web, user, seconds=None):
+    response = web.login(user["username"], user["password"])
+    html = response.get_data(as_text=True)
+    assert response.status_code == 429
+    assert "Too many attempts" in html
+    assert web.session_cookie is None
+    wait = int(re.search(r"Wait (\d+) seconds", html).group(1))
+    assert int(response.headers["Retry-After"]) == wait
+    if seconds is not None:
+        assert wait == seconds
+    return wait
+
+
+def assert_allowed(web, user):
+    response = web.login(user["username"], user["password"])
+    assert response.status_code == 303, response.status_code
+    assert web.is_signed_in()
+
+
+def test_after_the_free_failures_even_the_right_password_waits(app, web, make_user, pinned):
+    user = make_user()
+    fail(web, user, FREE + 1)
+    assert_throttled(web, user, seconds=app.config["IDP_SETTINGS"].throttle_base_delay)
+
+
+def test_throttled_attempt_checks_no_password_and_is_audited(app, web, make_user, pinned):
+    user = make_user()
+    fail(web, user, FREE + 1)
+    with counting_hasher(app) as counter:
+        assert_throttled(web, user)
+    assert counter.verifies == 0
+    with app.app_context():
+        event = audit.as_dict(audit.events(type_prefix="authn.login.failed")[-1])
+        assert db.session.scalar(select(SsoSession.id).where(SsoSession.user_id == user["id"])) is None
+    assert event["details"] == {"reason": "throttled"} and event["ip"] == web.ip
+
+
+def test_the_delay_doubles_with_each_further_failure(app, web, make_user, pinned):
+    base = app.config["IDP_SETTINGS"].throttle_base_delay
+    user = make_user()
+    fail(web, user, FREE)
+    for n in range(4):
+        fail(web, user)                        # answered normally, but sets the next back-off
+        delay = base * 2 ** n
+        assert_throttled(web, user, seconds=delay)
+        pinned.advance(delay - 1)
+        assert_throttled(web, user, seconds=1)
+        pinned.advance(1)
+    assert_allowed(web, user)
+
+
+def test_success_clears_the_account_and_ip_counter(app, web, make_user, pinned):
+    user = make_user()
+    fail(web, user, FREE)
+    assert_allowed(web, user)
+    fail(web, user, FREE)                      # a fresh allowance after the success
+    assert_allowed(web, user)
+
+
+def test_failures_elsewhere_do_not_block_the_victim_until_the_account_allowance_is_used(app, make_user, pinned):
+    user = make_user()
+    victim = Web(app)
+    per_account = FREE_FAILURES["acct"]
+    attackers = [Web(app) for _ in range(per_account // FREE)]
+    for attacker in attackers:                 # each attacker IP uses only its own free failures
+        fail(attacker, user, FREE)
+    used = FREE * len(attackers)
+    assert used <= per_account
+    assert_allowed(victim, user)
+    extra = Web(app)
+    fail(extra, user, per_account - used + 1)  # past the account-wide allowance
+    assert_throttled(Web(app), user)           # now the account waits everywhere ...
+    pinned.advance(app.config["IDP_SETTINGS"].throttle_base_delay)
+    assert_allowed(victim, user)               # ... but only for the back-off
+
+
+def test_failures_on_other_accounts_from_one_ip_block_that_ip_after_its_allowance(app, make_user, pinned):
+    ip = random_ip()
+    per_ip = FREE_FAILURES["ip"]
+    for _ in range(per_ip // FREE):            # unknown logins: each is its own account counter
+        fail(Web(app, ip=ip), {"username": f"ghost-{uuid.uuid4().hex}"}, FREE)
+    spare = per_ip - (per_ip // FREE) * FREE
+    fail(Web(app, ip=ip), {"username": f"ghost-{uuid.uuid4().hex}"}, spare + 1)
+    newcomer = make_user()
+    assert_throttled(Web(app, ip=ip), newcomer)
+    assert_allowed(Web(app), newcomer)         # the account itself is not blocked elsewhere
+
+
+def test_no_permanent_lock_after_the_maximum_delay(app, web, make_user, pinned):
+    s = app.config["IDP_SETTINGS"]
+    user = make_user()
+    fail(web, user, FREE)
+    delay = s.throttle_base_delay
+    while delay < s.throttle_max_delay:
+        fail(web, user)
+        pinned.advance(min(delay, s.throttle_max_delay))
+        delay *= 2
+    fail(web, user)
+    assert assert_throttled(web, user) == s.throttle_max_delay  # capped
+    pinned.advance(s.throttle_max_delay)
+    assert_allowed(web, user)
+
+
+def test_throttle_rows_never_hold_the_login_in_clear(app, make_user):
+    user = make_user()
+    web = Web(app)
+    fail(web, user)
+    with app.app_context():
+        keys = list(db.session.scalars(select(LoginThrottle.key)))
+    assert not any(user["username"] in k or user["email"] in k for k in keys)
