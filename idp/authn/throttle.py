@@ -10,6 +10,9 @@ import math
 from datetime import timedelta
 
 from flask import current_app
+from sqlalchemy import delete, update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.clock import now
 from idp.extensions import db
@@ -17,6 +20,7 @@ from idp.models import LoginThrottle
 from idp.security.tokens import digest
 
 FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30}
+_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 def keys_for(login_key: str, ip: str) -> list[str]:
@@ -33,20 +37,31 @@ def retry_after(keys: list[str]) -> int:
 
 
 def record_failure(keys: list[str]) -> None:
+    """Count one failure on every key; past the free allowance, block for a doubling delay."""
     settings = current_app.config["IDP_SETTINGS"]
     t = now()
-    for key in keys:
-        row = db.session.get(LoginThrottle, key) or LoginThrottle(key=key, failures=0)
-        row.failures += 1
-        row.updated_at = t
-        over = row.failures - FREE_FAILURES[key.split(":", 1)[0]]
+    for key in keys:  # always the same order, so concurrent logins lock rows in the same order
+        over = _count_failure(key, t) - FREE_FAILURES[key.split(":", 1)[0]]
         if over > 0:
             delay = min(settings.throttle_base_delay * 2 ** min(over - 1, 30), settings.throttle_max_delay)
-            row.blocked_until = t + timedelta(seconds=delay)
-        db.session.add(row)
+            db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
+                               .values(blocked_until=t + timedelta(seconds=delay)))
+
+
+def _count_failure(key: str, t) -> int:
+    """Insert the counter or add one to it in a single statement and return the new count.
+
+    A read-then-write would lose counts when attempts run in parallel, and two first failures
+    for one key would both insert it (IntegrityError on the primary key, a 500 for one of them).
+    """
+    insert = _INSERT[db.session.get_bind().dialect.name]
+    statement = insert(LoginThrottle).values(key=key, failures=1, updated_at=t)
+    statement = statement.on_conflict_do_update(
+        index_elements=[LoginThrottle.key],
+        set_={"failures": LoginThrottle.failures + 1, "updated_at": t})
+    return db.session.execute(statement.returning(LoginThrottle.failures)).scalar_one()
 
 
 def record_success(keys: list[str]) -> None:
-    row = db.session.get(LoginThrottle, keys[0])
-    if row is not None:
-        db.session.delete(row)
+    """Clear the account+IP counter (one statement, so parallel successes cannot trip on each other)."""
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0]))

@@ -1,0 +1,81 @@
+"""Simultaneous failed logins over real HTTP: no 500 and no lost count (issue 2 item 8).
+
+The live server sees every request from 127.0.0.1, so the shared per-IP counter is put back
+as it was afterwards and other tests keep their allowance.
+"""
+import threading
+
+import pytest
+import requests
+from sqlalchemy import select
+
+from idp.extensions import db
+from idp.models import LoginThrottle
+from idp.security.tokens import digest
+from idp.users.directory import identifier_key
+from tests.helpers.forms import csrf_token
+
+PARALLEL = 3
+ROUNDS = 4
+
+
+@pytest.fixture
+def loopback_ip_counter(app):
+    """Restore the 127.0.0.1 counter that this test's failures add to."""
+    with app.app_context():
+        row = db.session.get(LoginThrottle, "ip:127.0.0.1")
+        saved = None if row is None else (row.failures, row.blocked_until, row.updated_at)
+    yield
+    with app.app_context():
+        row = db.session.get(LoginThrottle, "ip:127.0.0.1")
+        if saved is None and row is not None:
+            db.session.delete(row)
+        elif saved is not None:
+            row.failures, row.blocked_until, row.updated_at = saved
+        db.session.commit()
+
+
+def failures(app, login: str) -> dict:
+    account = digest(identifier_key(login))[:32]
+    with app.app_context():
+        rows = db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(
+            [f"acct:{account}", f"acct-ip:{account}:127.0.0.1"])))
+        return {r.key.split(":")[0]: r.failures for r in rows}
+
+
+def fail_together(issuer: str, login: str) -> list[int]:
+    """PARALLEL browsers each fetch the form, then all post a wrong password at the same moment."""
+    sessions = [requests.Session() for _ in range(PARALLEL)]
+    tokens = [csrf_token(s.get(f"{issuer}/login", timeout=10).text) for s in sessions]
+    barrier = threading.Barrier(PARALLEL)
+    statuses: list[int] = []
+
+    def attempt(session, token):
+        barrier.wait()
+        response = session.post(f"{issuer}/login", data={"csrf_token": token, "login": login,
+                                "password": "not the right password"}, allow_redirects=False, timeout=30)
+        statuses.append(response.status_code)
+
+    threads = [threading.Thread(target=attempt, args=pair) for pair in zip(sessions, tokens)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return statuses
+
+
+def test_simultaneous_failures_for_a_new_key_are_all_counted_without_error(app, live_server, make_user,
+                                                                          loopback_ip_counter):
+    for _ in range(ROUNDS):
+        user = make_user()
+        statuses = fail_together(live_server, user["username"])
+        assert sorted(statuses) == [400] * PARALLEL
+        assert failures(app, user["username"]) == {"acct": PARALLEL, "acct-ip": PARALLEL}
+
+
+def test_simultaneous_failures_for_an_unknown_login_are_counted_without_error(app, live_server,
+                                                                              loopback_ip_counter):
+    login = f"nobody-{digest(str(id(app)))[:8]}-{threading.get_ident()}@example.com"
+    statuses = fail_together(live_server, login)
+    assert sorted(statuses) == [400] * PARALLEL
+    assert failures(app, login) == {"acct": PARALLEL, "acct-ip": PARALLEL}
