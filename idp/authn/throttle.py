@@ -1,8 +1,9 @@
 """Exponential back-off after failed logins, per account+IP, per account and per IP.
 
 Failures past a free allowance double the wait up to IDP_THROTTLE_MAX_DELAY; a success clears
-the account+IP counter. There is no permanent lock, so nobody can lock a victim out for good,
-and the account+IP key means an attacker elsewhere slows the victim only after many failures.
+the account+IP counter, and a counter with no failure for a day (QUIET) starts again from zero.
+There is no permanent lock, so nobody can lock a victim out for good, and the account+IP key
+means an attacker elsewhere slows the victim only after many failures.
 """
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import math
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import delete, update
+from sqlalchemy import case, delete, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -20,6 +21,7 @@ from idp.models import LoginThrottle
 from idp.security.tokens import digest
 
 FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30}
+QUIET = timedelta(days=1)
 _INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
@@ -40,16 +42,20 @@ def record_failure(keys: list[str]) -> None:
     """Count one failure on every key; past the free allowance, block for a doubling delay."""
     settings = current_app.config["IDP_SETTINGS"]
     t = now()
+    quiet = max(QUIET, timedelta(seconds=2 * settings.throttle_max_delay))
     for key in keys:  # always the same order, so concurrent logins lock rows in the same order
-        over = _count_failure(key, t) - FREE_FAILURES[key.split(":", 1)[0]]
+        over = _count_failure(key, t, quiet) - FREE_FAILURES[key.split(":", 1)[0]]
         if over > 0:
             delay = min(settings.throttle_base_delay * 2 ** min(over - 1, 30), settings.throttle_max_delay)
             db.session.execute(update(LoginThrottle).where(LoginThrottle.key == key)
                                .values(blocked_until=t + timedelta(seconds=delay)))
 
 
-def _count_failure(key: str, t) -> int:
+def _count_failure(key: str, t, quiet: timedelta) -> int:
     """Insert the counter or add one to it in a single statement and return the new count.
+
+    A counter whose last failure is older than `quiet` restarts at one: otherwise the occasional
+    typos of years would add up until every typo blocked the whole account.
 
     A read-then-write would lose counts when attempts run in parallel, and two first failures
     for one key would both insert it (IntegrityError on the primary key, a 500 for one of them).
@@ -58,7 +64,8 @@ def _count_failure(key: str, t) -> int:
     statement = insert(LoginThrottle).values(key=key, failures=1, updated_at=t)
     statement = statement.on_conflict_do_update(
         index_elements=[LoginThrottle.key],
-        set_={"failures": LoginThrottle.failures + 1, "updated_at": t})
+        set_={"failures": case((LoginThrottle.updated_at < t - quiet, 1), else_=LoginThrottle.failures + 1),
+              "updated_at": t})
     return db.session.execute(statement.returning(LoginThrottle.failures)).scalar_one()
 
 

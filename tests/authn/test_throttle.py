@@ -125,6 +125,15 @@ def test_no_permanent_lock_after_the_maximum_delay(app, web, make_user, pinned):
     assert_allowed(web, user)
 
 
+def test_occasional_typos_over_months_never_add_up_to_a_block(app, make_user, pinned):
+    user = make_user()
+    for _ in range(FREE_FAILURES["acct"] + 5):
+        web = Web(app)                         # a new network each time: only the account counter grows
+        fail(web, user)
+        assert_allowed(web, user)
+        pinned.advance(25 * 3600)
+
+
 def test_throttle_rows_never_hold_the_login_in_clear(app, make_user):
     user = make_user()
     web = Web(app)
