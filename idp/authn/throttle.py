@@ -7,6 +7,7 @@ means an attacker elsewhere slows the victim only after many failures.
 """
 from __future__ import annotations
 
+import ipaddress
 import math
 from datetime import timedelta
 
@@ -27,7 +28,25 @@ _INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 def keys_for(login_key: str, ip: str) -> list[str]:
     account = digest(login_key)[:32]
-    return [f"acct-ip:{account}:{ip}", f"acct:{account}", f"ip:{ip}"]
+    network = client_network(ip)
+    return [f"acct-ip:{account}:{network}", f"acct:{account}", f"ip:{network}"]
+
+
+def client_network(ip: str) -> str:
+    """What one client controls: an IPv4 address, or the /64 an IPv6 address belongs to.
+
+    One IPv6 host is usually given a whole /64, so counting per address would hand it 2**64
+    fresh allowances.
+    """
+    try:
+        address = ipaddress.ip_address(ip)
+    except ValueError:
+        return ip
+    if address.version == 6 and address.ipv4_mapped is not None:
+        return str(address.ipv4_mapped)
+    if address.version == 6:
+        return str(ipaddress.ip_network(f"{address}/64", strict=False))
+    return str(address)
 
 
 def retry_after(keys: list[str]) -> int:

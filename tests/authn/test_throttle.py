@@ -1,4 +1,5 @@
 """Failed logins back off exponentially per account+IP, per account and per IP; never a permanent lock."""
+import random
 import re
 import uuid
 
@@ -132,6 +133,23 @@ def test_occasional_typos_over_months_never_add_up_to_a_block(app, make_user, pi
         fail(web, user)
         assert_allowed(web, user)
         pinned.advance(25 * 3600)
+
+
+def test_ipv6_addresses_in_one_slash_64_share_a_counter(app, make_user, pinned):
+    user = make_user()
+    a, b = random.randrange(0x10000), random.randrange(0x10000)
+    prefix, neighbour = f"2001:db8:{a:x}:{b:x}", f"2001:db8:{a:x}:{(b + 1) % 0x10000:x}"
+    for i in range(FREE + 1):                  # a new address of the same /64 for every guess
+        fail(Web(app, ip=f"{prefix}::{i + 1:x}"), user)
+    assert_throttled(Web(app, ip=f"{prefix}:ffff:ffff:ffff:ffff"), user)
+    assert_allowed(Web(app, ip=f"{neighbour}::1"), user)
+
+
+def test_ipv4_mapped_ipv6_address_counts_as_the_ipv4_address(app, make_user, pinned):
+    user = make_user()
+    ip = random_ip()
+    fail(Web(app, ip=f"::ffff:{ip}"), user, FREE + 1)
+    assert_throttled(Web(app, ip=ip), user)
 
 
 def test_throttle_rows_never_hold_the_login_in_clear(app, make_user):
