@@ -5,6 +5,7 @@ Never pass a password, code, token or secret in details.
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 from flask import g, has_request_context, request
@@ -12,13 +13,31 @@ from flask import g, has_request_context, request
 from idp.extensions import db
 from idp.models import AuditEvent
 
-FORBIDDEN_KEYS = {"password", "code", "token", "secret", "client_secret", "access_token",
-                  "refresh_token", "id_token", "code_verifier"}
+# A details key looks like a secret when any of its words is one of SECRET_WORDS
+# ("new_password", "totp_secret") or its last word is one of SECRET_NOUNS ("refresh_token",
+# "recovery_code", "api_key"), but not "token_endpoint_auth_method" or "code_challenge_method".
+SECRET_WORDS = {"password", "passwd", "passphrase", "secret"}
+SECRET_NOUNS = {"code", "token", "verifier", "cookie", "key", "otp", "pin", "seed", "assertion"}
+
+
+def looks_secret(key: str) -> bool:
+    words = re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", key).lower().replace("-", "_").split("_")
+    return bool(SECRET_WORDS & set(words)) or words[-1] in SECRET_NOUNS
+
+
+def _secret_keys(value) -> set[str]:
+    """Every secret-looking key in a details value, however deeply nested in dicts and lists."""
+    if isinstance(value, dict):
+        found = {str(k) for k in value if looks_secret(str(k))}
+        return found.union(*(_secret_keys(v) for v in value.values()))
+    if isinstance(value, (list, tuple)):
+        return set().union(*(_secret_keys(v) for v in value))
+    return set()
 
 
 def record(event: str, *, outcome: str = "success", user=None, client=None, **details) -> AuditEvent:
     """Add an audit event to the current unit of work; the caller commits."""
-    leaked = FORBIDDEN_KEYS & set(details)
+    leaked = _secret_keys(details)
     if leaked:
         raise ValueError(f"audit details must not carry secrets: {sorted(leaked)}")
     row = AuditEvent(type=event, outcome=outcome, details=details,

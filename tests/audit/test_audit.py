@@ -24,7 +24,8 @@ def row_count(app) -> int:
 
 @pytest.mark.parametrize("key", [
     "password", "code", "token", "secret", "client_secret", "access_token", "refresh_token", "id_token",
-    "code_verifier",
+    "code_verifier", "new_password", "Password", "password_hash", "totp_secret", "recovery_code", "api_key",
+    "session_cookie", "clientSecret", "user-code",
 ])
 def test_record_refuses_details_keys_that_look_like_secrets(app, key):
     before = row_count(app)
@@ -34,6 +35,14 @@ def test_record_refuses_details_keys_that_look_like_secrets(app, key):
         assert not [o for o in db.session.new if isinstance(o, AuditEvent)]
         db.session.commit()
     assert row_count(app) == before
+
+
+def test_record_refuses_secret_keys_nested_in_details(app):
+    with app.app_context():
+        with pytest.raises(ValueError, match="audit details must not carry secrets"):
+            audit.record("tests.secret.refused", form={"login": "alice", "password": "s3cr3t-value"})
+        with pytest.raises(ValueError, match="audit details must not carry secrets"):
+            audit.record("tests.secret.refused", attempts=[{"token": "s3cr3t-value"}])
 
 
 @pytest.mark.parametrize("key", ["reason", "amr", "sid", "kid", "alg", "scope", "via", "change", "first_party",
