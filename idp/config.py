@@ -14,6 +14,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 
 
 class ConfigError(ValueError):
@@ -155,8 +156,10 @@ def validate(s: Settings) -> None:
     if not s.issuer:
         raise ConfigError("IDP_ISSUER is required in production (an https:// URL); "
                           "set IDP_ENV=development to run locally on http://127.0.0.1:5000")
-    if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
-        raise ConfigError(f"IDP_ISSUER must be an absolute http(s) URL without query or fragment, not {s.issuer!r}")
+    if (parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment
+            or "@" in parts.netloc):
+        raise ConfigError(f"IDP_ISSUER must be an absolute http(s) URL without user, query or fragment, "
+                          f"not {s.issuer!r}")
     if s.issuer.endswith("/"):
         raise ConfigError("IDP_ISSUER must not end with a slash")
     if parts.scheme != "https" and not s.is_development:
@@ -169,8 +172,12 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_PASSWORD_MIN_LENGTH must be at least 8")
     if s.password_max_length < 64 or s.password_max_length < s.password_min_length:
         raise ConfigError("IDP_PASSWORD_MAX_LENGTH must be at least 64 and not below the minimum")
-    if s.argon2_memory_kib < 19456 or s.argon2_time_cost < 2 or s.argon2_parallelism < 1:
-        raise ConfigError("IDP_ARGON2_* must be at least the OWASP minimum (19456 KiB, 2 iterations, 1 lane)")
+    if s.argon2_memory_kib < 19456:
+        raise ConfigError("IDP_ARGON2_MEMORY_KIB must be at least 19456 (the OWASP minimum)")
+    if s.argon2_time_cost < 2:
+        raise ConfigError("IDP_ARGON2_TIME_COST must be at least 2 (the OWASP minimum)")
+    if s.argon2_parallelism < 1:
+        raise ConfigError("IDP_ARGON2_PARALLELISM must be at least 1")
     if not 1 <= s.token_code_ttl <= 60:
         raise ConfigError("IDP_TOKEN_CODE_TTL must be between 1 and 60 seconds")
     if s.keys_alg not in ("RS256", "ES256"):
@@ -181,3 +188,5 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
+    if s.log_level not in LOG_LEVELS:
+        raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
