@@ -1,0 +1,373 @@
+"""The operator command `idp`: help on every command, db, seed-demo, clients, users, keys, audit.
+
+Commands run in-process through click's CliRunner (the installed entry point is checked once),
+against a development instance of their own: a temporary instance folder and SQLite file."""
+from __future__ import annotations
+
+import contextvars
+import json
+import os
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import click
+import pytest
+from click.testing import CliRunner
+from flask.globals import _cv_app
+
+from idp import create_app
+from idp.cli import main
+from idp.config import SETTINGS, from_env
+from idp.extensions import db
+from idp.models import Client, SigningKey, SsoSession, User
+from idp.oauth.clients import find_client
+from idp.security.passwords import breached_passwords
+from idp.security.tokens import digest
+from tests.helpers.forms import csrf_token
+
+PASSWORD = "correct horse battery staple"
+NEW_PASSWORD = "a different long passphrase"
+BREACHED = "password1"
+ISSUER = "http://127.0.0.1:5000"
+
+
+class Cli:
+    """Runs `idp ...` in-process with an environment of its own, and opens the same database."""
+
+    def __init__(self, instance: Path):
+        self.instance = instance
+        self.env = {name: None for name in SETTINGS}  # nothing leaks in from the caller's environment
+        self.env.update({"IDP_ENV": "development", "IDP_INSTANCE_PATH": str(instance),
+                         "IDP_DATABASE_URL": f"sqlite:///{instance / 'cli.sqlite'}", "IDP_LOG_LEVEL": "WARNING"})
+        self.runner = CliRunner()
+        self._app = None
+
+    def __call__(self, *args: str, input: str | None = None, ok: bool = True):
+        """Run one command; the app context it pushes is popped, so nothing leaks into other tests."""
+        def run():
+            outer = _cv_app.get(None)
+            result = self.runner.invoke(main, list(args), input=input, env=self.env)
+            while (ctx := _cv_app.get(None)) is not None and ctx is not outer:
+                db.engine.dispose()
+                ctx.pop()
+            return result
+        result = contextvars.copy_context().run(run)
+        if ok:
+            assert result.exit_code == 0, (args, result.output, result.exception)
+        return result
+
+    def json(self, *args: str, input: str | None = None):
+        return json.loads(self(*args, "--json", input=input).stdout)
+
+    @property
+    def app(self):
+        """An app on the CLI's database, for checking what the commands wrote."""
+        if self._app is None:
+            environ = {k: v for k, v in self.env.items() if v is not None}
+            self._app = create_app(from_env(environ))
+        return self._app
+
+    def count(self, model, *where) -> int:
+        with self.app.app_context():
+            return db.session.scalar(db.select(db.func.count()).select_from(model).where(*where))
+
+
+@pytest.fixture(scope="module")
+def cli(tmp_path_factory):
+    tool = Cli(tmp_path_factory.mktemp("cli-instance"))
+    tool("db", "upgrade")
+    return tool
+
+
+@pytest.fixture
+def fresh_cli(tmp_path):
+    tool = Cli(tmp_path / "instance")
+    tool("db", "upgrade")
+    return tool
+
+
+def new_user(cli, username, password=PASSWORD):
+    return cli.json("users", "create", "--username", username, "--email", f"{username}@example.test",
+                    "--password-stdin", input=password + "\n")
+
+
+def sign_in(cli, login, password):
+    """Sign in through the login page of an app on the CLI's database; returns the test client."""
+    web = cli.app.test_client()
+    page = web.get("/login", base_url=ISSUER)
+    response = web.post("/login", base_url=ISSUER, data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                                         "login": login, "password": password})
+    return web, response
+
+
+def check_secret(cli, client_id, secret) -> bool:
+    with cli.app.app_context():
+        return find_client(client_id).check_client_secret(secret)
+
+
+# --- help ------------------------------------------------------------------------------------
+def command_paths(group=main, prefix=()):
+    for name, command in sorted(group.commands.items()):
+        yield prefix + (name,)
+        if isinstance(command, click.Group):
+            yield from command_paths(command, prefix + (name,))
+
+
+@pytest.mark.parametrize("path", [()] + list(command_paths()), ids=lambda p: " ".join(p) or "idp")
+def test_every_command_has_help(cli, path):
+    result = cli(*path, "--help")
+    assert result.stdout.startswith("Usage: ") and "--help" in result.stdout
+
+
+def test_the_documented_commands_exist():
+    paths = {" ".join(p) for p in command_paths()}
+    assert {"serve", "db upgrade", "seed-demo", "clients create", "clients list", "clients show",
+            "clients delete", "clients rotate-secret", "users create", "users list", "users disable",
+            "users enable", "users set-password", "keys rotate", "keys list", "audit list"} <= paths
+
+
+def test_the_installed_idp_command_runs():
+    idp = Path(sys.executable).with_name("idp")
+    result = subprocess.run([str(idp), "--help"], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0 and "clients" in result.stdout and "users" in result.stdout
+
+
+# --- db and seed-demo ------------------------------------------------------------------------
+def test_db_upgrade_twice_is_fine(fresh_cli):
+    again = fresh_cli("db", "upgrade")
+    assert "latest revision" in again.stdout
+
+
+def test_seed_demo_twice_prints_the_same_clients_and_secret_and_adds_nothing(fresh_cli):
+    first = fresh_cli("seed-demo").stdout
+    second = fresh_cli("seed-demo").stdout
+    assert first == second
+    assert "client_id=demo-confidential" in first and "client_id=demo-public" in first
+    assert f"Issuer:          {ISSUER}" in first and f"{ISSUER}/.well-known/openid-configuration" in first
+    secret = first.split("client_secret=", 1)[1].split()[0]
+    assert check_secret(fresh_cli, "demo-confidential", secret)
+    clients = fresh_cli.json("clients", "list")
+    assert sorted(c["client_id"] for c in clients) == ["demo-confidential", "demo-public"]
+    for client in clients:
+        assert all(uri.startswith(("http://127.0.0.1:", "http://localhost:")) for uri in client["redirect_uris"])
+    assert {c["client_id"]: c["type"] for c in clients} == {"demo-confidential": "confidential",
+                                                           "demo-public": "public"}
+    assert fresh_cli.count(SigningKey) == 1
+    secret_file = fresh_cli.instance / "demo_client_secret"
+    assert stat.S_IMODE(secret_file.stat().st_mode) == 0o600
+
+
+# --- clients ---------------------------------------------------------------------------------
+def test_clients_create_public_has_no_secret_and_requires_pkce(cli):
+    client = cli.json("clients", "create", "--name", "SPA", "--public", "--redirect-uri",
+                      "http://127.0.0.1:8080/cb", "--redirect-uri", "com.example.app:/cb")
+    assert client["type"] == "public" and client["token_endpoint_auth_method"] == "none"
+    assert "client_secret" not in client and client["require_pkce"] is True
+    assert client["redirect_uris"] == ["http://127.0.0.1:8080/cb", "com.example.app:/cb"]
+    with cli.app.app_context():
+        assert find_client(client["client_id"]).client_secret_digest is None
+
+
+def test_clients_create_confidential_prints_the_secret_once_and_stores_a_digest(cli):
+    result = cli("clients", "create", "--name", "Web app", "--redirect-uri", "https://app.example.test/cb")
+    assert "Store the client_secret now" in result.output
+    client = cli.json("clients", "create", "--name", "Web app", "--redirect-uri", "https://app.example.test/cb",
+                      "--first-party", "--grant-type", "authorization_code", "--grant-type", "refresh_token")
+    secret = client["client_secret"]
+    assert client["type"] == "confidential" and client["first_party"] is True and len(secret) >= 32
+    assert client["grant_types"] == ["authorization_code", "refresh_token"]
+    with cli.app.app_context():
+        stored = find_client(client["client_id"])
+        assert stored.client_secret_digest == digest(secret) != secret
+        assert stored.check_client_secret(secret) and not stored.check_client_secret(secret + "x")
+    shown = cli.json("clients", "show", client["client_id"])
+    assert "client_secret" not in shown and secret not in json.dumps(shown)
+
+
+@pytest.mark.parametrize("uri", [
+    "https://app.example.test/cb#fragment",
+    "https://*.example.test/cb",
+    "https://app.example.test/*",
+    "http://app.example.test/cb",
+    "http://localhost.evil.example/cb",
+    "javascript:alert(1)",
+    "javascript://app.example.test/%0aalert(1)",
+    "data:text/html,hi",
+    "/relative/cb",
+    "",
+])
+def test_clients_create_rejects_a_bad_redirect_uri_and_writes_nothing(cli, uri):
+    before = cli.count(Client)
+    result = cli("clients", "create", "--name", "Bad", "--redirect-uri", uri, ok=False)
+    assert result.exit_code == 1 and "redirect URI" in result.output
+    assert cli.count(Client) == before
+
+
+def test_clients_create_rejects_a_taken_client_id(cli):
+    cli("clients", "create", "--name", "First", "--client-id", "taken-id", "--redirect-uri", "https://a.example.test/cb")
+    result = cli("clients", "create", "--name", "Second", "--client-id", "taken-id",
+                 "--redirect-uri", "https://b.example.test/cb", ok=False)
+    assert result.exit_code == 1 and "exists already" in result.output
+    assert cli.count(Client, Client.client_id == "taken-id") == 1
+
+
+def test_clients_list_and_show_print_json(cli):
+    made = cli.json("clients", "create", "--name", "Listed", "--redirect-uri", "https://listed.example.test/cb")
+    listed = {c["client_id"]: c for c in cli.json("clients", "list")}
+    assert listed[made["client_id"]]["client_name"] == "Listed"
+    assert all("client_secret" not in c for c in listed.values())
+    shown = cli.json("clients", "show", made["client_id"])
+    assert shown == {k: v for k, v in made.items() if k != "client_secret"}
+
+
+def test_clients_show_of_an_unknown_client_fails(cli):
+    result = cli("clients", "show", "no-such-client", ok=False)
+    assert result.exit_code == 1 and "no client" in result.output
+
+
+def test_clients_rotate_secret_makes_the_old_secret_useless(cli):
+    made = cli.json("clients", "create", "--name", "Rotating", "--redirect-uri", "https://r.example.test/cb")
+    rotated = cli.json("clients", "rotate-secret", made["client_id"])
+    assert rotated["client_id"] == made["client_id"] and rotated["client_secret"] != made["client_secret"]
+    assert not check_secret(cli, made["client_id"], made["client_secret"])
+    assert check_secret(cli, made["client_id"], rotated["client_secret"])
+
+
+def test_clients_rotate_secret_of_a_public_client_fails(cli):
+    made = cli.json("clients", "create", "--name", "Public", "--public", "--redirect-uri", "http://[::1]:8080/cb")
+    result = cli("clients", "rotate-secret", made["client_id"], ok=False)
+    assert result.exit_code == 1 and "no secret" in result.output
+    with cli.app.app_context():
+        assert find_client(made["client_id"]).client_secret_digest is None
+
+
+def test_clients_delete_removes_the_client(cli):
+    made = cli.json("clients", "create", "--name", "Doomed", "--redirect-uri", "https://d.example.test/cb")
+    assert made["client_id"] in cli("clients", "delete", made["client_id"]).stdout
+    assert cli.count(Client, Client.client_id == made["client_id"]) == 0
+    assert cli("clients", "show", made["client_id"], ok=False).exit_code == 1
+    assert cli("clients", "delete", made["client_id"], ok=False).exit_code == 1
+
+
+# --- users -----------------------------------------------------------------------------------
+def test_users_create_reads_the_password_from_stdin_and_prints_no_secret(cli):
+    user = new_user(cli, "stdin-user")
+    assert user["username"] == "stdin-user" and user["disabled"] is False and user["subject"]
+    assert PASSWORD not in json.dumps(user) and "password" not in json.dumps(user)
+    _, response = sign_in(cli, "stdin-user", PASSWORD)
+    assert response.status_code == 303
+
+
+def test_users_create_rejects_a_breached_password_and_writes_nothing(cli):
+    assert BREACHED in breached_passwords()
+    result = cli("users", "create", "--username", "breached-user", "--email", "breached@example.test",
+                 "--password-stdin", input=BREACHED + "\n", ok=False)
+    assert result.exit_code == 1 and "leaked" in result.output
+    assert cli.count(User, User.username == "breached-user") == 0
+
+
+def test_users_list_prints_json_without_password_hashes(cli):
+    new_user(cli, "listed-user")
+    users = cli.json("users", "list")
+    assert "listed-user" in {u["username"] for u in users}
+    assert all(set(u) == {"subject", "username", "email", "disabled", "created_at"} for u in users)
+
+
+def test_users_disable_ends_sessions_and_blocks_sign_in_and_enable_restores_it(cli):
+    new_user(cli, "disabled-user")
+    web, response = sign_in(cli, "disabled-user", PASSWORD)
+    assert response.status_code == 303
+    with cli.app.app_context():
+        user_id = db.session.scalar(db.select(User.id).where(User.username == "disabled-user"))
+    assert cli.count(SsoSession, SsoSession.user_id == user_id) == 1
+    cli("users", "disable", "disabled-user")
+    assert cli.count(SsoSession, SsoSession.user_id == user_id) == 0
+    account = web.get("/account", base_url=ISSUER)
+    assert account.status_code == 302 and "/login" in account.headers["Location"]
+    assert sign_in(cli, "disabled-user", PASSWORD)[1].status_code == 400
+    assert {u["username"]: u["disabled"] for u in cli.json("users", "list")}["disabled-user"] is True
+    cli("users", "enable", "disabled-user@example.test")
+    assert sign_in(cli, "disabled-user", PASSWORD)[1].status_code == 303
+
+
+def test_users_set_password_replaces_the_password(cli):
+    new_user(cli, "renamed-pw")
+    cli("users", "set-password", "renamed-pw", "--password-stdin", input=NEW_PASSWORD + "\n")
+    assert sign_in(cli, "renamed-pw", PASSWORD)[1].status_code == 400
+    assert sign_in(cli, "renamed-pw", NEW_PASSWORD)[1].status_code == 303
+
+
+def test_users_set_password_rejects_a_breached_password_and_keeps_the_old_one(cli):
+    new_user(cli, "kept-pw")
+    with cli.app.app_context():
+        before = db.session.scalar(db.select(User.password_hash).where(User.username == "kept-pw"))
+    result = cli("users", "set-password", "kept-pw", "--password-stdin", input=BREACHED + "\n", ok=False)
+    assert result.exit_code == 1 and "leaked" in result.output
+    with cli.app.app_context():
+        assert db.session.scalar(db.select(User.password_hash).where(User.username == "kept-pw")) == before
+
+
+def test_users_commands_on_an_unknown_login_fail(cli):
+    for command in (("users", "disable", "nobody"), ("users", "enable", "nobody"),
+                    ("users", "set-password", "nobody", "--password-stdin")):
+        result = cli(*command, input=NEW_PASSWORD + "\n", ok=False)
+        assert result.exit_code == 1 and "no user" in result.output
+
+
+# --- keys ------------------------------------------------------------------------------------
+def test_keys_rotate_adds_an_active_key_and_keeps_the_old_one_published(fresh_cli):
+    fresh_cli("seed-demo")
+    [first] = fresh_cli.json("keys", "list")
+    assert first["active"] is True and first["alg"] == "RS256"
+    rotated = fresh_cli("keys", "rotate").stdout
+    keys = fresh_cli.json("keys", "list")
+    assert len(keys) == 2 and [k["active"] for k in keys].count(True) == 1
+    active = next(k for k in keys if k["active"])
+    assert active["kid"] != first["kid"] and active["kid"] in rotated
+    assert {k["kid"] for k in keys if not k["active"]} == {first["kid"]}
+    with fresh_cli.app.app_context():
+        from idp.keys import keyring
+        assert keyring().kid == active["kid"]
+        assert {k["kid"] for k in json.loads(keyring().jwks_json)["keys"]} == {first["kid"], active["kid"]}
+
+
+def test_keys_rotate_can_switch_to_es256(fresh_cli):
+    fresh_cli("keys", "rotate", "--alg", "ES256")
+    keys = fresh_cli.json("keys", "list")
+    assert [k["alg"] for k in keys if k["active"]] == ["ES256"]
+
+
+# --- audit -----------------------------------------------------------------------------------
+def test_audit_list_prints_json_lines_without_any_secret(cli):
+    made = cli.json("clients", "create", "--name", "Audited", "--redirect-uri", "https://au.example.test/cb")
+    rotated = cli.json("clients", "rotate-secret", made["client_id"])
+    output = cli("audit", "list", "--type", "oauth.client", "--since", "2000-01-01").stdout
+    events = [json.loads(line) for line in output.splitlines()]
+    assert events and all(e["type"].startswith("oauth.client.") for e in events)
+    mine = [e for e in events if e["client_id"] == made["client_id"]]
+    assert {e["type"] for e in mine} == {"oauth.client.created", "oauth.client.changed"}
+    for secret in (made["client_secret"], rotated["client_secret"]):
+        assert secret not in output and digest(secret) not in output
+
+
+def test_audit_list_filters_by_user_and_time(cli):
+    new_user(cli, "audited-user")
+    sign_in(cli, "audited-user", PASSWORD)
+    lines = cli("audit", "list", "--user", "audited-user", "--since", "2000-01-01T00:00").stdout.splitlines()
+    types = {json.loads(line)["type"] for line in lines}
+    assert {"users.user.created", "authn.login.succeeded"} <= types
+    assert PASSWORD not in "\n".join(lines)
+    assert cli("audit", "list", "--since", "2999-01-01").stdout == ""
+
+
+def test_audit_list_rejects_a_bad_since(cli):
+    result = cli("audit", "list", "--since", "yesterday", ok=False)
+    assert result.exit_code == 2 and "ISO 8601" in result.output
+
+
+def test_cli_uses_its_own_instance_folder(cli):
+    assert (cli.instance / "cli.sqlite").exists()
+    assert stat.S_IMODE((cli.instance / "secret_key").stat().st_mode) == 0o600
+    assert os.environ.get("IDP_INSTANCE_PATH") != str(cli.instance)
