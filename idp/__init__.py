@@ -13,10 +13,14 @@ from idp.config import Settings, from_env
 PACKAGE_DIR = Path(__file__).resolve().parent
 
 
+ASSET_MARKERS = {"templates": "base.html", "static": "css/idp.css", "migrations": "env.py"}
+
+
 def _asset_dir(name: str) -> str:
-    """templates/ and static/ beside the package in a checkout, or inside it in a wheel."""
-    for candidate in (PACKAGE_DIR.parent / name, PACKAGE_DIR / name):
-        if candidate.is_dir():
+    """templates/, static/ or migrations/: inside the package in a wheel, or beside it in a
+    checkout; recognised by a file each must hold, so a stray folder never wins."""
+    for candidate in (PACKAGE_DIR / name, PACKAGE_DIR.parent / name):
+        if (candidate / ASSET_MARKERS[name]).is_file():
             return str(candidate)
     raise RuntimeError(f"cannot find the {name}/ folder")
 
@@ -52,8 +56,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp import models  # noqa: F401  (registers the tables)
 
     db.init_app(app)
-    migrate.init_app(app, db, directory=str(PACKAGE_DIR.parent / "migrations")
-                     if (PACKAGE_DIR.parent / "migrations").is_dir() else str(PACKAGE_DIR / "migrations"))
+    migrate.init_app(app, db, directory=_asset_dir("migrations"))
     csrf.init_app(app)
 
     from idp.web.errors import init_errors

@@ -86,7 +86,9 @@ def app_ctx(app):
 @pytest.fixture
 def client(app):
     """Flask's test client, addressed at the issuer's host (TRUSTED_HOSTS is on)."""
-    return app.test_client()
+    client = app.test_client()
+    client.environ_base["HTTP_HOST"] = app.config["IDP_SETTINGS"].issuer.split("://", 1)[1]
+    return client
 
 
 @pytest.fixture(autouse=True)

@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import logging
 
-from flask import Flask, g, render_template, request
+from flask import Flask, Response, g, render_template, request
 from flask_wtf.csrf import CSRFError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, SecurityError
 
 from idp.security.tokens import random_token
 
@@ -49,13 +49,18 @@ def init_errors(app: Flask) -> None:
     def _http_error(error: HTTPException):
         if error.code and error.code < 400:
             return error
+        if isinstance(error, SecurityError):
+            # An untrusted Host header: no URL can be built for this request, so no page either.
+            return Response("Bad request\n", status=400, mimetype="text/plain")
         messages = {
             404: "This page does not exist. Check the address.",
             405: "This page cannot be used that way. Go back and try again.",
             413: "What you sent is too large.",
         }
-        return _page(messages.get(error.code, "Your request could not be handled. Go back and try again."),
-                     error.code or 400)
+        body, status = _page(messages.get(error.code, "Your request could not be handled. Go back and try again."),
+                             error.code or 400)
+        allow = dict(error.get_headers()).get("Allow")
+        return body, status, ({"Allow": allow} if allow else {})
 
     @app.errorhandler(Exception)
     def _server_error(error: Exception):
