@@ -309,6 +309,15 @@ def test_max_age_longer_than_the_session_age_keeps_the_session(live_server, make
     assert is_login_redirect(live_server, browser.get(rp.authorization_url(max_age="99")))
 
 
+def test_max_age_exceeded_with_prompt_none_is_login_required(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    clock.set_now(_real_now() - timedelta(seconds=300))
+    browser = signed_in_browser(live_server, make_user())
+    clock.advance(100)
+    response = browser.get(raw_authorize_url(live_server, client, max_age="60", prompt="none", state="st-ma"))
+    assert_redirect_error(response, client, live_server, "login_required", "st-ma")
+
+
 @pytest.mark.parametrize("max_age", ["-1", "abc", "1.5", "99999999999"])
 def test_malformed_max_age_is_invalid_request(live_server, make_client, max_age):
     client = make_client()
@@ -373,6 +382,17 @@ def test_id_token_hint_of_the_signed_in_user_issues_without_login(live_server, m
     rp = RelyingParty(live_server, client)
     response = browser.get(rp.authorization_url(id_token_hint=token["id_token"], prompt="none"))
     assert rp.callback_params(response)["code"]
+
+
+def test_expired_id_token_hint_of_the_signed_in_user_is_still_a_hint(live_server, app, make_user, make_client):
+    """OIDC Core 3.1.2.1: the hint may be an expired ID token."""
+    user = make_user()
+    client = make_client(first_party=True)
+    clock.set_now(_real_now() - timedelta(seconds=3 * app.config["IDP_SETTINGS"].token_id_ttl))
+    _, browser, token = tokens_for(live_server, user, client, scope="openid")
+    clock.advance(2 * app.config["IDP_SETTINGS"].token_id_ttl)
+    response = browser.get(raw_authorize_url(live_server, client, id_token_hint=token["id_token"], prompt="none"))
+    assert query_of(response.headers["Location"])["code"]
 
 
 @pytest.mark.parametrize("hint", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0."])
@@ -446,10 +466,11 @@ def test_form_post_returns_a_page_whose_form_posts_code_state_and_iss(live_serve
 
 def test_form_post_also_carries_errors(live_server, make_client):
     client = make_client()
+    state = 'st-fp"><script>x</script>'
     response = requests.get(raw_authorize_url(live_server, client, prompt="none", response_mode="form_post",
-                                              state="st-fp"), allow_redirects=False, timeout=TIMEOUT)
+                                              state=state), allow_redirects=False, timeout=TIMEOUT)
     fields = _assert_form_post_page(response, client)
-    assert fields["error"] == "login_required" and fields["state"] == "st-fp" and fields["iss"] == live_server
+    assert fields["error"] == "login_required" and fields["state"] == state and fields["iss"] == live_server
     assert "code" not in fields
 
 
