@@ -35,22 +35,36 @@ def main():
 
 
 # --- serve -----------------------------------------------------------------------------------
-@main.command(help="Serve HTTP. Production: gunicorn (IDP_* settings from the environment).")
+@main.command(help="Serve HTTP with the production WSGI server (IDP_* settings from the environment).")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--workers", default=2, show_default=True, type=int, help="gunicorn worker processes")
+@click.option("--server", type=click.Choice(["granian", "gunicorn"]), default="granian", show_default=True,
+              help="production WSGI server (bench/README.md says why)")
+@click.option("--workers", default=None, type=int, help="worker processes  [default: CPU count]")
 @click.option("--threads", default=4, show_default=True, type=int, help="threads per worker")
+@click.option("--access-log/--no-access-log", default=False, show_default=True,
+              help="one log line per request (off: the reverse proxy logs requests, and this halves JWKS throughput)")
 @click.option("--dev", is_flag=True, help="Use Werkzeug's single-process development server instead.")
-def serve(host, port, workers, threads, dev):
+def serve(host, port, server, workers, threads, access_log, dev):
     app = _app()
     from idp.keys import ensure_key
     ensure_key(app.config["IDP_SETTINGS"])
     if dev:
         app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
         return
-    os.execvp(sys.executable, [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}",
-                               "--workers", str(workers), "--threads", str(threads),
-                               "--access-logfile", "-", "idp.wsgi:app"])
+    workers = str(workers or os.cpu_count() or 1)
+    import importlib.util
+    if importlib.util.find_spec(server) is None:
+        raise click.ClickException(f"{server} is not installed (pip install {server}), or choose another --server")
+    if server == "granian":
+        argv = [sys.executable, "-m", "granian", "--interface", "wsgi", "--host", host, "--port", str(port),
+                "--workers", workers, "--blocking-threads", str(threads), "--no-ws", "--respawn-failed-workers"]
+        argv += ["--access-log"] if access_log else []
+    else:
+        argv = [sys.executable, "-m", "gunicorn", "--bind", f"{host}:{port}", "--workers", workers,
+                "--threads", str(threads)]
+        argv += ["--access-logfile", "-"] if access_log else []
+    os.execvp(argv[0], argv + ["idp.wsgi:app"])
 
 
 # --- db --------------------------------------------------------------------------------------
