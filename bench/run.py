@@ -71,6 +71,8 @@ def parse_args(argv=None):
                    help="PostgreSQL maintenance database (loopback) used to create and drop the benchmark database")
     p.add_argument("--alg", choices=["RS256", "ES256"], default="RS256", help="IDP_KEYS_ALG (default RS256)")
     p.add_argument("--users", type=int, default=None, help="signed-in users (default: = connections, at most 64)")
+    p.add_argument("--sqlite-wal", action="store_true",
+                   help="experiment: switch the SQLite file to WAL journal mode after migrating (not idp's default)")
     p.add_argument("--note", default="", help="free text recorded with the results (e.g. 'machine busy')")
     p.add_argument("--output", default=str(BENCH / "results.md"))
     p.add_argument("--profile", default=None, metavar="DIR",
@@ -112,6 +114,26 @@ def background_busy(seconds: float = 2.0) -> float:
     except OSError:
         return float("nan")
     return (b1 - b0) / (t1 - t0) if t1 > t0 else float("nan")
+
+
+def calibrate() -> dict:
+    """CPU ms of three fixed pieces of work, to compare machines (and to see a disturbed one)."""
+    from argon2 import PasswordHasher
+    from cryptography.hazmat.primitives import hashes
+    from cryptography.hazmat.primitives.asymmetric import padding, rsa
+
+    def cpu_ms(fn, n):
+        start = time.process_time()
+        for _ in range(n):
+            fn()
+        return 1000 * (time.process_time() - start) / n
+
+    key = rsa.generate_private_key(65537, 2048)
+    hasher = PasswordHasher(memory_cost=19456, time_cost=2, parallelism=1)  # idp's defaults
+    stored = hasher.hash("calibration")
+    return {"rsa2048_sign_ms": cpu_ms(lambda: key.sign(b"x" * 400, padding.PKCS1v15(), hashes.SHA256()), 100),
+            "argon2_verify_ms": cpu_ms(lambda: hasher.verify(stored, "calibration"), 5),
+            "python_loop_ms": cpu_ms(lambda: sum(i for i in range(100_000)), 20)}
 
 
 def versions() -> dict:
@@ -441,6 +463,7 @@ def measure(name: str, kind: str, port: int, seed: dict, traffic: dict, args, wo
                    "server_cpu": (cpu1 - cpu0) / seconds,
                    "server_ms_per_flow": 1000 * (cpu1 - cpu0) / max(1, result["flows"]),
                    "db_cpu": sum(v - db0.get(pid, 0.0) for pid, v in db1.items()) / seconds,
+                   "db_ms_per_flow": 1000 * sum(v - db0.get(pid, 0.0) for pid, v in db1.items()) / max(1, result["flows"]),
                    "machine_busy": (busy1[0] - busy0[0]) / (busy1[1] - busy0[1]) if busy1[1] > busy0[1] else float("nan")})
     print(f"  {name:<19} {result['mode']:<16} {result['rate']:>9.1f}/s  p50 {result['p50_ms']:7.2f} ms"
           f"  p99 {result['p99_ms']:7.2f} ms  errors {result['errors']}  (server {result['server_cpu']:.2f} cores,"
@@ -485,9 +508,14 @@ def bench_database(kind: str, args, use_wrk: bool) -> tuple[list[dict], dict]:
         workdir = Path(tmp)
         port = free_port()
         idle = background_busy()
+        calibration = calibrate()
         with fresh_database(kind, args, workdir) as database_url:
             env = idp_env(database_url, workdir / "instance", port, args)
             run_checked([str(VENV_BIN / "idp"), "db", "upgrade"], env)
+            if kind == "sqlite" and args.sqlite_wal:
+                import sqlite3
+                with contextlib.closing(sqlite3.connect(workdir / "instance" / "idp.sqlite")) as conn:
+                    conn.execute("PRAGMA journal_mode=WAL")  # persists in the file
             seed = json.loads(run_checked([sys.executable, str(BENCH / "seed.py"), str(args.users), PASSWORD], env)
                               .strip().splitlines()[-1])
             argv = serve_argv(port, args)
@@ -507,7 +535,8 @@ def bench_database(kind: str, args, use_wrk: bool) -> tuple[list[dict], dict]:
                 kept = Path(tempfile.gettempdir()) / f"idp-bench-{kind}-server.log"
                 shutil.copy(log_path, kept)
                 print(f"  server log: {kept}")
-    return results, {"db": kind, "background_busy": idle, "server": server_line, "argv": argv}
+    return results, {"db": kind, "background_busy": idle, "server": server_line, "argv": argv,
+                     "calibration": calibration}
 
 
 def describe_server(pid: int, log_path: Path) -> str:
@@ -546,21 +575,28 @@ def report(results: list[dict], runs: list[dict], args, command: str, use_wrk: b
              f"password_login; {args.connections} connections, {args.duration:g} s each after {args.warmup:g} s warm-up; "
              f"signing alg {args.alg}  "]
     for run in runs:
+        cal = run["calibration"]
         lines.append(f"Server ({run['db']}): `{run['server']}`; other jobs kept "
-                     f"{100 * run['background_busy']:.0f}% of the CPUs busy just before the run  ")
+                     f"{100 * run['background_busy']:.0f}% of the CPUs busy just before the run; calibration (CPU ms): "
+                     f"RSA-2048 sign {cal['rsa2048_sign_ms']:.2f}, argon2id verify (19 MiB, t=2) "
+                     f"{cal['argon2_verify_ms']:.1f}, Python loop {cal['python_loop_ms']:.2f}  ")
     if args.note:
         lines.append(f"Note: {args.note}  ")
-    lines += ["", "| scenario | database | load | req/s | p50 ms | p99 ms | errors | target req/s (p99 < 50 ms, 0 errors) |",
-              "|---|---|---|---:|---:|---:|---:|---|"]
+    lines += ["", "| scenario | database | load | req/s | p50 ms | p99 ms | errors | target req/s (p99 < 50 ms, 0 errors) "
+              "| CPU ms per flow (server + db) |",
+              "|---|---|---|---:|---:|---:|---:|---|---:|"]
     for r in results:
         unit = UNITS.get(r["scenario"], "")
         lines.append(f"| {r['scenario']} | {r['db']} | {r['mode']} | {fmt_rate(r)}{' ' + unit if unit else ''} | "
-                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {verdict(r)} |")
+                     f"{r['p50_ms']:.1f} | {r['p99_ms']:.1f} | {r['errors']} | {verdict(r)} | "
+                     f"{r['server_ms_per_flow']:.2f} + {r['db_ms_per_flow']:.2f} |")
     lines += ["", "req/s counts whole flows for code_flow (GET /authorize + POST /token) and password_login "
               "(GET /login + POST /login), and their latencies are per flow. \"max\" rows are closed-loop "
               "(each connection sends its next request when the last one is answered); \"paced\" rows send "
               "flows at the target rate (open loop, latency from the scheduled start).", ""]
-    lines += ["Server CPU (cores used) and whole-machine busy share per scenario:", ""]
+    lines += ["CPU ms per flow is CPU time of the server processes (and of the PostgreSQL backends serving the "
+              "benchmark database) divided by completed flows: it holds up on a busy machine better than req/s. "
+              "Cores used and the whole machine's busy share per scenario:", ""]
     lines += [f"- {r['scenario']} / {r['db']} / {r['mode']}: server {r['server_cpu']:.2f} cores, machine "
               f"{100 * r['machine_busy']:.0f}% busy" + (f", load generator {r['loadgen_cpu_s'] / r['seconds']:.2f} cores"
                                                         if "loadgen_cpu_s" in r else "") for r in results]
@@ -574,7 +610,9 @@ def main(argv=None):
         raise SystemExit(WRK_HINT.split(";")[0])
     if not use_wrk and args.loadgen == "auto":
         print(WRK_HINT, file=sys.stderr)
-    command = "make bench" + (f' BENCH_ARGS="{" ".join(sys.argv[1:])}"' if sys.argv[1:] else "")
+    inner = shlex.join(sys.argv[1:])
+    quoted = f'"{inner}"' if not set(inner) & set('"$`\\') else shlex.quote(inner)
+    command = "make bench" + (f" BENCH_ARGS={quoted}" if inner else "")
     kinds = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     results, runs = [], []
     for kind in kinds:
