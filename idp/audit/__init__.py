@@ -6,10 +6,11 @@ Never pass a password, code, token or secret in details.
 from __future__ import annotations
 
 import re
-from datetime import datetime
+from datetime import datetime, timezone
 
 from flask import g, has_request_context, request
 
+from idp.clock import aware
 from idp.extensions import db
 from idp.models import AuditEvent
 
@@ -59,7 +60,8 @@ def events(*, user_id: int | None = None, type_prefix: str | None = None,
     if type_prefix:
         query = query.where(AuditEvent.type.startswith(type_prefix))
     if since is not None:
-        query = query.where(AuditEvent.at >= since)
+        # SQLite stores the UTC wall time and drops the zone of a bound value, so convert first.
+        query = query.where(AuditEvent.at >= aware(since).astimezone(timezone.utc))
     return list(db.session.scalars(query.limit(limit)))
 
 

@@ -112,3 +112,19 @@ def test_events_filter_by_user_type_prefix_and_since(app, make_user):
             ["tests.filter.fourth"]
         assert types(since=t0 + timedelta(seconds=31)) == []
         assert len(audit.events(type_prefix="tests.filter.", limit=2)) == 2
+
+
+def test_events_since_honours_the_time_zone_it_is_given_in(app, make_user):
+    user = make_user()
+    t0 = datetime.now(timezone.utc).replace(microsecond=0) + timedelta(days=500)
+    with app.app_context():
+        for offset in (0, 5400):
+            clock.set_now(t0 + timedelta(seconds=offset))
+            audit.record("tests.zone.recorded", user=user["id"], offset=offset)
+            db.session.commit()
+        clock.set_now(None)
+        plus_two = timezone(timedelta(hours=2))
+        since = (t0 + timedelta(hours=1)).astimezone(plus_two)        # the same instant, written in UTC+2
+        assert [e.details["offset"] for e in audit.events(user_id=user["id"], since=since)] == [5400]
+        naive = (t0 + timedelta(hours=1)).replace(tzinfo=None)           # naive values are UTC
+        assert [e.details["offset"] for e in audit.events(user_id=user["id"], since=naive)] == [5400]
