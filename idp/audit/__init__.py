@@ -58,7 +58,7 @@ def events(*, user_id: int | None = None, type_prefix: str | None = None,
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if type_prefix:
-        query = query.where(AuditEvent.type.startswith(type_prefix))
+        query = query.where(AuditEvent.type.startswith(type_prefix, autoescape=True))  # _ and % are literal
     if since is not None:
         # SQLite stores the UTC wall time and drops the zone of a bound value, so convert first.
         query = query.where(AuditEvent.at >= aware(since).astimezone(timezone.utc))

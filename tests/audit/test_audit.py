@@ -128,3 +128,14 @@ def test_events_since_honours_the_time_zone_it_is_given_in(app, make_user):
         assert [e.details["offset"] for e in audit.events(user_id=user["id"], since=since)] == [5400]
         naive = (t0 + timedelta(hours=1)).replace(tzinfo=None)           # naive values are UTC
         assert [e.details["offset"] for e in audit.events(user_id=user["id"], since=naive)] == [5400]
+
+
+def test_events_type_prefix_is_a_prefix_not_a_pattern(app, make_user):
+    user = make_user()
+    with app.app_context():
+        audit.record("tests.pattern.recorded", user=user["id"])
+        db.session.commit()
+        assert [e.type for e in audit.events(user_id=user["id"], type_prefix="tests.pattern")] == \
+            ["tests.pattern.recorded"]
+        assert audit.events(user_id=user["id"], type_prefix="tests_pattern") == []
+        assert audit.events(user_id=user["id"], type_prefix="%") == []
