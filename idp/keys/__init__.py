@@ -110,5 +110,17 @@ def keyring() -> KeyRing:
     return ring
 
 
+def reload_for_unknown_kid(kid) -> KeyRing:
+    """The key ring, reloaded from the database when `kid` is not in it but is a key of ours (one
+    rotated by another instance). A made-up kid costs one primary-key lookup, never a reload."""
+    ring = keyring()
+    if kid in ring.verifiers or not isinstance(kid, str) or not kid or len(kid) > 64:
+        return ring
+    if db.session.get(SigningKey, kid) is None:
+        return ring
+    _forget()
+    return keyring()
+
+
 def _forget() -> None:
     current_app.extensions.pop("idp.keyring", None)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import current_app, g
-from joserfc import jwt
+from joserfc import jws, jwt
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
-from idp.keys import keyring
+from idp.keys import keyring, reload_for_unknown_kid
 from idp.security.tokens import random_token
 
 ALGORITHMS = ["RS256", "ES256"]
@@ -60,16 +60,31 @@ class TokenGenerator(BearerTokenGenerator):
         return super().generate(grant_type, client, user, scope, expires_in, include_refresh_token and allowed)
 
 
-def verify(token: str, *, typ: str | None = None) -> dict | None:
-    """Claims of a JWT we signed and that is still valid, or None (bad signature, alg, iss, exp)."""
+def _decode(token: str):
+    """Signature and algorithm checked against our published keys, or None. A kid this process
+    does not know yet makes it reload the key ring when that kid is in the database, so a key
+    rotated on another instance is accepted at once rather than after IDP_KEYS_CACHE_SECONDS."""
     if not token or len(token) > 8192 or token.count(".") != 2:
         return None
     ring = keyring()
     try:
-        decoded = jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
+        kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+    except (JoseError, ValueError, TypeError, UnicodeError):
+        return None
+    if kid not in ring.verifiers:
+        ring = reload_for_unknown_kid(kid)
+    try:
+        return jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
     except (JoseError, ValueError, TypeError):
         return None
-    if typ is not None and decoded.header.get("typ", "").lower() != typ:
+
+
+def verify(token: str, *, typ: str | None = None) -> dict | None:
+    """Claims of a JWT we signed and that is still valid, or None (bad signature, alg, iss, exp)."""
+    decoded = _decode(token)
+    if decoded is None:
+        return None
+    if typ is not None and str(decoded.header.get("typ", "")).lower() != typ:
         return None
     claims = decoded.claims
     exp = claims.get("exp")
@@ -78,12 +93,13 @@ def verify(token: str, *, typ: str | None = None) -> dict | None:
     return claims
 
 
-def verify_ignoring_expiry(token: str) -> dict | None:
-    """For id_token_hint (OIDC Core 3.1.2.1: an expired ID token is still a valid hint)."""
-    if not token or len(token) > 8192 or token.count(".") != 2:
+def verify_id_token_hint(token: str) -> dict | None:
+    """Claims of an ID token we issued, expired or not (OIDC Core 3.1.2.1: an expired ID token is
+    still a valid hint); a JWT access token (typ at+jwt) is not an ID token and is refused."""
+    decoded = _decode(token)
+    if decoded is None or str(decoded.header.get("typ", "")).lower() == "at+jwt":
         return None
-    try:
-        decoded = jwt.decode(token, KeySet(list(keyring().verifiers.values())), algorithms=ALGORITHMS)
-    except (JoseError, ValueError, TypeError):
+    claims = decoded.claims
+    if claims.get("iss") != _settings().issuer or not claims.get("sub") or "aud" not in claims:
         return None
-    return decoded.claims if decoded.claims.get("iss") == _settings().issuer else None
+    return claims

@@ -17,7 +17,7 @@ from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.server import get_server
-from idp.oauth.tokens import verify_ignoring_expiry
+from idp.oauth.tokens import verify_id_token_hint
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import gettext as _
@@ -95,7 +95,7 @@ def _validate_extras(grant, params: dict) -> dict:
         raise InvalidRequestError(error.description, **where) from None
     hint = None
     if params.get("id_token_hint"):
-        hint = verify_ignoring_expiry(params["id_token_hint"])
+        hint = verify_id_token_hint(params["id_token_hint"])
         if hint is None:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
     return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,

@@ -84,8 +84,6 @@ def second_instance(settings):
     server.shutdown()
 
 
-@pytest.mark.xfail(strict=True, reason="a replica accepts the new key only after IDP_KEYS_CACHE_SECONDS; "
-                                       "see the report on idp/keys keyring() (unknown kid does not reload)")
 def test_another_instance_accepts_tokens_signed_with_a_key_rotated_elsewhere(
         live_server, app, make_user, make_client, second_instance, rotated_back):
     user = make_user()

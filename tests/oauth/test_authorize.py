@@ -403,6 +403,16 @@ def test_garbage_id_token_hint_is_invalid_request(live_server, make_user, make_c
     assert_redirect_error(response, client, live_server, "invalid_request", "st-g")
 
 
+def test_an_access_token_is_not_an_id_token_hint(live_server, make_user, make_client):
+    """Both are JWTs we signed, for the same person; only the ID token may be a hint."""
+    user = make_user()
+    client = make_client(first_party=True)
+    _, browser, token = tokens_for(live_server, user, client, scope="openid")
+    response = browser.get(raw_authorize_url(live_server, client, id_token_hint=token["access_token"],
+                                             prompt="none", state="st-at"))
+    assert_redirect_error(response, client, live_server, "invalid_request", "st-at")
+
+
 # --- the claims parameter ------------------------------------------------------------------------------
 
 def test_claims_parameter_members_reach_the_id_token_and_userinfo(live_server, make_user, make_client):
