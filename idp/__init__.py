@@ -5,7 +5,7 @@ import logging
 from pathlib import Path
 
 from flask import Flask, Response
-from sqlalchemy import text
+from sqlalchemy import event, text
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from idp.config import Settings, from_env
@@ -25,6 +25,23 @@ def _asset_dir(name: str) -> str:
     raise RuntimeError(f"cannot find the {name}/ folder")
 
 
+def _engine_options(url: str) -> dict:
+    """pool_pre_ping everywhere (a restarted database costs a reconnect, not a 500); for SQLite
+    also a 30 s busy timeout, so concurrent writers wait for the lock instead of failing."""
+    options: dict = {"pool_pre_ping": True}
+    if url.startswith("sqlite"):
+        options["connect_args"] = {"timeout": 30}
+    return options
+
+
+def _sqlite_pragmas(dbapi_connection, _record) -> None:
+    """WAL lets readers run beside the one writer; foreign keys make ON DELETE CASCADE real."""
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.close()
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or from_env()
     logging.basicConfig(level=settings.log_level)
@@ -36,7 +53,7 @@ def create_app(settings: Settings | None = None) -> Flask:
         IDP_SETTINGS=settings,
         SECRET_KEY=settings.secret_key,
         SQLALCHEMY_DATABASE_URI=settings.sqlalchemy_url,
-        SQLALCHEMY_ENGINE_OPTIONS={"pool_pre_ping": True},
+        SQLALCHEMY_ENGINE_OPTIONS=_engine_options(settings.sqlalchemy_url),
         SESSION_COOKIE_NAME="__Host-idp_browser" if https else "idp_browser",
         SESSION_COOKIE_SECURE=https,
         SESSION_COOKIE_HTTPONLY=True,
@@ -56,6 +73,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp import models  # noqa: F401  (registers the tables)
 
     db.init_app(app)
+    if settings.sqlalchemy_url.startswith("sqlite"):
+        with app.app_context():
+            event.listen(db.engine, "connect", _sqlite_pragmas)
     migrate.init_app(app, db, directory=_asset_dir("migrations"))
     csrf.init_app(app)
 

@@ -12,6 +12,7 @@ import uuid
 from pathlib import Path
 
 import pytest
+from flask.testing import FlaskClient
 from werkzeug.serving import make_server
 
 from idp import clock, create_app
@@ -85,10 +86,17 @@ def app_ctx(app):
 
 @pytest.fixture
 def client(app):
-    """Flask's test client, addressed at the issuer's host (TRUSTED_HOSTS is on)."""
-    client = app.test_client()
-    client.environ_base["HTTP_HOST"] = app.config["IDP_SETTINGS"].issuer.split("://", 1)[1]
-    return client
+    """Flask's test client, addressed at the issuer (TRUSTED_HOSTS is on): a relative path is
+    requested at the issuer's scheme, host and port unless the call names another base_url."""
+    issuer = app.config["IDP_SETTINGS"].issuer
+
+    class IssuerClient(FlaskClient):
+        def open(self, *args, **kwargs):
+            if args and isinstance(args[0], str) and "://" not in args[0]:
+                kwargs.setdefault("base_url", issuer)
+            return super().open(*args, **kwargs)
+
+    return IssuerClient(app, app.response_class, use_cookies=True)
 
 
 @pytest.fixture(autouse=True)

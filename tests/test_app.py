@@ -300,3 +300,25 @@ def test_sso_cookie_on_https_is_host_prefixed_secure_httponly_lax(https_app, mak
 def test_https_app_rejects_the_loopback_host(https_app):
     response = https_app.test_client().get("/login", base_url="https://127.0.0.1")
     assert response.status_code == 400
+
+
+def test_the_client_fixture_talks_to_the_issuer_host(client):
+    assert client.get("/healthz").status_code == 200
+    assert client.get("/healthz", base_url="http://evil.example").status_code == 400
+
+
+def test_datetimes_in_other_zones_are_stored_as_the_same_instant(app, make_client):
+    """UtcDateTime converts an aware value to UTC before it is stored (SQLite keeps no zone)."""
+    from datetime import datetime, timedelta, timezone
+
+    from idp.models import Client
+    instant = datetime(2026, 6, 1, 12, 0, tzinfo=timezone(timedelta(hours=5)))
+    with app.app_context():
+        row = db.session.scalar(db.select(Client).where(Client.client_id == make_client()["client_id"]))
+        row.updated_at = instant
+        db.session.commit()
+        db.session.expire_all()
+        stored = db.session.get(Client, row.id).updated_at
+        assert stored == instant and stored.utcoffset() == timedelta(0)
+        assert db.session.scalar(db.select(db.func.count()).select_from(Client).where(
+            Client.updated_at == datetime(2026, 6, 1, 7, 0, tzinfo=timezone.utc))) == 1
