@@ -1,5 +1,5 @@
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
-from sqlalchemy import JSON, Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.clock import now
@@ -23,6 +23,42 @@ class Client(db.Model, ClientMixin):
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     refresh_without_offline: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    updated_at = mapped_column(UtcDateTime)
+
+    # Registration metadata (RFC 7591 2, OpenID Connect Dynamic Client Registration 1.0 2).
+    registered_via: Mapped[str] = mapped_column(String(16), default="cli")  # cli | dynamic
+    registration_access_token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
+    response_types: Mapped[list] = mapped_column(JSON, default=lambda: ["code"])
+    client_uri: Mapped[str | None] = mapped_column(String(2048))
+    logo_uri: Mapped[str | None] = mapped_column(String(2048))
+    policy_uri: Mapped[str | None] = mapped_column(String(2048))
+    tos_uri: Mapped[str | None] = mapped_column(String(2048))
+    contacts: Mapped[list] = mapped_column(JSON, default=list)
+    id_token_signed_response_alg: Mapped[str | None] = mapped_column(String(16))
+    default_max_age: Mapped[int | None] = mapped_column(Integer)
+    require_auth_time: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Client authentication with JWTs (RFC 7523, OIDC Core 9): the public keys for
+    # private_key_jwt, the secret kept encrypted (Fernet) where client_secret_jwt needs it in clear.
+    jwks: Mapped[dict | None] = mapped_column(JSON)
+    jwks_uri: Mapped[str | None] = mapped_column(String(2048))
+    token_endpoint_auth_signing_alg: Mapped[str | None] = mapped_column(String(16))
+    client_secret_encrypted: Mapped[str | None] = mapped_column(Text)
+
+    # Subject identifiers (OIDC Core 8): public, or pairwise per sector (a host name).
+    subject_type: Mapped[str] = mapped_column(String(16), default="public")
+    sector_identifier: Mapped[str | None] = mapped_column(String(255))
+
+    # Logout (RP-Initiated Logout 1.0, Back-Channel Logout 1.0).
+    post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
+    backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # Token lifetimes in seconds; None means the global IDP_TOKEN_* default.
+    access_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    id_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
+    refresh_token_idle_ttl: Mapped[int | None] = mapped_column(Integer)
 
     @property
     def is_public(self) -> bool:

@@ -20,7 +20,7 @@ class Grant(db.Model):
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     scope: Mapped[str] = mapped_column(String(1024))
     claims: Mapped[dict | None] = mapped_column(JSON)
-    sid: Mapped[str | None] = mapped_column(String(64))
+    sid: Mapped[str | None] = mapped_column(String(64), index=True)
     auth_time: Mapped[int] = mapped_column(Integer)
     acr: Mapped[str | None] = mapped_column(String(64))
     amr: Mapped[list | None] = mapped_column(JSON)
@@ -73,6 +73,7 @@ class RefreshToken(db.Model):
     token_digest: Mapped[str] = mapped_column(String(64), unique=True)
     grant_id: Mapped[str] = mapped_column(ForeignKey("grants.id", ondelete="CASCADE"), index=True)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime)  # idle limit of this token; the grant's is absolute
     used_at = mapped_column(UtcDateTime)  # set when rotated; a second use is reuse
 
     grant = relationship("Grant", lazy="joined")
@@ -87,7 +88,8 @@ class RefreshToken(db.Model):
         return self.grant.revoked_at is not None
 
     def is_expired(self):
-        return self.grant.expires_at <= now()
+        moment = now()
+        return self.grant.expires_at <= moment or (self.expires_at is not None and self.expires_at <= moment)
 
 
 class Consent(db.Model):
@@ -111,3 +113,35 @@ class PendingAuthorization(db.Model):
     params: Mapped[dict] = mapped_column(JSON)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+
+class RevokedToken(db.Model):
+    """The jti of a revoked JWT access token, kept until the token would have expired anyway."""
+
+    __tablename__ = "revoked_tokens"
+
+    jti: Mapped[str] = mapped_column(String(64), primary_key=True)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+
+class ClientAssertion(db.Model):
+    """A client authentication JWT already used (RFC 7523 3 item 7: jti single use)."""
+
+    __tablename__ = "client_assertions"
+
+    client_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    jti: Mapped[str] = mapped_column(String(255), primary_key=True)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+
+class InitialAccessToken(db.Model):
+    """Lets its bearer register one client dynamically (RFC 7591 3); stored as a digest."""
+
+    __tablename__ = "initial_access_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    note: Mapped[str | None] = mapped_column(String(256))
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime)
+    used_at = mapped_column(UtcDateTime)
