@@ -2,8 +2,12 @@
 from __future__ import annotations
 
 import ipaddress
+import json
 import re
 from urllib.parse import urlsplit
+
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
 from idp import audit
 from idp.extensions import db
@@ -12,6 +16,10 @@ from idp.security.tokens import digest, random_token
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials"}
 PRIVATE_SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*\.[a-z0-9+.\-]+$")  # reverse domain, RFC 8252 7.1
+JWKS_MAX_BYTES = 64 * 1024
+JWKS_MAX_KEYS = 32
+PRIVATE_KEY_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}  # RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2
+PUBLIC_KEY_TYPES = {"RSA", "EC", "OKP"}
 
 
 class ClientRejected(ValueError):
@@ -48,6 +56,45 @@ def check_redirect_uri(uri: str) -> None:
         return
     raise ClientRejected(f"redirect URI must be https, http on a loopback address, "
                          f"or a private-use scheme like com.example.app: {uri!r}")
+
+
+def check_jwks(jwks) -> None:
+    """A client's JWK Set: public keys only (no private members, no symmetric `oct` keys), each one
+    parseable, RSA of at least 2048 bits, at most JWKS_MAX_KEYS keys and JWKS_MAX_BYTES as JSON."""
+    if not isinstance(jwks, dict) or not isinstance(jwks.get("keys"), list) or not jwks["keys"]:
+        raise ClientRejected('jwks must be a JSON object with a non-empty "keys" array')
+    if len(jwks["keys"]) > JWKS_MAX_KEYS or len(json.dumps(jwks)) > JWKS_MAX_BYTES:
+        raise ClientRejected(f"jwks may hold at most {JWKS_MAX_KEYS} keys and {JWKS_MAX_BYTES} bytes")
+    for index, key in enumerate(jwks["keys"]):
+        if not isinstance(key, dict) or key.get("kty") not in PUBLIC_KEY_TYPES:
+            raise ClientRejected(f"jwks key {index}: kty must be one of {', '.join(sorted(PUBLIC_KEY_TYPES))}")
+        private = PRIVATE_KEY_MEMBERS & set(key)
+        if private:
+            raise ClientRejected(f"jwks key {index} has private key members ({', '.join(sorted(private))}); "
+                                 f"register the public key only")
+        try:
+            parsed = KeySet.import_key_set({"keys": [key]}).keys[0]
+        except (JoseError, ValueError, TypeError):
+            raise ClientRejected(f"jwks key {index} is not a valid {key['kty']} public key") from None
+        if key["kty"] == "RSA" and parsed.raw_value.key_size < 2048:
+            raise ClientRejected(f"jwks key {index}: RSA keys must have at least 2048 bits")
+
+
+def check_jwks_uri(uri: str) -> None:
+    """Where we fetch a client's keys: https, or http on a loopback address (tests, development);
+    no user information, no fragment."""
+    try:
+        parts = urlsplit(uri or "")
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ClientRejected(f"jwks_uri is not a valid URL: {uri!r}") from None
+    if not uri or len(uri) > 2000 or any(c.isspace() for c in uri) or parts.fragment or "#" in uri:
+        raise ClientRejected(f"jwks_uri is empty, too long, contains spaces or a fragment: {uri!r}")
+    if parts.username is not None or parts.password is not None or not parts.hostname:
+        raise ClientRejected(f"jwks_uri needs a host and must not carry user information: {uri!r}")
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+        return
+    raise ClientRejected(f"jwks_uri must be https (http only on a loopback address): {uri!r}")
 
 
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
