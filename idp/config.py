@@ -33,7 +33,7 @@ class Settings:
     issuer: str = setting("IDP_ISSUER", "",
                           "Public base URL and OpenID issuer; every absolute URL is built from it. Required (https) in production; defaults to http://127.0.0.1:5000 in development.")
     secret_key: str = setting("IDP_SECRET_KEY", "",
-                              "Secret for cookies, CSRF and key encryption. When empty, a random key is generated once into `instance/secret_key` (mode 0600).")
+                              "Secret for cookies, CSRF, key encryption and pairwise subjects (changing it changes every pairwise `sub`). When empty, a random key is generated once into `instance/secret_key` (mode 0600).")
     instance_path: str = setting("IDP_INSTANCE_PATH", str(PROJECT_ROOT / "instance"),
                                  "Folder for the SQLite database and the generated secret key.")
     database_url: str = setting("IDP_DATABASE_URL", "",

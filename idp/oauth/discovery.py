@@ -10,6 +10,7 @@ from idp.authn.steps import ACR_VALUES_SUPPORTED
 from idp.keys import keyring
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES_SUPPORTED
 from idp.oauth.grants import AUTH_METHODS
+from idp.oauth.subjects import SUBJECT_TYPES
 
 
 def metadata(issuer: str, algs: list[str]) -> dict:
@@ -23,7 +24,7 @@ def metadata(issuer: str, algs: list[str]) -> dict:
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
         "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
-        "subject_types_supported": ["public"],
+        "subject_types_supported": list(SUBJECT_TYPES),
         "id_token_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
         "code_challenge_methods_supported": ["S256"],

@@ -8,6 +8,7 @@ from flask import Response, request
 from idp.extensions import db
 from idp.models import Grant
 from idp.oauth import claims as claims_mod
+from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify
 
 
@@ -45,5 +46,5 @@ def userinfo() -> Response:
     if "openid" not in claims.get("scope", "").split():
         return _bearer_error(403, "insufficient_scope", "the openid scope is required")
     requested = (grant.claims or {}).get("userinfo")
-    body = claims_mod.user_claims(grant.user, grant.user.subject, claims["scope"], requested)
+    body = claims_mod.user_claims(grant.user, subject_for(grant.user, grant.client), claims["scope"], requested)
     return Response(json.dumps(body), mimetype="application/json")

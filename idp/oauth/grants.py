@@ -16,6 +16,7 @@ from idp.extensions import db
 from idp.keys import keyring
 from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
+from idp.oauth.subjects import subject_for
 from idp.security.tokens import digest, random_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
@@ -126,7 +127,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         # OIDC Core 5.4: scope claims go to UserInfo when an access token is issued (always, in the
         # code flow); the ID token carries only what the claims parameter asks for in id_token.
         requested = (g.idp_token_grant.claims or {}).get("id_token")
-        return claims_mod.user_claims(user, user.subject, "", requested)
+        return claims_mod.user_claims(user, subject_for(user, g.idp_token_grant.client), "", requested)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):

@@ -10,6 +10,7 @@ from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
 from idp.keys import keyring, reload_for_unknown_kid
+from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
 
 ALGORITHMS = ["RS256", "ES256"]
@@ -30,7 +31,7 @@ def access_token(client, grant_type, user, scope) -> str:
     grant = g.get("idp_token_grant")
     claims = {"iss": _settings().issuer, "iat": t, "exp": t + _settings().token_access_ttl,
               "aud": client.client_id, "client_id": client.client_id, "jti": random_token(16),
-              "scope": scope or "", "sub": user.subject if user else client.client_id}
+              "scope": scope or "", "sub": subject_for(user, client) if user else client.client_id}
     if grant is not None:
         claims.update({"gid": grant.id, "auth_time": grant.auth_time})
         if grant.acr:

@@ -17,6 +17,7 @@ from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.server import get_server
+from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -113,7 +114,7 @@ def _authorize(params: dict, row, pending_id: str | None):
     except OAuth2Error as error:
         return _error_response(error, params)
     fresh = row is not None and sso is not None and sso.auth_time >= row.created_at
-    hint_matches = extras["hint_sub"] is None or user is None or extras["hint_sub"] == user.subject
+    hint_matches = extras["hint_sub"] is None or user is None or extras["hint_sub"] == subject_for(user, grant.client)
     where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
     if fresh and not hint_matches:
         return _error_response(LoginRequiredError(**where), params)

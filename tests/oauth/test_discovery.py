@@ -33,7 +33,7 @@ def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
     assert meta["claims_parameter_supported"] is True
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
-    assert meta["subject_types_supported"] == ["public"]
+    assert meta["subject_types_supported"] == ["public", "pairwise"]
     assert "openid" in meta["scopes_supported"] and "offline_access" in meta["scopes_supported"]
     assert "none" not in meta["id_token_signing_alg_values_supported"]
     published = {key["alg"] for key in requests.get(meta["jwks_uri"], timeout=TIMEOUT).json()["keys"]}
