@@ -233,15 +233,15 @@ def _find_user(login):
 @click.argument("login")
 def users_disable(login):
     from idp import audit
+    from idp.authn.session import end_sessions_of
     from idp.extensions import db as database
-    from idp.models import SsoSession
     _app()
     user = _find_user(login)
     user.disabled = True
-    database.session.execute(database.delete(SsoSession).where(SsoSession.user_id == user.id))
-    audit.record("users.user.disabled", user=user, via="cli")
+    ended = end_sessions_of(user.id, reason="admin")  # the apps hear of it (back-channel logout)
+    audit.record("users.user.disabled", user=user, via="cli", sessions_ended=ended)
     database.session.commit()
-    click.echo(f"disabled {user.username}")
+    click.echo(f"disabled {user.username}; {ended} session(s) ended")
 
 
 @users.command("enable")

@@ -1,16 +1,51 @@
-"""The SSO session: a database row found through a random cookie value (stored as a digest)."""
+"""The SSO session: a database row found through a random cookie value (stored as a digest).
+
+Every way a session ends (logout, an admin action, the expiry sweep, another person signing in
+in the same browser) goes through _ended(), which tells the callbacks registered with
+on_session_end() in the same transaction; oauth uses that for back-channel logout without authn
+knowing about OAuth."""
 from __future__ import annotations
 
+from collections.abc import Callable
+from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, g, request
+from sqlalchemy import delete, or_, select
 
+from idp import audit
 from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession, User
 from idp.security.tokens import digest, random_token
 
 TOUCH_EVERY = timedelta(seconds=60)
+
+
+@dataclass(frozen=True)
+class EndedSession:
+    """What is left of a session once its row is gone: enough to tell the apps that used it."""
+    sid: str
+    user_id: int
+
+
+SessionEndCallback = Callable[[list[EndedSession], str], None]
+
+
+def on_session_end(app: Flask, callback: SessionEndCallback) -> None:
+    """Call callback(ended, reason) whenever sessions end, before the caller commits. reason is
+    one of: logout, admin, expired, replaced."""
+    app.extensions.setdefault("idp.session_end", []).append(callback)
+
+
+def _ended(rows: list[EndedSession], reason: str) -> None:
+    if not rows:
+        return
+    if reason != "logout":  # a logout is recorded by the page that did it, with its own event
+        for row in rows:
+            audit.record("authn.session.ended", user=row.user_id, sid=row.sid, reason=reason)
+    for callback in current_app.extensions.get("idp.session_end", []):
+        callback(rows, reason)
 
 
 def cookie_name() -> str:
@@ -47,12 +82,20 @@ def _is_live(row: SsoSession) -> bool:
 
 
 def start(user: User, amr: list[str], acr: str) -> SsoSession:
-    """Replace any session of this browser with a new one (no fixation); the caller commits."""
+    """Sign this browser in with a new cookie value (no fixation); the caller commits.
+
+    The same person signing in again (prompt=login, max_age, a step-up) keeps the session's sid,
+    so the apps that joined it stay attached and a later logout still reaches them; another
+    person signing in ends the previous person's session (reason "replaced")."""
     settings = current_app.config["IDP_SETTINGS"]
-    end()
+    previous = current_session()
+    sid = previous.sid if previous is not None and previous.user_id == user.id else None
+    if previous is not None:
+        end(reason="replaced" if sid is None else None)
+        db.session.flush()  # the old row (and its sid) is gone before the new one arrives
     raw = random_token(32)
     t = now()
-    row = SsoSession(token_digest=digest(raw), sid=random_token(16), user=user, auth_time=t, acr=acr,
+    row = SsoSession(token_digest=digest(raw), sid=sid or random_token(16), user=user, auth_time=t, acr=acr,
                      amr=amr, ip=request.remote_addr, user_agent=(request.user_agent.string or "")[:512],
                      created_at=t, last_seen_at=t,
                      expires_at=t + timedelta(seconds=settings.session_absolute_lifetime))
@@ -62,14 +105,53 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     return row
 
 
-def end() -> SsoSession | None:
-    """Delete this browser's session row (if any) and clear the cookie; the caller commits."""
+def end(reason: str | None = "logout") -> SsoSession | None:
+    """Delete this browser's session row (if any), tell the callbacks (unless reason is None: the
+    same person is signing in again) and clear the cookie; the caller commits."""
     row = current_session()
     if row is not None:
         db.session.delete(row)
+        if reason is not None:
+            _ended([EndedSession(row.sid, row.user_id)], reason)
     g.idp_session = None
     g.idp_cookie = ""
     return row
+
+
+def end_sessions_of(user_id: int, reason: str = "admin") -> int:
+    """End every session of one person (account disabled, "sign out everywhere"); the caller
+    commits. Returns how many ended."""
+    return _delete_returning(SsoSession.user_id == user_id, None, reason)
+
+
+def end_expired_sessions(limit: int = 500) -> int:
+    """End up to `limit` sessions past their absolute or idle lifetime, through the same path as
+    logout (so the apps hear of it), and commit. Safe with several instances at once: each row is
+    deleted, and so announced, by exactly one of them. Returns how many ended."""
+    settings = current_app.config["IDP_SETTINGS"]
+    t = now()
+    expired = or_(SsoSession.expires_at <= t,
+                  SsoSession.last_seen_at <= t - timedelta(seconds=settings.session_idle_lifetime))
+    count = _delete_returning(expired, limit, "expired")
+    db.session.commit()
+    return count
+
+
+def _delete_returning(condition, limit: int | None, reason: str) -> int:
+    """DELETE ... RETURNING sid, user_id: only the transaction that really deleted a row gets it
+    back (PostgreSQL re-checks a row another transaction deleted first; SQLite has one writer).
+    With a limit, rows locked by a concurrent sweep are skipped rather than waited for."""
+    chosen = select(SsoSession.id).where(condition).order_by(SsoSession.id)
+    if limit is not None:
+        chosen = chosen.limit(limit)
+        if db.session.get_bind().dialect.name == "postgresql":
+            chosen = chosen.with_for_update(skip_locked=True)
+    result = db.session.execute(delete(SsoSession).where(SsoSession.id.in_(chosen))
+                                .returning(SsoSession.sid, SsoSession.user_id),
+                                execution_options={"synchronize_session": False})
+    rows = [EndedSession(sid, user_id) for sid, user_id in result]
+    _ended(rows, reason)
+    return len(rows)
 
 
 def init_session_cookie(app: Flask) -> None:
