@@ -280,25 +280,35 @@ def keys():
     pass
 
 
-@keys.command("rotate", help="Make a new active key; earlier keys stay published until their tokens expire.")
+@keys.command("rotate", help="Publish a new key now and sign with it after IDP_KEYS_CACHE_SECONDS, when every "
+                             "instance publishes it; earlier keys stay published until their tokens expire.")
 @click.option("--alg", type=click.Choice(["RS256", "ES256"]), default=None)
-def keys_rotate(alg):
+@click.option("--now", "immediate", is_flag=True,
+              help="Sign with the new key at once (a compromised key); other instances may publish it up "
+                   "to IDP_KEYS_CACHE_SECONDS later.")
+def keys_rotate(alg, immediate):
     from idp import audit
     from idp.extensions import db as database
     from idp.keys import rotate
     app = _app()
-    row = rotate(app.config["IDP_SETTINGS"], alg)
-    audit.record("keys.key.rotated", kid=row.kid, alg=row.alg)
+    row = rotate(app.config["IDP_SETTINGS"], alg, immediate=immediate)
+    audit.record("keys.key.rotated", kid=row.kid, alg=row.alg, immediate=immediate)
     database.session.commit()
-    click.echo(f"new active key {row.kid} ({row.alg})")
+    when = "now" if row.activates_at is None else f"from {row.activates_at.isoformat()}"
+    click.echo(f"new key {row.kid} ({row.alg}) is published and signs {when}")
 
 
 @keys.command("list")
 @click.option("--json", "as_json", is_flag=True)
 def keys_list(as_json):
-    from idp.keys import published_keys
+    from idp.clock import now
+    from idp.keys import published_keys, state_of
     app = _app()
-    _emit([{"kid": k.kid, "alg": k.alg, "active": k.retired_at is None, "created_at": k.created_at.isoformat()}
+    moment = now()
+    _emit([{"kid": k.kid, "alg": k.alg, "state": state_of(k, moment), "active": state_of(k, moment) == "signing",
+            "created_at": k.created_at.isoformat(),
+            "activates_at": k.activates_at.isoformat() if k.activates_at else None,
+            "retired_at": k.retired_at.isoformat() if k.retired_at else None}
            for k in published_keys(app.config["IDP_SETTINGS"])], as_json)
 
 

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+from datetime import timedelta
 from pathlib import Path
 
 import click
@@ -317,24 +318,45 @@ def test_users_commands_on_an_unknown_login_fail(cli):
 
 
 # --- keys ------------------------------------------------------------------------------------
-def test_keys_rotate_adds_an_active_key_and_keeps_the_old_one_published(fresh_cli):
+def test_keys_rotate_now_adds_an_active_key_and_keeps_the_old_one_published(fresh_cli):
     fresh_cli("seed-demo")
     [first] = fresh_cli.json("keys", "list")
-    assert first["active"] is True and first["alg"] == "RS256"
-    rotated = fresh_cli("keys", "rotate").stdout
+    assert first["active"] is True and first["alg"] == "RS256" and first["state"] == "signing"
+    rotated = fresh_cli("keys", "rotate", "--now").stdout
     keys = fresh_cli.json("keys", "list")
     assert len(keys) == 2 and [k["active"] for k in keys].count(True) == 1
     active = next(k for k in keys if k["active"])
     assert active["kid"] != first["kid"] and active["kid"] in rotated
-    assert {k["kid"] for k in keys if not k["active"]} == {first["kid"]}
+    assert {k["kid"] for k in keys if k["state"] == "retired"} == {first["kid"]}
     with fresh_cli.app.app_context():
         from idp.keys import keyring
         assert keyring().kid == active["kid"]
         assert {k["kid"] for k in json.loads(keyring().jwks_json)["keys"]} == {first["kid"], active["kid"]}
 
 
+def test_keys_rotate_publishes_first_and_signs_after_the_cache_window(fresh_cli):
+    from idp import clock
+    fresh_cli("seed-demo")
+    [first] = fresh_cli.json("keys", "list")
+    fresh_cli("keys", "rotate")
+    keys = fresh_cli.json("keys", "list")
+    staged = next(k for k in keys if k["kid"] != first["kid"])
+    assert staged["state"] == "next" and staged["activates_at"]
+    assert next(k for k in keys if k["kid"] == first["kid"])["state"] == "signing"
+    with fresh_cli.app.app_context():
+        from idp.keys import keyring
+        ring = keyring()
+        assert ring.kid == first["kid"]
+        assert {k["kid"] for k in json.loads(ring.jwks_json)["keys"]} == {first["kid"], staged["kid"]}
+        cache = fresh_cli.app.config["IDP_SETTINGS"].keys_cache_seconds
+        clock.set_now(clock.now() + timedelta(seconds=cache + 1))
+        assert keyring().kid == staged["kid"]  # the ring reloads at the switch, not a cache period later
+    states = {k["kid"]: k["state"] for k in fresh_cli.json("keys", "list")}
+    assert states == {first["kid"]: "retired", staged["kid"]: "signing"}
+
+
 def test_keys_rotate_can_switch_to_es256(fresh_cli):
-    fresh_cli("keys", "rotate", "--alg", "ES256")
+    fresh_cli("keys", "rotate", "--alg", "ES256", "--now")
     keys = fresh_cli.json("keys", "list")
     assert [k["alg"] for k in keys if k["active"]] == ["ES256"]
 

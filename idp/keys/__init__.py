@@ -3,6 +3,11 @@
 Private keys are stored encrypted (Fernet, key derived from IDP_SECRET_KEY with HKDF). Each
 process keeps a KeyRing (the signer, the verification keys and the serialised JWKS) and reloads
 it only after IDP_KEYS_CACHE_SECONDS, so no request parses a key.
+
+Rotation publishes before it signs: a rotated key is in the JWKS at once but starts signing only
+IDP_KEYS_CACHE_SECONDS later (`activates_at`), when every instance's cached JWKS holds it, so a
+relying party never meets a token whose key the JWKS it fetched from any instance lacks. An
+emergency rotation (`immediate=True`, a compromised key) signs with the new key at once.
 """
 from __future__ import annotations
 
@@ -10,6 +15,7 @@ import base64
 import json
 import time
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet
 from cryptography.hazmat.primitives import hashes
@@ -33,6 +39,7 @@ class KeyRing:
     jwks_json: bytes          # pre-serialised {"keys": [...]}
     algs: tuple               # algorithms of the published keys
     loaded_at: float
+    switch_at: datetime | None = None  # when another key starts or stops signing; reload then
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -65,14 +72,32 @@ def ensure_key(settings) -> None:
         db.session.commit()
 
 
-def rotate(settings, alg: str | None = None) -> SigningKey:
-    """Retire the active keys (they stay published until their tokens expire) and add a new one."""
-    for row in db.session.scalars(db.select(SigningKey).where(SigningKey.retired_at.is_(None))):
-        row.retired_at = now()
+def rotate(settings, alg: str | None = None, *, immediate: bool = False) -> SigningKey:
+    """Add a new key that signs from IDP_KEYS_CACHE_SECONDS from now (at once if `immediate`);
+    the keys signing until then retire at that moment and stay published until their tokens
+    expire. The caller commits."""
+    moment = now()
+    start = moment if immediate else moment + timedelta(seconds=settings.keys_cache_seconds)
+    current = db.select(SigningKey).where((SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > moment))
+    for row in db.session.scalars(current):
+        row.retired_at = start
     row = create_key(settings, alg)
+    row.activates_at = None if immediate else start
     db.session.flush()
     _forget()
     return row
+
+
+def state_of(row: SigningKey, moment: datetime) -> str:
+    """signing, next (published, signs from activates_at) or retired."""
+    if is_signing(row, moment):
+        return "signing"
+    return "next" if row.activates_at is not None and row.activates_at > moment else "retired"
+
+
+def is_signing(row: SigningKey, moment: datetime) -> bool:
+    return (row.activates_at is None or row.activates_at <= moment) and \
+        (row.retired_at is None or row.retired_at > moment)
 
 
 def _publish_window(settings) -> int:
@@ -80,7 +105,7 @@ def _publish_window(settings) -> int:
 
 
 def published_keys(settings) -> list[SigningKey]:
-    """The active key first, then retired keys whose tokens may still be in use."""
+    """Newest first: a key about to sign, the signing key, retired keys whose tokens may live."""
     cutoff = now().timestamp() - _publish_window(settings)
     rows = db.session.scalars(db.select(SigningKey).order_by(SigningKey.created_at.desc()))
     return [r for r in rows if r.retired_at is None or r.retired_at.timestamp() > cutoff]
@@ -88,23 +113,27 @@ def published_keys(settings) -> list[SigningKey]:
 
 def _load(settings) -> KeyRing:
     ensure_key(settings)
+    moment = now()
     rows = published_keys(settings)
-    active = next((r for r in rows if r.retired_at is None), None)
+    active = next((r for r in rows if is_signing(r, moment)), None)
     if active is None:
-        raise RuntimeError("no active signing key; run `idp keys rotate`")
+        raise RuntimeError("no active signing key; run `idp keys rotate --now`")
     pem = _fernet(settings.secret_key).decrypt(active.private_key_encrypted.encode())
     signer = KEY_TYPES[active.alg].import_key(pem, {"kid": active.kid})
     verifiers = {r.kid: KEY_TYPES[r.alg].import_key(r.public_jwk) for r in rows}
     jwks = json.dumps({"keys": [r.public_jwk for r in rows]}, separators=(",", ":")).encode()
     algs = tuple(sorted({r.alg for r in rows}))
-    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic())
+    changes = [t for r in rows for t in (r.activates_at, r.retired_at) if t is not None and t > moment]
+    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic(),
+                   min(changes) if changes else None)
 
 
 def keyring() -> KeyRing:
     """The cached KeyRing of this process, reloaded after IDP_KEYS_CACHE_SECONDS."""
     settings = current_app.config["IDP_SETTINGS"]
     ring = current_app.extensions.get("idp.keyring")
-    if ring is None or time.monotonic() - ring.loaded_at > settings.keys_cache_seconds:
+    if ring is None or time.monotonic() - ring.loaded_at > settings.keys_cache_seconds or \
+            (ring.switch_at is not None and now() >= ring.switch_at):
         ring = _load(settings)
         current_app.extensions["idp.keyring"] = ring
     return ring

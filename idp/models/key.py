@@ -16,4 +16,5 @@ class SigningKey(db.Model):
     private_key_encrypted: Mapped[str] = mapped_column(Text)
     public_jwk: Mapped[dict] = mapped_column(JSON)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
-    retired_at = mapped_column(UtcDateTime)  # stopped signing; published until tokens expire
+    activates_at = mapped_column(UtcDateTime)  # signs from then on (published before); None: at once
+    retired_at = mapped_column(UtcDateTime)  # stops signing then; published until its tokens expire

@@ -1,12 +1,13 @@
 """Signing key rotation seen by a relying party (issue 2 items 11 and 16): tokens signed before a
 rotation keep verifying against /jwks, and new tokens name the new key."""
 import threading
+from datetime import timedelta
 
 import pytest
 import requests
 from werkzeug.serving import make_server
 
-from idp import create_app
+from idp import clock, create_app
 from idp.extensions import db
 from idp.keys import rotate
 from tests.conftest import _free_port
@@ -14,9 +15,9 @@ from tests.helpers.rp import discovery, verify_access_token, verify_id_token
 from tests.oauth.flows import TIMEOUT, jwt_header, refresh, signed_in_browser, tokens_for, userinfo
 
 
-def _rotate(app, alg=None) -> str:
+def _rotate(app, alg=None, immediate=True) -> str:
     with app.app_context():
-        row = rotate(app.config["IDP_SETTINGS"], alg)
+        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=immediate)
         db.session.commit()
         return row.kid
 
@@ -95,3 +96,23 @@ def test_another_instance_accepts_tokens_signed_with_a_key_rotated_elsewhere(
     response = requests.get(f"{second_instance}/userinfo", timeout=TIMEOUT,
                             headers={"Authorization": f"Bearer {token['access_token']}"})
     assert response.status_code == 200
+
+
+def test_a_staged_rotation_is_published_everywhere_before_it_signs(
+        live_server, app, make_user, make_client, second_instance, rotated_back):
+    """The default rotation: the new key is in every instance's JWKS before any token uses it."""
+    user = make_user()
+    client = make_client(first_party=True)
+    old_kid = jwt_header(tokens_for(live_server, user, client, scope="openid")[2]["access_token"])["kid"]
+    cache = app.config["IDP_SETTINGS"].keys_cache_seconds
+    clock.set_now(clock.now() - timedelta(seconds=cache + 5))  # the rotation happened a while ago
+    new_kid = _rotate(app, immediate=False)
+    assert new_kid in _kids(live_server)
+    _, browser, before = tokens_for(live_server, user, client, scope="openid")
+    assert jwt_header(before["access_token"])["kid"] == old_kid
+    clock.set_now(None)  # now the cache window has passed: the new key signs
+    rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)
+    assert jwt_header(after["access_token"])["kid"] == jwt_header(after["id_token"])["kid"] == new_kid
+    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
+    assert userinfo(second_instance, after["access_token"]).status_code == 200
+    assert userinfo(live_server, before["access_token"]).status_code == 200
