@@ -42,6 +42,33 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def worker_tasks(app: Flask) -> list:
+    """What the outbox worker runs besides deliveries: the sweep that ends expired sessions (and
+    so tells their apps through back-channel logout)."""
+    from idp.authn.session import end_expired_sessions
+
+    return [(app.config["IDP_SETTINGS"].session_sweep_seconds, end_expired_sessions)]
+
+
+def _start_worker_on_first_request(app: Flask) -> None:
+    """IDP_OUTBOX_WORKER=inline: one worker thread per process, started by the first request (so
+    operator commands, which also build the app, never start one)."""
+    import threading
+
+    from idp.outbox import start_worker_thread
+
+    lock = threading.Lock()
+
+    @app.before_request
+    def _start_worker():
+        if "idp.worker" in app.extensions:
+            return
+        with lock:
+            if "idp.worker" not in app.extensions:
+                app.extensions["idp.worker"] = start_worker_thread(
+                    app, poll_seconds=app.config["IDP_SETTINGS"].outbox_poll_seconds, periodic=worker_tasks(app))
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or from_env()
     logging.basicConfig(level=settings.log_level)

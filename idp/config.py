@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+OUTBOX_WORKER_MODES = ("auto", "inline", "off")
 
 
 class ConfigError(ValueError):
@@ -68,11 +69,25 @@ class Settings:
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
+    outbox_worker: str = setting("IDP_OUTBOX_WORKER", "auto",
+                                 "Where outbox deliveries (back-channel logout) are retried and expired sessions swept: `inline` (a thread in each web process), `off` (only by `idp worker`), or `auto` (inline when IDP_ENV=development, else off).")
+    outbox_wait_ms: int = setting("IDP_OUTBOX_WAIT_MS", 2000,
+                                  "Milliseconds a page that ended a session waits for its back-channel logout deliveries before answering; the rest is left to the worker.")
+    outbox_poll_seconds: int = setting("IDP_OUTBOX_POLL_SECONDS", 2,
+                                       "Seconds the worker sleeps when nothing is due.")
+    session_sweep_seconds: int = setting("IDP_SESSION_SWEEP_SECONDS", 60,
+                                         "Seconds between two sweeps of expired sessions by the worker; each ended session is announced to its apps.")
+    backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
+                                              "Seconds a client's backchannel_logout_uri has to answer before the delivery counts as failed and is retried.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
 
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def runs_inline_worker(self) -> bool:
+        return self.outbox_worker == "inline" or (self.outbox_worker == "auto" and self.is_development)
 
     @property
     def is_loopback_http(self) -> bool:
@@ -195,5 +210,13 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
+    if s.outbox_worker not in OUTBOX_WORKER_MODES:
+        raise ConfigError(f"IDP_OUTBOX_WORKER must be one of {', '.join(OUTBOX_WORKER_MODES)}, not {s.outbox_worker!r}")
+    if not 0 <= s.outbox_wait_ms <= 10000:
+        raise ConfigError("IDP_OUTBOX_WAIT_MS must be between 0 and 10000")
+    if not 1 <= s.backchannel_logout_timeout <= 30:
+        raise ConfigError("IDP_BACKCHANNEL_LOGOUT_TIMEOUT must be between 1 and 30 seconds")
+    if s.outbox_poll_seconds <= 0 or s.session_sweep_seconds <= 0:
+        raise ConfigError("IDP_OUTBOX_POLL_SECONDS and IDP_SESSION_SWEEP_SECONDS must be positive")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")
