@@ -95,9 +95,22 @@ def clients():
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
 @click.option("--scope", default="openid profile email offline_access", show_default=True)
 @click.option("--no-pkce", is_flag=True, help="Confidential clients only: do not require PKCE.")
+@click.option("--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True,
+              help="pairwise: each sector (a host) sees its own opaque sub for a person (OIDC Core 8.1).")
+@click.option("--sector", default=None,
+              help="pairwise: the sector host (default: the single host of the redirect URIs; required when "
+                   "they are on several hosts).")
+@click.option("--access-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ACCESS_TTL).")
+@click.option("--id-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ID_TTL).")
+@click.option("--refresh-token-ttl", type=int,
+              help="Absolute seconds of a refresh token family, at most a year (default: IDP_TOKEN_REFRESH_TTL).")
+@click.option("--refresh-token-idle-ttl", type=int,
+              help="Seconds a refresh token stays usable unused, at most the absolute lifetime "
+                   "(default: IDP_TOKEN_REFRESH_IDLE_TTL).")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(name, redirect_uris, public, first_party, grant_types, scope, no_pkce, client_id, as_json):
+def clients_create(name, redirect_uris, public, first_party, grant_types, scope, no_pkce, client_id, as_json, subject_type,
+                   sector, **token_lifetimes):
     from idp.extensions import db as database
     from idp.oauth.clients import ClientRejected, create_client, describe, find_client
     _app()
@@ -107,6 +120,12 @@ def clients_create(name, redirect_uris, public, first_party, grant_types, scope,
         client, secret = create_client(name=name, redirect_uris=list(redirect_uris), public=public,
                                        first_party=first_party, grant_types=list(grant_types) or None,
                                        scope=scope, require_pkce=not no_pkce, client_id=client_id)
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    from idp.oauth.clients import set_subject_type, set_token_lifetimes
+    try:
+        set_subject_type(client, subject_type, sector)
+        set_token_lifetimes(client, **token_lifetimes)
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
     database.session.commit()

@@ -63,6 +63,8 @@ class Settings:
     token_id_ttl: int = setting("IDP_TOKEN_ID_TTL", 600, "Lifetime of ID tokens in seconds.")
     token_refresh_ttl: int = setting("IDP_TOKEN_REFRESH_TTL", 30 * 24 * 3600,
                                      "Absolute lifetime of a refresh token family in seconds.")
+    token_refresh_idle_ttl: int = setting("IDP_TOKEN_REFRESH_IDLE_TTL", 14 * 24 * 3600,
+                                          "Seconds a refresh token stays usable without being used (never past the absolute lifetime).")
     token_code_ttl: int = setting("IDP_TOKEN_CODE_TTL", 60, "Lifetime of authorization codes in seconds (at most 60).")
     pending_ttl: int = setting("IDP_PENDING_TTL", 600,
                                "Seconds a pending authorization request waits for login and consent.")
@@ -205,7 +207,8 @@ def validate(s: Settings) -> None:
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay"):
+                 "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay",
+                 "throttle_max_delay"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:

@@ -6,12 +6,15 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from flask import current_app
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp import audit
 from idp.extensions import db
 from idp.models import Client
+from idp.oauth import lifetimes
+from idp.oauth.subjects import SUBJECT_TYPES, sector_from_redirect_uris
 from idp.security.tokens import digest, random_token
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials"}
@@ -20,6 +23,7 @@ JWKS_MAX_BYTES = 64 * 1024
 JWKS_MAX_KEYS = 32
 PRIVATE_KEY_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}  # RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2
 PUBLIC_KEY_TYPES = {"RSA", "EC", "OKP"}
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ClientRejected(ValueError):
@@ -133,6 +137,48 @@ def rotate_secret(client: Client) -> str:
     return secret
 
 
+def set_subject_type(client: Client, subject_type: str, sector: str | None = None) -> None:
+    """OIDC Core 8: `public`, or `pairwise` within a sector, a host name: the one named, else the
+    single host of the redirect URIs. Redirect URIs on several hosts need the sector named (OIDC
+    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch)."""
+    if subject_type not in SUBJECT_TYPES:
+        raise ClientRejected(f"subject_type must be one of {', '.join(SUBJECT_TYPES)}")
+    if subject_type == "public":
+        if sector is not None:
+            raise ClientRejected("a sector identifier only applies to pairwise subjects")
+        client.subject_type, client.sector_identifier = "public", None
+        return
+    if sector is not None:
+        sector = sector.strip().lower().rstrip(".")
+        if not HOST_NAME.match(sector) or len(sector) > 253:
+            raise ClientRejected(f"the sector identifier must be a host name such as app.example.com: {sector!r}")
+    else:
+        sector = sector_from_redirect_uris(client.redirect_uris)
+        if sector is None:
+            raise ClientRejected("pairwise subjects need redirect URIs on one host, or the sector host named "
+                                 "explicitly (OIDC Core 8.1)")
+    client.subject_type, client.sector_identifier = "pairwise", sector
+    audit.record("oauth.client.changed", client=client, change="subject_type", subject_type="pairwise",
+                 sector=sector)
+
+
+def set_token_lifetimes(client: Client, **values: int | None) -> None:
+    """Per-client lifetimes in seconds (access_token_ttl, id_token_ttl, refresh_token_ttl,
+    refresh_token_idle_ttl); None keeps the global IDP_TOKEN_* default."""
+    unknown = set(values) - set(lifetimes.LIMITS)
+    if unknown:
+        raise ClientRejected(f"unknown token lifetimes: {', '.join(sorted(unknown))}")
+    merged = {name: values.get(name, getattr(client, name)) for name in lifetimes.LIMITS}
+    problem = lifetimes.lifetime_problem(current_app.config["IDP_SETTINGS"], **merged)
+    if problem:
+        raise ClientRejected(problem)
+    for name, value in values.items():
+        setattr(client, name, value)
+    if any(v is not None for v in values.values()):
+        audit.record("oauth.client.changed", client=client, change="token_lifetimes",
+                     **{name: value for name, value in values.items() if value is not None})
+
+
 def find_client(client_id: str) -> Client | None:
     return db.session.scalar(db.select(Client).where(Client.client_id == client_id))
 
@@ -143,4 +189,6 @@ def describe(client: Client) -> dict:
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
+            "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
+            **{name: getattr(client, name) for name in lifetimes.LIMITS},
             "created_at": client.created_at.isoformat() if client.created_at else None}

@@ -1,15 +1,19 @@
 """The authlib AuthorizationServer and its two storage hooks."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter as _IssuerParameter
 from flask import Flask, current_app, g
 
+from idp.clock import now
 from idp.extensions import db
 from idp.models import Client, RefreshToken
 from idp.oauth import grants
+from idp.oauth import lifetimes
 from idp.oauth.claims import SCOPES_SUPPORTED
 from idp.oauth.tokens import TokenGenerator
 from idp.security.tokens import digest
@@ -52,10 +56,14 @@ def query_client(client_id: str) -> Client | None:
 
 
 def save_token(token: dict, request) -> None:
-    """JWT access tokens need no row; a refresh token is stored as a digest on its grant."""
+    """JWT access tokens need no row; a refresh token is stored as a digest on its grant, usable
+    until its idle limit (never past the grant's absolute expiry)."""
     refresh = token.get("refresh_token")
     if refresh:
-        db.session.add(RefreshToken(token_digest=digest(refresh), grant_id=g.idp_token_grant.id))
+        grant = g.idp_token_grant
+        idle_end = now() + timedelta(seconds=lifetimes.refresh_idle_ttl(request.client))
+        db.session.add(RefreshToken(token_digest=digest(refresh), grant_id=grant.id,
+                                    expires_at=min(idle_end, grant.expires_at)))
         db.session.commit()
 
 
