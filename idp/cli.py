@@ -81,6 +81,13 @@ def db_upgrade():
 
 
 # --- clients ---------------------------------------------------------------------------------
+def _read_json(handle) -> dict:
+    try:
+        return json.load(handle)
+    except ValueError:
+        raise click.ClickException(f"{handle.name} does not hold JSON") from None
+
+
 @main.group(help="OAuth clients (relying parties).")
 def clients():
     pass
@@ -90,6 +97,13 @@ def clients():
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
 @click.option("--public", is_flag=True, help="No secret; PKCE required (browser or native app).")
+@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post", "client_secret_jwt",
+                                                 "private_key_jwt", "none"]),
+              help="How the client authenticates at /token (default client_secret_basic; --public means none).")
+@click.option("--jwks", "jwks_file", type=click.File("r"), help="private_key_jwt: a file with the client's public JWK Set.")
+@click.option("--jwks-uri", help="private_key_jwt: https URL where the client publishes its public JWK Set.")
+@click.option("--signing-alg", type=click.Choice(["RS256", "PS256", "ES256", "HS256"]),
+              help="private_key_jwt or client_secret_jwt: the only alg accepted for this client's assertions.")
 @click.option("--first-party", is_flag=True, help="Trusted: consent screen skipped.")
 @click.option("--grant-type", "grant_types", multiple=True,
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
@@ -109,10 +123,16 @@ def clients():
                    "(default: IDP_TOKEN_REFRESH_IDLE_TTL).")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(name, redirect_uris, public, first_party, grant_types, scope, no_pkce, client_id, as_json, subject_type,
-                   sector, **token_lifetimes):
+def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, grant_types,
+                   scope, no_pkce, client_id, as_json, subject_type, sector, **token_lifetimes):
     from idp.extensions import db as database
-    from idp.oauth.clients import ClientRejected, create_client, describe, find_client
+    from idp.oauth.clients import ClientRejected, create_client, describe, find_client, set_auth_method
+    if public and auth_method not in (None, "none"):
+        raise click.ClickException("--public means --auth-method none")
+    if (jwks_file or jwks_uri or signing_alg) and auth_method is None:
+        raise click.ClickException("--jwks, --jwks-uri and --signing-alg need --auth-method")
+    jwks = _read_json(jwks_file) if jwks_file else None
+    public = public or auth_method == "none"
     _app()
     if client_id and find_client(client_id):
         raise click.ClickException(f"a client with id {client_id!r} exists already")
@@ -128,6 +148,11 @@ def clients_create(name, redirect_uris, public, first_party, grant_types, scope,
         set_token_lifetimes(client, **token_lifetimes)
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
+    if auth_method is not None:
+        try:
+            secret = set_auth_method(client, auth_method, jwks=jwks, jwks_uri=jwks_uri, signing_alg=signing_alg)
+        except ClientRejected as rejected:
+            raise click.ClickException(str(rejected)) from None
     database.session.commit()
     data = describe(client)
     if secret:

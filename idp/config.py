@@ -71,6 +71,12 @@ class Settings:
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
+    client_assertion_max_lifetime: int = setting("IDP_CLIENT_ASSERTION_MAX_LIFETIME", 300,
+                                                 "Latest `exp` accepted in a client authentication JWT (private_key_jwt, client_secret_jwt), in seconds from now.")
+    jwks_fetch_timeout: int = setting("IDP_JWKS_FETCH_TIMEOUT", 3,
+                                      "Seconds allowed for fetching a client's jwks_uri, the whole response included.")
+    jwks_cache_seconds: int = setting("IDP_JWKS_CACHE_SECONDS", 300,
+                                      "How long each process keeps a key set fetched from a client's jwks_uri.")
     outbox_worker: str = setting("IDP_OUTBOX_WORKER", "auto",
                                  "Where outbox deliveries (back-channel logout) are retried and expired sessions swept: `inline` (a thread in each web process), `off` (only by `idp worker`), or `auto` (inline when IDP_ENV=development, else off).")
     outbox_wait_ms: int = setting("IDP_OUTBOX_WAIT_MS", 2000,
@@ -206,6 +212,12 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_TOKEN_CODE_TTL must be between 1 and 60 seconds")
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
+    if not 30 <= s.client_assertion_max_lifetime <= 3600:
+        raise ConfigError("IDP_CLIENT_ASSERTION_MAX_LIFETIME must be between 30 and 3600 seconds")
+    if not 1 <= s.jwks_fetch_timeout <= 30:
+        raise ConfigError("IDP_JWKS_FETCH_TIMEOUT must be between 1 and 30 seconds")
+    if s.jwks_cache_seconds < 0:
+        raise ConfigError("IDP_JWKS_CACHE_SECONDS must be 0 or more")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
                  "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay",
                  "throttle_max_delay"):

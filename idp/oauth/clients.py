@@ -14,6 +14,7 @@ from idp import audit
 from idp.extensions import db
 from idp.models import Client
 from idp.oauth import lifetimes
+from idp.oauth.client_secrets import store_secret
 from idp.oauth.subjects import SUBJECT_TYPES, sector_from_redirect_uris
 from idp.security.tokens import digest, random_token
 
@@ -23,6 +24,10 @@ JWKS_MAX_BYTES = 64 * 1024
 JWKS_MAX_KEYS = 32
 PRIVATE_KEY_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}  # RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2
 PUBLIC_KEY_TYPES = {"RSA", "EC", "OKP"}
+# Algorithms a client may sign its authentication JWT with (RFC 7523, OIDC Core 9): never `none`,
+# and never an HMAC alg for private_key_jwt, so a public key can never serve as an HMAC secret.
+SIGNING_ALGS = {"private_key_jwt": ("RS256", "PS256", "ES256"), "client_secret_jwt": ("HS256",)}
+SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
 HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
@@ -129,11 +134,41 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
 
 
 def rotate_secret(client: Client) -> str:
-    if client.is_public:
-        raise ClientRejected("a public client has no secret")
+    if client.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientRejected(f"a client using {client.token_endpoint_auth_method} has no secret")
     secret = random_token(32)
-    client.client_secret_digest = digest(secret)
+    store_secret(client, secret)  # the digest, and for client_secret_jwt the encrypted copy, in step
     audit.record("oauth.client.changed", client=client, change="secret_rotated")
+    return secret
+
+
+def set_auth_method(client: Client, method: str, *, jwks: dict | None = None, jwks_uri: str | None = None,
+                    signing_alg: str | None = None) -> str | None:
+    """Choose how the client authenticates (RFC 7591 2, OIDC Core 9). A method with a secret gets
+    a new one, returned to be shown once; private_key_jwt needs exactly one of jwks and jwks_uri."""
+    if method not in SECRET_METHODS + ("private_key_jwt", "none"):
+        raise ClientRejected(f"unknown token_endpoint_auth_method {method!r}")
+    if method == "none" and "client_credentials" in client.grant_types:
+        raise ClientRejected("a public client cannot use client_credentials")
+    if (jwks is not None or jwks_uri is not None) and method != "private_key_jwt":
+        raise ClientRejected("jwks and jwks_uri are only used with private_key_jwt")
+    if method == "private_key_jwt" and (jwks is None) == (jwks_uri is None):
+        raise ClientRejected("private_key_jwt needs exactly one of jwks and jwks_uri")
+    if jwks is not None:
+        check_jwks(jwks)
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
+    if signing_alg is not None and signing_alg not in SIGNING_ALGS.get(method, ()):
+        allowed = ", ".join(SIGNING_ALGS.get(method, ()))
+        raise ClientRejected(f"the signing alg for {method} must be one of {allowed}" if allowed
+                             else f"a signing alg does not apply to {method}")
+    client.token_endpoint_auth_method, client.token_endpoint_auth_signing_alg = method, signing_alg
+    client.jwks, client.jwks_uri = jwks, jwks_uri
+    if method == "none":
+        client.require_pkce = True
+    secret = random_token(32) if method in SECRET_METHODS else None
+    store_secret(client, secret)
+    audit.record("oauth.client.changed", client=client, change="auth_method", method=method)
     return secret
 
 
@@ -187,6 +222,8 @@ def describe(client: Client) -> dict:
     return {"client_id": client.client_id, "client_name": client.client_name,
             "type": "public" if client.is_public else "confidential",
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "token_endpoint_auth_signing_alg": client.token_endpoint_auth_signing_alg,
+            "jwks_uri": client.jwks_uri, "jwks": client.jwks,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,

@@ -9,8 +9,11 @@ from flask import current_app
 from idp.authn.steps import ACR_VALUES_SUPPORTED
 from idp.keys import keyring
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES_SUPPORTED
+from idp.oauth.clients import SIGNING_ALGS
 from idp.oauth.grants import AUTH_METHODS
 from idp.oauth.subjects import SUBJECT_TYPES
+
+ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # never none (RFC 8414 2)
 
 
 def metadata(issuer: str, algs: list[str]) -> dict:
@@ -27,6 +30,7 @@ def metadata(issuer: str, algs: list[str]) -> dict:
         "subject_types_supported": list(SUBJECT_TYPES),
         "id_token_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,

@@ -20,7 +20,7 @@ from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import digest, random_token
 
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
 
 
 def _settings():
@@ -160,4 +160,4 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [method for method in AUTH_METHODS if method != "none"]

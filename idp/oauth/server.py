@@ -12,7 +12,7 @@ from flask import Flask, current_app, g
 from idp.clock import now
 from idp.extensions import db
 from idp.models import Client, RefreshToken
-from idp.oauth import grants
+from idp.oauth import client_auth, grants
 from idp.oauth import lifetimes
 from idp.oauth.claims import SCOPES_SUPPORTED
 from idp.oauth.tokens import TokenGenerator
@@ -72,6 +72,7 @@ def build_server(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.scopes_supported = SCOPES_SUPPORTED
+    client_auth.register(server)  # private_key_jwt, client_secret_jwt at every client-authenticating endpoint
     server.register_token_generator("default", TokenGenerator())
     server.register_grant(grants.AuthorizationCodeGrant,
                           [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)])
