@@ -219,6 +219,29 @@ def clients_rotate_secret(client_id, as_json):
     _emit({"client_id": client_id, "client_secret": secret}, as_json)
 
 
+@clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
+                                         "(POST /oauth/register); it registers one client, then it is used up.")
+@click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),
+              help="seconds until it expires (0: never)")
+@click.option("--note", default=None, help="who or what it is for (kept with it, up to 256 characters)")
+@click.option("--json", "as_json", is_flag=True)
+def clients_initial_token(expires_in, note, as_json):
+    from idp.extensions import db as database
+    from idp.oauth.registration import issue_initial_access_token
+    app = _app()
+    if note is not None and len(note) > 256:
+        raise click.BadParameter("at most 256 characters", param_hint="--note")
+    row, token = issue_initial_access_token(expires_in or None, note)
+    database.session.commit()
+    mode = app.config["IDP_SETTINGS"].client_registration
+    _emit({"initial_access_token": token, "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+           "note": note, "registration_endpoint": f"{app.config['IDP_SETTINGS'].issuer}/oauth/register"}, as_json)
+    if not as_json:
+        click.echo("Store the initial_access_token now: it is not shown again.", err=True)
+    if mode != "protected":
+        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not needed or not accepted.", err=True)
+
+
 # --- users -----------------------------------------------------------------------------------
 def _user_dict(u) -> dict:
     return {"subject": u.subject, "username": u.username, "email": u.email, "disabled": u.disabled,

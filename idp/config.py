@@ -15,6 +15,7 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+CLIENT_REGISTRATION_MODES = ("protected", "open", "disabled")
 OUTBOX_WORKER_MODES = ("auto", "inline", "off")
 
 
@@ -43,6 +44,8 @@ class Settings:
                                    "Number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none).")
     registration_enabled: bool = setting("IDP_REGISTRATION_ENABLED", True,
                                          "Whether people may create their own account at /register.")
+    client_registration: str = setting("IDP_CLIENT_REGISTRATION", "protected",
+                                       "Dynamic client registration (RFC 7591/7592) at /oauth/register for applications, not people: `protected` (needs an initial access token from `idp clients initial-token`), `open` (anyone may register a client) or `disabled` (not served, not advertised).")
     password_min_length: int = setting("IDP_PASSWORD_MIN_LENGTH", 8,
                                        "Minimum password length in characters (NIST SP 800-63B: at least 8).")
     password_max_length: int = setting("IDP_PASSWORD_MAX_LENGTH", 256,
@@ -233,5 +236,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_BACKCHANNEL_LOGOUT_TIMEOUT must be between 1 and 30 seconds")
     if s.outbox_poll_seconds <= 0 or s.session_sweep_seconds <= 0:
         raise ConfigError("IDP_OUTBOX_POLL_SECONDS and IDP_SESSION_SWEEP_SECONDS must be positive")
+    if s.client_registration not in CLIENT_REGISTRATION_MODES:
+        raise ConfigError(f"IDP_CLIENT_REGISTRATION must be one of {', '.join(CLIENT_REGISTRATION_MODES)}, "
+                          f"not {s.client_registration!r}")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

@@ -226,6 +226,7 @@ def describe(client: Client) -> dict:
             "jwks_uri": client.jwks_uri, "jwks": client.jwks,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
+            "registered_via": client.registered_via,
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
             **{name: getattr(client, name) for name in lifetimes.LIMITS},
             "created_at": client.created_at.isoformat() if client.created_at else None}

@@ -16,8 +16,11 @@ from idp.oauth.subjects import SUBJECT_TYPES
 ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # never none (RFC 8414 2)
 
 
-def metadata(issuer: str, algs: list[str]) -> dict:
+def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
+    """`registration`: advertise the RFC 7591 registration_endpoint (IDP_CLIENT_REGISTRATION is
+    not `disabled`)."""
     return {
+        **({"registration_endpoint": f"{issuer}/oauth/register"} if registration else {}),
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
@@ -50,7 +53,9 @@ def metadata_json() -> bytes:
     ring = keyring()
     cached = current_app.extensions.get("idp.discovery")
     if cached is None or cached[0] is not ring:
-        body = json.dumps(metadata(current_app.config["IDP_SETTINGS"].issuer, list(ring.algs)), indent=1).encode()
+        settings = current_app.config["IDP_SETTINGS"]
+        body = json.dumps(metadata(settings.issuer, list(ring.algs),
+                                   registration=settings.client_registration != "disabled"), indent=1).encode()
         cached = (ring, body)
         current_app.extensions["idp.discovery"] = cached
     return cached[1]

@@ -13,7 +13,7 @@ from idp.clock import now
 from idp.extensions import db
 from idp.models import Client, RefreshToken
 from idp.oauth import client_auth, grants
-from idp.oauth import lifetimes
+from idp.oauth import lifetimes, registration
 from idp.oauth.claims import SCOPES_SUPPORTED
 from idp.oauth.tokens import TokenGenerator
 from idp.security.tokens import digest
@@ -78,6 +78,8 @@ def build_server(app: Flask) -> AuthorizationServer:
                           [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)])
     server.register_grant(grants.RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
+    server.register_endpoint(registration.ClientRegistrationEndpoint)
+    server.register_endpoint(registration.ClientConfigurationEndpoint)
     server.issuer_parameter = IssuerParameter()
     server.register_extension(server.issuer_parameter)
     app.extensions["idp.oauth"] = server

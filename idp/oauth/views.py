@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
 from idp.authn.session import current_session
@@ -99,7 +99,9 @@ def _validate_extras(grant, params: dict) -> dict:
         hint = verify_id_token_hint(params["id_token_hint"])
         if hint is None:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
-    return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,
+    # OIDC Registration 2: the client's default_max_age applies when the request has no max_age.
+    max_age = int(max_age) if max_age is not None else grant.client.default_max_age
+    return {"max_age": max_age, "claims": claims_request,
             "hint_sub": hint.get("sub") if hint else None,
             "prompts": set((params.get("prompt") or "").split())}
 
@@ -176,6 +178,27 @@ def _deliver(response, params: dict, redirect_uri: str):
 @csrf.exempt
 def token():
     return get_server().create_token_response()
+
+
+@bp.route("/oauth/register", methods=["POST"])
+@csrf.exempt
+def register_client():
+    """RFC 7591 3 (/register is the page where people sign up)."""
+    _require_client_registration()
+    return get_server().create_endpoint_response("client_registration")
+
+
+@bp.route("/oauth/register/<client_id>", methods=["GET", "PUT", "DELETE"])
+@csrf.exempt
+def configure_client(client_id: str):
+    """RFC 7592 2: read, replace or delete one dynamically registered client."""
+    _require_client_registration()
+    return get_server().create_endpoint_response("client_configuration")
+
+
+def _require_client_registration() -> None:
+    if current_app.config["IDP_SETTINGS"].client_registration == "disabled":
+        abort(404)
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
