@@ -116,12 +116,21 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_templating(app)
     init_session_cookie(app)
 
+    from idp.outbox import init_outbox
+
+    init_outbox(app)
+    if settings.runs_inline_worker:
+        _start_worker_on_first_request(app)
+
     from idp.account.views import bp as account_bp
     from idp.authn.views import bp as authn_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp
 
     build_server(app)
+    from idp.oauth.logout import init_logout
+
+    init_logout(app)
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)

@@ -93,6 +93,12 @@ def clients():
     pass
 
 
+def _logout_option(ctx, param, value):
+    """Collect the logout options of `clients create` in ctx.meta for set_logout()."""
+    ctx.meta.setdefault("idp.logout", {})[param.name] = list(value) if param.multiple else value
+    return value
+
+
 @clients.command("create", help="Register a client; a confidential client's secret is printed once.")
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
@@ -121,6 +127,13 @@ def clients():
 @click.option("--refresh-token-idle-ttl", type=int,
               help="Seconds a refresh token stays usable unused, at most the absolute lifetime "
                    "(default: IDP_TOKEN_REFRESH_IDLE_TTL).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True, expose_value=False,
+              callback=_logout_option, help="Where RP-initiated logout may send the person back (exact match; "
+                                            "same rules as redirect URIs). Repeat for several.")
+@click.option("--backchannel-logout-uri", expose_value=False, callback=_logout_option,
+              help="https URL (http on loopback) that receives back-channel logout tokens.")
+@click.option("--backchannel-logout-session-required", is_flag=True, expose_value=False, callback=_logout_option,
+              help="The client needs `sid` in logout tokens (always sent).")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
 def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, grant_types,
@@ -153,6 +166,11 @@ def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri
             secret = set_auth_method(client, auth_method, jwks=jwks, jwks_uri=jwks_uri, signing_alg=signing_alg)
         except ClientRejected as rejected:
             raise click.ClickException(str(rejected)) from None
+    from idp.oauth.clients import set_logout
+    try:
+        set_logout(client, **click.get_current_context().meta.get("idp.logout", {}))
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
     database.session.commit()
     data = describe(client)
     if secret:
@@ -308,6 +326,7 @@ def users_disable(login):
     ended = end_sessions_of(user.id, reason="admin")  # the apps hear of it (back-channel logout)
     audit.record("users.user.disabled", user=user, via="cli", sessions_ended=ended)
     database.session.commit()
+    _deliver_now()
     click.echo(f"disabled {user.username}; {ended} session(s) ended")
 
 
@@ -404,6 +423,41 @@ def audit_list(login, type_prefix, since, limit):
     user_id = _find_user(login).id if login else None
     for event in audit_log.events(user_id=user_id, type_prefix=type_prefix, since=since_dt, limit=limit):
         click.echo(json.dumps(audit_log.as_dict(event), separators=(",", ":")))
+
+
+# --- worker --------------------------------------------------------------------------------
+def _deliver_now() -> None:
+    """Send what this command queued (back-channel logout tokens) before exiting; whatever fails
+    is retried by `idp worker`."""
+    from flask import current_app
+
+    from idp.outbox import deliver_enqueued
+    deliver_enqueued(current_app.config["IDP_SETTINGS"].backchannel_logout_timeout + 1)
+
+
+@main.command(help="Deliver outbox messages (back-channel logout) with retries and end expired sessions. "
+                   "Run one or more beside the web processes; stops cleanly on SIGTERM or Ctrl-C.")
+@click.option("--once", is_flag=True, help="Sweep and deliver what is due now, then exit (for cron).")
+def worker(once):
+    import signal
+    import threading
+
+    from idp import worker_tasks
+    from idp.outbox import run_once, work
+    app = _app()
+    settings = app.config["IDP_SETTINGS"]
+    if once:
+        for _interval, task in worker_tasks(app):
+            task()
+        delivered, failed = run_once(limit=1000)
+        click.echo(f"delivered {delivered}, failed {failed}")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo("idp worker: delivering (SIGTERM stops)", err=True)
+    work(app, stop, poll_seconds=settings.outbox_poll_seconds, periodic=worker_tasks(app))
+    click.echo("idp worker: stopped", err=True)
 
 
 # --- demo ------------------------------------------------------------------------------------

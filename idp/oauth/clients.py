@@ -214,6 +214,39 @@ def set_token_lifetimes(client: Client, **values: int | None) -> None:
                      **{name: value for name, value in values.items() if value is not None})
 
 
+def check_backchannel_logout_uri(uri: str) -> None:
+    """Back-Channel Logout 1.0 2.2: an absolute https URL (http on loopback), query allowed, no
+    fragment and no user information."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ClientRejected(f"backchannel_logout_uri is not a valid URL: {uri!r}") from None
+    if (not parts.hostname or len(uri) > 2000 or any(c.isspace() for c in uri) or "#" in uri
+            or "@" in parts.netloc):
+        raise ClientRejected(f"backchannel_logout_uri must be an absolute URL with a host, without user "
+                             f"information or fragment: {uri!r}")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))):
+        raise ClientRejected(f"backchannel_logout_uri must use https (http only on a loopback address): {uri!r}")
+
+
+def set_logout(client: Client, *, post_logout_redirect_uris: list[str] | None = None,
+               backchannel_logout_uri: str | None = None, backchannel_logout_session_required: bool = False) -> None:
+    """Where RP-initiated logout may send the person back to (same rules as redirect URIs,
+    RP-Initiated Logout 1.0 3.1) and where back-channel logout tokens go; the caller commits."""
+    uris = list(dict.fromkeys(post_logout_redirect_uris or []))
+    for uri in uris:
+        try:
+            check_redirect_uri(uri)
+        except ClientRejected as rejected:
+            raise ClientRejected("post-logout " + str(rejected)) from None
+    if backchannel_logout_uri:
+        check_backchannel_logout_uri(backchannel_logout_uri)
+    client.post_logout_redirect_uris = uris
+    client.backchannel_logout_uri = backchannel_logout_uri or None
+    client.backchannel_logout_session_required = bool(backchannel_logout_session_required)
+
+
 def find_client(client_id: str) -> Client | None:
     return db.session.scalar(db.select(Client).where(Client.client_id == client_id))
 
@@ -226,6 +259,9 @@ def describe(client: Client) -> dict:
             "jwks_uri": client.jwks_uri, "jwks": client.jwks,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
+            "post_logout_redirect_uris": client.post_logout_redirect_uris or [],
+            "backchannel_logout_uri": client.backchannel_logout_uri,
+            "backchannel_logout_session_required": client.backchannel_logout_session_required,
             "registered_via": client.registered_via,
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
             **{name: getattr(client, name) for name in lifetimes.LIMITS},

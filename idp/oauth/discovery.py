@@ -46,6 +46,10 @@ def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
         "prompt_values_supported": ["none", "login", "consent", "select_account"],
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],
+        "end_session_endpoint": f"{issuer}/end-session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
     }
 
 

@@ -14,7 +14,7 @@ from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
 from idp.oauth import claims as claims_mod
-from idp.oauth import consent, endpoints, interaction, pending
+from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.server import get_server
 from idp.oauth.subjects import subject_for
@@ -205,6 +205,30 @@ def _require_client_registration() -> None:
 @csrf.exempt
 def userinfo():
     return endpoints.userinfo()
+
+
+@bp.route("/end-session", methods=["GET", "POST"])
+@csrf.exempt  # RP-Initiated Logout 1.0 2: the app sends GET or POST; nothing ends untrusted unconfirmed
+def end_session():
+    return _end_session(request.values, confirmed=False)
+
+
+@bp.route("/end-session/confirm", methods=["POST"])
+def end_session_confirm():
+    return _end_session(request.form, confirmed=True)
+
+
+def _end_session(values, *, confirmed: bool):
+    try:
+        req = logout.parse_end_session(values)
+    except logout.EndSessionRejected:
+        raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
+    sso = current_session()
+    if not confirmed and logout.needs_confirmation(req, sso):
+        return render_template("oauth/logout-confirm.html", user=sso.user, client=req.client, params=req.params)
+    target = logout.finish(req, confirmed=confirmed)
+    db.session.commit()
+    return redirect(target or url_for("authn.logged_out"), 303 if request.method == "POST" else 302)
 
 
 @bp.route("/jwks")
