@@ -72,6 +72,8 @@ class Settings:
     token_code_ttl: int = setting("IDP_TOKEN_CODE_TTL", 60, "Lifetime of authorization codes in seconds (at most 60).")
     pending_ttl: int = setting("IDP_PENDING_TTL", 600,
                                "Seconds a pending authorization request waits for login and consent.")
+    outbox_retention: int = setting("IDP_OUTBOX_RETENTION", 7 * 24 * 3600,
+                                    "Seconds a delivered or failed outbox message is kept before `idp purge` deletes it.")
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
@@ -223,8 +225,8 @@ def validate(s: Settings) -> None:
     if s.jwks_cache_seconds < 0:
         raise ConfigError("IDP_JWKS_CACHE_SECONDS must be 0 or more")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay",
-                 "throttle_max_delay"):
+                 "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "outbox_retention", "keys_cache_seconds",
+                 "throttle_base_delay", "throttle_max_delay"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:

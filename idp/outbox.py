@@ -16,10 +16,11 @@ from collections.abc import Callable
 from datetime import timedelta
 
 from flask import Flask, current_app, g
-from sqlalchemy import delete, inspect, select, update
+from sqlalchemy import and_, inspect, select, update
 
 from idp.clock import now
 from idp.extensions import db
+from idp.models.batches import delete_in_batches
 from idp.models.outbox import OutboxMessage
 
 log = logging.getLogger("idp.outbox")
@@ -120,12 +121,11 @@ def run_once(limit: int = 20, ids: list[int] | None = None) -> tuple[int, int]:
     return delivered, failed
 
 
-def delete_finished(before) -> int:
-    """Remove delivered and failed messages older than `before` (for the purge); commits."""
-    result = db.session.execute(delete(OutboxMessage).where(OutboxMessage.status.in_(("delivered", "failed")),
-                                                            OutboxMessage.created_at < before))
-    db.session.commit()
-    return result.rowcount
+def delete_finished(before, batch: int = 1000) -> int:
+    """Remove delivered and failed messages older than `before` (for the purge), `batch` rows per
+    statement, committing after each."""
+    finished = and_(OutboxMessage.status.in_(("delivered", "failed")), OutboxMessage.created_at < before)
+    return delete_in_batches(OutboxMessage, finished, batch)
 
 
 # --- delivering at once, with a bounded wait ---------------------------------------------------
