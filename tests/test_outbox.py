@@ -197,3 +197,22 @@ def test_finished_messages_are_purged_and_pending_ones_kept(app, recorder, pinne
         outbox.delete_finished(clock.now())
         assert db.session.get(OutboxMessage, delivered_id) is None
         assert db.session.get(OutboxMessage, pending_id) is not None
+
+
+@pytest.mark.parametrize("name, value", [("IDP_OUTBOX_WORKER", "sometimes"), ("IDP_OUTBOX_WAIT_MS", "-1"),
+                                         ("IDP_OUTBOX_WAIT_MS", "10001"), ("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", "0"),
+                                         ("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", "31"), ("IDP_OUTBOX_POLL_SECONDS", "0"),
+                                         ("IDP_SESSION_SWEEP_SECONDS", "0")])
+def test_outbox_settings_out_of_range_stop_start_up_naming_the_variable(tmp_path, name, value):
+    from idp.config import ConfigError, from_env
+    with pytest.raises(ConfigError, match=name):
+        from_env({"IDP_ENV": "development", "IDP_INSTANCE_PATH": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize("env, mode, inline", [("development", "auto", True), ("production", "auto", False),
+                                               ("production", "inline", True), ("development", "off", False)])
+def test_where_the_worker_runs(tmp_path, env, mode, inline):
+    from idp.config import from_env
+    settings = from_env({"IDP_ENV": env, "IDP_ISSUER": "https://id.example.com", "IDP_INSTANCE_PATH": str(tmp_path),
+                         "IDP_OUTBOX_WORKER": mode})
+    assert settings.runs_inline_worker is inline
