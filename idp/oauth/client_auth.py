@@ -12,7 +12,9 @@ IDP_CLIENT_ASSERTION_MAX_LIFETIME ahead, `iat`/`nbf` not in the future, and `jti
 """
 from __future__ import annotations
 
+import json
 from datetime import datetime, timezone
+from functools import lru_cache
 
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -107,7 +109,10 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
 
     def resolve_client_public_key(self, client: Client, refresh: bool = False) -> KeySet:
         if client.jwks:
-            return KeySet.import_key_set(client.jwks)
+            try:
+                return _stored_key_set(json.dumps(client.jwks, sort_keys=True))
+            except (JoseError, ValueError, TypeError):  # checked at registration; a row edited by hand
+                raise _reject("the client's registered keys cannot be used", client, "bad_jwks") from None
         if not client.jwks_uri:
             raise _reject("the client has registered no public keys", client, "no_keys")
         try:
@@ -171,6 +176,12 @@ def allowed_algs(client: Client) -> tuple[str, ...]:
     if client.token_endpoint_auth_signing_alg:
         return tuple(a for a in algs if a == client.token_endpoint_auth_signing_alg)
     return algs
+
+
+@lru_cache(maxsize=256)
+def _stored_key_set(jwks_json: str) -> KeySet:
+    """Parsed once per process and key set, not on every request."""
+    return KeySet.import_key_set(json.loads(jwks_json))
 
 
 def _pick(keys: KeySet, kid: str | None, alg: str):

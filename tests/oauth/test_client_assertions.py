@@ -473,6 +473,18 @@ def test_without_kid_several_keys_of_one_type_are_ambiguous(app, live_server, jw
                    "unknown_kid")
 
 
+def test_stored_keys_that_no_longer_parse_are_refused_without_a_500(app, live_server, rsa_client):
+    from idp.oauth.clients import find_client
+
+    client, key = rsa_client
+
+    def spoil(db):
+        find_client(client["client_id"]).jwks = {"keys": [{"kty": "RSA", "kid": "rsa-1", "n": "x"}]}
+    with_db(app, spoil)
+    assert_refused(app, live_server, client["client_id"], sign(key, claims_for(client["client_id"], live_server)),
+                   "bad_jwks")
+
+
 # --- refused: the method must be the registered one -------------------------------------------
 def test_a_secret_basic_client_cannot_use_an_assertion(app, live_server, jwt_client):
     client = jwt_client("client_secret_basic")
