@@ -13,6 +13,7 @@ IDP_CLIENT_ASSERTION_MAX_LIFETIME ahead, `iat`/`nbf` not in the future, and `jti
 from __future__ import annotations
 
 import json
+import math
 from datetime import datetime, timezone
 from functools import lru_cache
 
@@ -132,7 +133,7 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
         except JoseError as failure:
             raise _reject(f"the client assertion is not acceptable: {failure.description}", client,
                           f"claims: {failure.error}") from None
-        if claims["exp"] > timestamp() + _settings().client_assertion_max_lifetime:
+        if not math.isfinite(claims["exp"]) or claims["exp"] > timestamp() + _settings().client_assertion_max_lifetime:
             raise _reject("the client assertion expires too far in the future", client, "exp_too_far")
         jti = claims["jti"]
         if not isinstance(jti, str) or not 0 < len(jti) <= MAX_JTI_LENGTH:

@@ -360,6 +360,13 @@ def test_an_assertion_expiring_too_far_ahead_is_refused(app, live_server, rsa_cl
     assert_refused(app, live_server, client["client_id"], sign(key, far), "exp_too_far")
 
 
+def test_an_exp_that_is_not_a_number_is_refused(app, live_server, rsa_client):
+    client, key = rsa_client
+    for exp in (float("nan"), float("inf"), "soon", True):  # Python's JSON reads NaN and Infinity
+        assertion = sign(key, claims_for(client["client_id"], live_server, exp=exp))
+        assert_refused(app, live_server, client["client_id"], assertion)
+
+
 def test_authlibs_default_one_hour_assertion_is_refused(app, live_server, rsa_client):
     client, key = rsa_client
     session = OAuth2Session(client["client_id"], key, token_endpoint_auth_method=PrivateKeyJWT())
