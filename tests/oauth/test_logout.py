@@ -577,3 +577,25 @@ def test_signing_in_again_keeps_the_apps_attached_to_the_session(live_server, ap
     end_session(browser, live_server, id_token_hint=tokens_b["id_token"])
     first.wait_for(), second.wait_for()
 
+
+
+def test_a_pairwise_client_that_lost_its_sector_still_gets_a_token_with_sid_alone(
+        live_server, app, make_user, logout_client, receivers):
+    from idp.models import Client
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver, subject_type="pairwise")
+    browser, tokens, claims = sign_in_to(live_server, user, client)
+
+    def lose_sector(db):
+        row = db.session.scalar(db.select(Client).where(Client.client_id == client["client_id"]))
+        row.redirect_uris = ["https://a.example/cb", "https://b.example/cb"]
+        row.sector_identifier = None
+    with_db(app, lose_sector)
+    page = end_session(browser, live_server, id_token_hint=tokens["id_token"])
+    fields = confirmation_page(page)                 # the hint's sub can no longer be matched
+    confirmed = browser.post(f"{live_server}/end-session/confirm", data={**fields, "csrf_token": csrf_token(page.text)})
+    assert confirmed.status_code == 303
+    [token] = receiver.wait_for()
+    logout = jwt.decode(token, jwks(live_server), algorithms=["RS256", "ES256"]).claims
+    assert logout["sid"] == claims["sid"] and "sub" not in logout and logout["aud"] == client["client_id"]
