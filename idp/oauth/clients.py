@@ -6,7 +6,7 @@ import json
 import re
 from urllib.parse import urlsplit
 
-from flask import current_app
+from flask import current_app, has_app_context
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
@@ -90,8 +90,9 @@ def check_jwks(jwks) -> None:
 
 
 def check_jwks_uri(uri: str) -> None:
-    """Where we fetch a client's keys: https, or http on a loopback address (tests, development);
-    no user information, no fragment."""
+    """Where we fetch a client's keys: https, or http on a loopback address in development (and
+    outside an app, in unit tests); no user information, no fragment. Production refuses loopback
+    http, so a registered jwks_uri cannot point the server at its own local services."""
     try:
         parts = urlsplit(uri or "")
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -101,9 +102,10 @@ def check_jwks_uri(uri: str) -> None:
         raise ClientRejected(f"jwks_uri is empty, too long, contains spaces or a fragment: {uri!r}")
     if parts.username is not None or parts.password is not None or not parts.hostname:
         raise ClientRejected(f"jwks_uri needs a host and must not carry user information: {uri!r}")
-    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+    development = not has_app_context() or current_app.config["IDP_SETTINGS"].is_development
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname) and development):
         return
-    raise ClientRejected(f"jwks_uri must be https (http only on a loopback address): {uri!r}")
+    raise ClientRejected(f"jwks_uri must be https (http only on a loopback address in development): {uri!r}")
 
 
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
