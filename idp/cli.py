@@ -115,6 +115,8 @@ def _logout_option(ctx, param, value):
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
 @click.option("--scope", default="openid profile email offline_access", show_default=True)
 @click.option("--no-pkce", is_flag=True, help="Confidential clients only: do not require PKCE.")
+@click.option("--resource-server", is_flag=True,
+              help="Confidential clients only: may introspect access tokens issued to any client (RFC 7662).")
 @click.option("--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True,
               help="pairwise: each sector (a host) sees its own opaque sub for a person (OIDC Core 8.1).")
 @click.option("--sector", default=None,
@@ -137,7 +139,8 @@ def _logout_option(ctx, param, value):
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
 def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, grant_types,
-                   scope, no_pkce, client_id, as_json, subject_type, sector, **token_lifetimes):
+                   scope, no_pkce, resource_server, client_id, as_json, subject_type, sector,
+                   **token_lifetimes):
     from idp.extensions import db as database
     from idp.oauth.clients import ClientRejected, create_client, describe, find_client, set_auth_method
     if public and auth_method not in (None, "none"):
@@ -152,7 +155,8 @@ def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri
     try:
         client, secret = create_client(name=name, redirect_uris=list(redirect_uris), public=public,
                                        first_party=first_party, grant_types=list(grant_types) or None,
-                                       scope=scope, require_pkce=not no_pkce, client_id=client_id)
+                                       scope=scope, require_pkce=not no_pkce, client_id=client_id,
+                                       resource_server=resource_server)
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
     from idp.oauth.clients import set_subject_type, set_token_lifetimes

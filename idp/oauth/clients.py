@@ -110,14 +110,18 @@ def check_jwks_uri(uri: str) -> None:
 
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
                   grant_types: list[str] | None = None, scope: str = "openid profile email offline_access",
-                  require_pkce: bool = True, client_id: str | None = None) -> tuple[Client, str | None]:
-    """Add a client; returns it and its secret (None for public clients). The caller commits."""
+                  require_pkce: bool = True, client_id: str | None = None,
+                  resource_server: bool = False) -> tuple[Client, str | None]:
+    """Add a client; returns it and its secret (None for public clients). The caller commits.
+    A resource server may introspect access tokens issued to any client (RFC 7662)."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
     unknown = set(grant_types) - GRANT_TYPES
     if unknown:
         raise ClientRejected(f"unknown grant types: {', '.join(sorted(unknown))}")
     if public and "client_credentials" in grant_types:
         raise ClientRejected("a public client cannot use client_credentials")
+    if public and resource_server:
+        raise ClientRejected("a resource server must be a confidential client to use introspection")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ClientRejected("the authorization_code grant needs at least one redirect URI")
     for uri in redirect_uris:
@@ -129,9 +133,11 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
                     client_secret_digest=digest(secret) if secret else None,
                     token_endpoint_auth_method="none" if public else "client_secret_basic",
                     redirect_uris=list(dict.fromkeys(redirect_uris)), grant_types=list(grant_types),
-                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party)
+                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party,
+                    resource_server=resource_server)
     db.session.add(client)
-    audit.record("oauth.client.created", client=client, public=public, first_party=first_party)
+    audit.record("oauth.client.created", client=client, public=public, first_party=first_party,
+                 resource_server=resource_server)
     return client, secret
 
 
@@ -267,4 +273,5 @@ def describe(client: Client) -> dict:
             "registered_via": client.registered_via,
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
             **{name: getattr(client, name) for name in lifetimes.LIMITS},
+            "resource_server": client.resource_server,
             "created_at": client.created_at.isoformat() if client.created_at else None}

@@ -11,6 +11,8 @@ from idp.keys import keyring
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES_SUPPORTED
 from idp.oauth.clients import SIGNING_ALGS
 from idp.oauth.grants import AUTH_METHODS
+from idp.oauth.introspection import INTROSPECTION_AUTH_METHODS
+from idp.oauth.revocation import REVOCATION_AUTH_METHODS
 from idp.oauth.subjects import SUBJECT_TYPES
 
 ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # never none (RFC 8414 2)
@@ -26,6 +28,10 @@ def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
         "token_endpoint": f"{issuer}/token",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "revocation_endpoint_auth_methods_supported": REVOCATION_AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],

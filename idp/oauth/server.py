@@ -15,6 +15,8 @@ from idp.models import Client, RefreshToken
 from idp.oauth import client_auth, grants
 from idp.oauth import lifetimes, registration
 from idp.oauth.claims import SCOPES_SUPPORTED
+from idp.oauth.introspection import IntrospectionEndpoint
+from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.tokens import TokenGenerator
 from idp.security.tokens import digest
 
@@ -78,6 +80,8 @@ def build_server(app: Flask) -> AuthorizationServer:
                           [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)])
     server.register_grant(grants.RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)
     server.register_endpoint(registration.ClientRegistrationEndpoint)
     server.register_endpoint(registration.ClientConfigurationEndpoint)
     server.issuer_parameter = IssuerParameter()

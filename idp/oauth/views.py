@@ -16,6 +16,8 @@ from idp.keys import keyring
 from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
+from idp.oauth.introspection import IntrospectionEndpoint
+from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
@@ -199,6 +201,20 @@ def configure_client(client_id: str):
 def _require_client_registration() -> None:
     if current_app.config["IDP_SETTINGS"].client_registration == "disabled":
         abort(404)
+
+
+@bp.route("/revoke", methods=["POST"])
+@csrf.exempt
+def revoke():
+    """RFC 7009 token revocation."""
+    return get_server().create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
+
+
+@bp.route("/introspect", methods=["POST"])
+@csrf.exempt
+def introspect():
+    """RFC 7662 token introspection."""
+    return get_server().create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
 
 
 @bp.route("/userinfo", methods=["GET", "POST"])
