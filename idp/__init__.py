@@ -69,6 +69,14 @@ def _start_worker_on_first_request(app: Flask) -> None:
                     app, poll_seconds=app.config["IDP_SETTINGS"].outbox_poll_seconds, periodic=worker_tasks(app))
 
 
+def _sqlite_begin_before_savepoint(connection, _name) -> None:
+    """pysqlite opens a transaction only before a data change, so a SAVEPOINT outside one is the
+    outermost transaction and its RELEASE commits: a later rollback would leave the "nested"
+    writes in place (a partial write). Opening the real transaction first keeps it nested."""
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or from_env()
     logging.basicConfig(level=settings.log_level)
@@ -103,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.sqlalchemy_url.startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
+            event.listen(db.engine, "savepoint", _sqlite_begin_before_savepoint)
     migrate.init_app(app, db, directory=_asset_dir("migrations"))
     csrf.init_app(app)
 
