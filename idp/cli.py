@@ -249,7 +249,7 @@ def clients_rotate_secret(client_id, as_json):
 @click.option("--json", "as_json", is_flag=True)
 def clients_initial_token(expires_in, note, as_json):
     from idp.extensions import db as database
-    from idp.oauth.registration import issue_initial_access_token
+    from idp.oauth.initial_tokens import issue_initial_access_token
     app = _app()
     if note is not None and len(note) > 256:
         raise click.BadParameter("at most 256 characters", param_hint="--note")

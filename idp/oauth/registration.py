@@ -8,8 +8,6 @@ on update. Clients registered here are never first-party: a person always sees t
 """
 from __future__ import annotations
 
-from datetime import timedelta
-
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest
@@ -17,7 +15,6 @@ from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint as _RegistrationEndpoint
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint as _ConfigurationEndpoint
 from flask import current_app, request
-from sqlalchemy import or_, update
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp import audit
@@ -25,13 +22,12 @@ from idp.clock import now
 from idp.extensions import db
 from idp.keys import keyring
 from idp.models import Client, InitialAccessToken
-from idp.oauth import client_metadata, discovery
+from idp.oauth import client_metadata, discovery, initial_tokens
 from idp.oauth.client_secrets import store_secret
-from idp.oauth.clients import find_client
+from idp.oauth.clients import SECRET_METHODS, find_client
 from idp.oauth.subjects import sector_from_redirect_uris
 from idp.security.tokens import constant_time_equal, digest, random_token
 
-SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
 # Fields returned even when empty: an omitted response_types would mean "code" (RFC 7591 2).
 ALWAYS_SHOWN = ("redirect_uris", "grant_types", "response_types")
 
@@ -128,10 +124,8 @@ class ClientRegistrationEndpoint(_MetadataHooks, _RegistrationEndpoint):
         token = _bearer(json_request)
         if token is None:
             raise _refuse("register", "missing", "an initial access token is required (Authorization: Bearer)")
-        row = db.session.scalar(db.select(InitialAccessToken)
-                                .where(InitialAccessToken.token_digest == digest(token)))
-        if row is None or row.used_at is not None or _expired(row):
-            reason = "unknown" if row is None else "used" if row.used_at is not None else "expired"
+        row, reason = initial_tokens.find_usable(token)
+        if row is None:
             raise _refuse("register", reason, "the initial access token is unknown, used or expired")
         return row
 
@@ -202,35 +196,6 @@ class RegistrationAccess:
         return client.id == self.client.id
 
 
-def _expired(row: InitialAccessToken) -> bool:
-    return row.expires_at is not None and row.expires_at <= now()
-
-
-def issue_initial_access_token(expires_in: int | None, note: str | None) -> tuple[InitialAccessToken, str]:
-    """A new initial access token (shown once; stored as a digest). The caller commits."""
-    token = random_token(32)
-    row = InitialAccessToken(token_digest=digest(token), note=note,
-                             expires_at=now() + timedelta(seconds=expires_in) if expires_in else None)
-    db.session.add(row)
-    db.session.flush()
-    audit.record("oauth.initial_access_token.created", token_id=row.id, note=note,
-                 expires_at=row.expires_at.isoformat() if row.expires_at else None)
-    return row, token
-
-
-def _consume(row: InitialAccessToken) -> None:
-    """Single use, atomically: of two registrations racing with one token, one wins."""
-    moment = now()
-    result = db.session.execute(
-        update(InitialAccessToken)
-        .where(InitialAccessToken.id == row.id, InitialAccessToken.used_at.is_(None),
-               or_(InitialAccessToken.expires_at.is_(None), InitialAccessToken.expires_at > moment))
-        .values(used_at=moment))
-    if result.rowcount != 1:
-        db.session.rollback()
-        raise _refuse("register", "used", "the initial access token is unknown, used or expired")
-
-
 def register_client(metadata: dict, credential) -> tuple[Client, str | None, str]:
     """Store a dynamically registered client; returns it, its secret and its registration token."""
     registration_token = random_token(32)
@@ -240,8 +205,9 @@ def register_client(metadata: dict, credential) -> tuple[Client, str | None, str
     secret = random_token(32) if client.token_endpoint_auth_method in SECRET_METHODS else None
     store_secret(client, secret)
     db.session.add(client)
-    if isinstance(credential, InitialAccessToken):
-        _consume(credential)
+    if isinstance(credential, InitialAccessToken) and not initial_tokens.use_up(credential):
+        db.session.rollback()
+        raise _refuse("register", "used", "the initial access token is unknown, used or expired")
     db.session.flush()
     audit.record("oauth.client.created", client=client, registered_via="dynamic",
                  token_endpoint_auth_method=client.token_endpoint_auth_method, grant_types=client.grant_types,

@@ -18,7 +18,7 @@ from werkzeug.serving import make_server
 from idp import audit, clock, create_app
 from idp.extensions import db
 from idp.models import Client, InitialAccessToken
-from idp.oauth.registration import issue_initial_access_token
+from idp.oauth.initial_tokens import issue_initial_access_token
 from tests.conftest import _free_port
 from tests.helpers.rp import RelyingParty, discovery, verify_id_token
 from tests.oauth.flows import (TIMEOUT, assert_token_error, authorize, count_rows, is_consent_page, redeem,
