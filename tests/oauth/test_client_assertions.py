@@ -590,3 +590,36 @@ def test_a_failed_fetch_is_not_retried_on_every_request(app, live_server, jwt_cl
     server.serve(key_set(key))
     clock.advance(jwks_fetch.REFETCH_INTERVAL)
     assert client_credentials(live_server, sign(key, claims_for(client["client_id"], live_server))).status_code == 200
+
+
+# --- other endpoints that authenticate clients ------------------------------------------------
+def test_revocation_and_introspection_accept_private_key_jwt(app, live_server, jwt_client):
+    key = rsa_key()
+    client = jwt_client(jwks=key_set(key))
+    auth = ShortPrivateKeyJWT(headers={"kid": key.kid})
+    session = OAuth2Session(client["client_id"], key, token_endpoint_auth_method=auth,
+                            revocation_endpoint_auth_method=auth)
+    token = session.fetch_token(f"{live_server}/token", grant_type="client_credentials")["access_token"]
+    introspected = session.introspect_token(f"{live_server}/introspect", token=token)  # aud: the /introspect URL
+    assert introspected.status_code == 200 and introspected.json()["active"] is True
+    assert session.revoke_token(f"{live_server}/revoke", token=token).status_code == 200
+    assert session.introspect_token(f"{live_server}/introspect", token=token).json()["active"] is False
+
+
+def test_revocation_refuses_a_replayed_assertion(app, live_server, rsa_client):
+    client, key = rsa_client
+    assertion = sign(key, claims_for(client["client_id"], f"{live_server}/revoke"))
+    data = {"token": "whatever", "client_assertion_type": ASSERTION_TYPE, "client_assertion": assertion}
+    assert requests.post(f"{live_server}/revoke", data=data, timeout=TIMEOUT).status_code == 200
+    replayed = requests.post(f"{live_server}/revoke", data=data, timeout=TIMEOUT)
+    assert replayed.status_code == 400 and replayed.json()["error"] == "invalid_client"
+    assert rejection_reasons(app, client["client_id"])[-1] == "replayed"
+
+
+def test_introspection_accepts_client_secret_jwt(live_server, jwt_client):
+    client = jwt_client("client_secret_jwt")
+    auth = ShortClientSecretJWT()
+    session = OAuth2Session(client["client_id"], client["client_secret"], token_endpoint_auth_method=auth,
+                            revocation_endpoint_auth_method=auth)
+    token = session.fetch_token(f"{live_server}/token", grant_type="client_credentials")["access_token"]
+    assert session.introspect_token(f"{live_server}/introspect", token=token).json()["active"] is True

@@ -36,7 +36,8 @@ def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
     assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post",
                                                                   "client_secret_jwt", "private_key_jwt", "none"}
-    assert meta["token_endpoint_auth_signing_alg_values_supported"] == ["RS256", "PS256", "ES256", "HS256"]
+    for endpoint in ("token", "revocation", "introspection"):
+        assert meta[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == ["RS256", "PS256", "ES256", "HS256"]
     assert meta["subject_types_supported"] == ["public", "pairwise"]
     assert "openid" in meta["scopes_supported"] and "offline_access" in meta["scopes_supported"]
     assert "none" not in meta["id_token_signing_alg_values_supported"]
