@@ -65,8 +65,9 @@ def _start_worker_on_first_request(app: Flask) -> None:
             return
         with lock:
             if "idp.worker" not in app.extensions:
-                app.extensions["idp.worker"] = start_worker_thread(
-                    app, poll_seconds=app.config["IDP_SETTINGS"].outbox_poll_seconds, periodic=worker_tasks(app))
+                app.extensions["idp.worker"] = stop = threading.Event()
+                start_worker_thread(app, stop, poll_seconds=app.config["IDP_SETTINGS"].outbox_poll_seconds,
+                                    periodic=worker_tasks(app))
 
 
 def _sqlite_begin_before_savepoint(connection, _name) -> None:

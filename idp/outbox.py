@@ -188,10 +188,10 @@ def work(app: Flask, stop: threading.Event, *, poll_seconds: float,
             stop.wait(poll_seconds)
 
 
-def start_worker_thread(app: Flask, *, poll_seconds: float,
-                        periodic: list[tuple[float, Callable[[], object]]] = ()) -> threading.Event:
-    """The in-process worker (development): a daemon thread; set the returned event to stop it."""
-    stop = threading.Event()
-    threading.Thread(target=work, args=(app, stop), kwargs={"poll_seconds": poll_seconds, "periodic": periodic},
-                     daemon=True, name="idp-outbox-worker").start()
-    return stop
+def start_worker_thread(app: Flask, stop: threading.Event, *, poll_seconds: float,
+                        periodic: list[tuple[float, Callable[[], object]]] = ()) -> threading.Thread:
+    """The in-process worker (development): a daemon thread that runs until `stop` is set."""
+    thread = threading.Thread(target=work, args=(app, stop), daemon=True, name="idp-outbox-worker",
+                              kwargs={"poll_seconds": poll_seconds, "periodic": periodic})
+    thread.start()
+    return thread

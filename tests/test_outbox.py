@@ -181,10 +181,10 @@ def test_nothing_is_tried_for_a_transaction_that_rolled_back(app, recorder):
 
 def test_the_worker_loop_delivers_and_stops_when_told(app, recorder):
     enqueue(app)
-    stop = outbox.start_worker_thread(app, poll_seconds=0.05)
+    stop = threading.Event()
+    worker = outbox.start_worker_thread(app, stop, poll_seconds=0.05)
     assert recorder.entered.wait(30)
     stop.set()
-    worker = next(t for t in threading.enumerate() if t.name == "idp-outbox-worker")
     worker.join(30)
     assert not worker.is_alive() and recorder.seen == [0]
 
@@ -216,3 +216,20 @@ def test_where_the_worker_runs(tmp_path, env, mode, inline):
     settings = from_env({"IDP_ENV": env, "IDP_ISSUER": "https://id.example.com", "IDP_INSTANCE_PATH": str(tmp_path),
                          "IDP_OUTBOX_WORKER": mode})
     assert settings.runs_inline_worker is inline
+
+
+@pytest.mark.parametrize("mode, started", [("inline", True), ("off", False)])
+def test_the_inline_worker_starts_with_the_first_request_only_when_asked(tmp_path, mode, started):
+    from flask_migrate import upgrade
+
+    from idp import create_app
+    from idp.config import from_env
+    application = create_app(from_env({}, env="development", instance_path=str(tmp_path), log_level="WARNING",
+                                      secret_key="s" * 40, outbox_worker=mode))
+    with application.app_context():
+        upgrade()
+    assert "idp.worker" not in application.extensions        # building the app (as the CLI does) starts nothing
+    assert application.test_client().get("/healthz", base_url="http://127.0.0.1:5000").status_code == 200
+    assert ("idp.worker" in application.extensions) is started
+    if started:
+        application.extensions["idp.worker"].set()
