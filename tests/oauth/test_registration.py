@@ -130,6 +130,17 @@ def test_disabled_registration_is_not_served(disabled_server, open_server):
     assert configure("GET", uri, registered["registration_access_token"]).status_code == 404
 
 
+def test_the_mode_defaults_to_protected_and_a_bad_mode_stops_start_up(tmp_path):
+    from idp.config import ConfigError, from_env
+
+    env = {"IDP_ISSUER": "https://idp.example.test", "IDP_SECRET_KEY": "k" * 32, "IDP_INSTANCE_PATH": str(tmp_path)}
+    assert from_env(env).client_registration == "protected"
+    assert from_env({**env, "IDP_CLIENT_REGISTRATION": "open"}).client_registration == "open"
+    for bad in ("", "on", "true", "Protected"):
+        with pytest.raises(ConfigError, match="IDP_CLIENT_REGISTRATION"):
+            from_env({**env, "IDP_CLIENT_REGISTRATION": bad})
+
+
 def test_people_sign_up_page_stays_at_register(live_server):
     """IDP_REGISTRATION_ENABLED (people) and IDP_CLIENT_REGISTRATION (applications) are apart."""
     page = requests.get(f"{live_server}/register", timeout=TIMEOUT)
