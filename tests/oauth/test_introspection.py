@@ -7,7 +7,7 @@ import pytest
 import requests
 
 from idp import clock
-from idp.models import Grant, RefreshToken, User
+from idp.models import Client, Grant, RefreshToken, User
 from idp.security.tokens import digest
 from tests.helpers.rp import verify_access_token
 from tests.oauth.flows import (TIMEOUT, assert_token_error, introspect, refresh, revoke, token_request, tokens_for,
@@ -75,6 +75,17 @@ def test_client_credentials_token_has_the_client_as_subject(live_server, make_cl
     body = _ok(introspect(live_server, client, access))
     assert body["active"] is True and body["sub"] == body["client_id"] == client["client_id"]
     assert body["scope"] == "profile" and body["token_type"] == "Bearer"
+
+
+def test_client_credentials_token_of_a_deleted_client_is_inactive(live_server, app, make_client):
+    doomed = make_client(name="Doomed")
+    api = make_client(resource_server=True, grant_types=["client_credentials"])
+    access = token_request(live_server, {"grant_type": "client_credentials"},
+                           auth=(doomed["client_id"], doomed["client_secret"])).json()["access_token"]
+    assert _ok(introspect(live_server, api, access))["active"] is True
+    with_db(app, lambda db: db.session.delete(
+        db.session.scalar(db.select(Client).where(Client.client_id == doomed["client_id"]))))
+    assert _ok(introspect(live_server, api, access)) == INACTIVE
 
 
 # --- inactive tokens -----------------------------------------------------------------------------
