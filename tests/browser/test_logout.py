@@ -1,0 +1,44 @@
+"""RP-initiated logout in Chromium: the confirmation page (no inline code, CSP clean) and its
+POST, whose redirect must reach the client application's post_logout_redirect_uri."""
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+import pytest
+
+from tests.conftest import PASSWORD
+from tests.helpers.rp import RelyingParty
+
+pytestmark = pytest.mark.browser
+
+
+def test_confirmed_logout_reaches_the_clients_post_logout_redirect_uri(
+        live_server, make_user, make_client, stand_in_client, browser_page):
+    page, watch = browser_page
+    user = make_user()
+    client_app = stand_in_client()
+    after = client_app.redirect_uri + "?after=logout"
+    client = make_client(name="Stand-in Wiki", first_party=True, redirect_uris=[client_app.redirect_uri],
+                         post_logout_redirect_uris=[after])
+    page.goto("/login")
+    page.get_by_label("Username or email").fill(user["username"])
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Sign in").click()
+    page.wait_for_url(f"{live_server}/account")
+    rp = RelyingParty(live_server, client)
+    page.goto(rp.authorization_url())
+    page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri + "?"))
+    client_app.received.clear()
+
+    page.goto("/end-session?" + urlencode({"client_id": client["client_id"], "post_logout_redirect_uri": after,
+                                            "state": "bye"}))
+    assert page.get_by_role("heading", level=1).inner_text() == "Sign out"
+    assert "Stand-in Wiki asks to sign you out." in page.locator("main").inner_text()
+    page.get_by_role("button", name="Sign out").click()
+    page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri + "?"))
+    back = client_app.only_callback()
+    assert back["method"] == "GET" and back["params"] == {"after": "logout", "state": "bye"}
+
+    page.goto("/account")
+    assert page.url.startswith(f"{live_server}/login"), "the session has ended"
+    watch.assert_clean()
