@@ -71,15 +71,6 @@ def _remember(uri: str, entry: _Entry) -> None:
             _locks.pop(old, None)
 
 
-def forget(uri: str | None = None) -> None:
-    """Drop one cached URI (after a client changes its jwks_uri) or all of them."""
-    with _guard:
-        if uri is None:
-            _cache.clear()
-        else:
-            _cache.pop(uri, None)
-
-
 def fetch_jwks(uri: str, timeout: float) -> KeySet:
     """GET the JWK Set at `uri`: 200, JSON, at most JWKS_MAX_BYTES, within `timeout` seconds overall."""
     try:
