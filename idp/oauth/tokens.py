@@ -97,9 +97,10 @@ def verify(token: str, *, typ: str | None = None) -> dict | None:
 
 def verify_id_token_hint(token: str) -> dict | None:
     """Claims of an ID token we issued, expired or not (OIDC Core 3.1.2.1: an expired ID token is
-    still a valid hint); a JWT access token (typ at+jwt) is not an ID token and is refused."""
+    still a valid hint). Our ID tokens are typed JWT; any other type we sign (an access token,
+    at+jwt, or a logout token, logout+jwt) is not an ID token and is refused."""
     decoded = _decode(token)
-    if decoded is None or str(decoded.header.get("typ", "")).lower() == "at+jwt":
+    if decoded is None or str(decoded.header.get("typ", "JWT")).lower() != "jwt":
         return None
     claims = decoded.claims
     if claims.get("iss") != _settings().issuer or not claims.get("sub") or "aud" not in claims:

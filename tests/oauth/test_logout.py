@@ -599,3 +599,17 @@ def test_a_pairwise_client_that_lost_its_sector_still_gets_a_token_with_sid_alon
     [token] = receiver.wait_for()
     logout = jwt.decode(token, jwks(live_server), algorithms=["RS256", "ES256"]).claims
     assert logout["sid"] == claims["sid"] and "sub" not in logout and logout["aud"] == client["client_id"]
+
+
+def test_a_logout_token_is_not_an_id_token_hint(live_server, app, make_user, logout_client, receivers):
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver)
+    browser, _, _ = sign_in_to(live_server, user, client)
+    second, _, _ = sign_in_to(live_server, user, client, browser=Browser(live_server))
+    page = browser.get(f"{live_server}/logout")
+    browser.post(f"{live_server}/logout", data={"csrf_token": csrf_token(page.text)})
+    [logout_token] = receiver.wait_for()
+    response = end_session(second, live_server, id_token_hint=logout_token, post_logout_redirect_uri=PLR)
+    confirmation_page(response)                             # not trusted as a hint
+    assert_signed_in(live_server, second, client)
