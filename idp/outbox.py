@@ -180,7 +180,7 @@ def work(app: Flask, stop: threading.Event, *, poll_seconds: float,
                     if time.monotonic() - last_run[index] >= interval:
                         last_run[index] = time.monotonic()
                         task()
-                delivered, failed = run_once()
+                delivered, failed = run_once(limit=1)  # one at a time: a stop is honoured between messages
                 busy = delivered + failed > 0
         except Exception:  # noqa: BLE001 - keep the worker alive through database hiccups
             log.exception("outbox worker loop failed; retrying in %s s", poll_seconds)

@@ -41,7 +41,8 @@ class Cli:
         self.instance = instance
         self.env = {name: None for name in SETTINGS}  # nothing leaks in from the caller's environment
         self.env.update({"IDP_ENV": "development", "IDP_INSTANCE_PATH": str(instance),
-                         "IDP_DATABASE_URL": f"sqlite:///{instance / 'cli.sqlite'}", "IDP_LOG_LEVEL": "WARNING"})
+                         "IDP_DATABASE_URL": f"sqlite:///{instance / 'cli.sqlite'}", "IDP_LOG_LEVEL": "WARNING",
+                         "IDP_OUTBOX_WORKER": "off"})  # no worker thread in the test process
         self.runner = CliRunner()
         self._app = None
 
@@ -406,3 +407,9 @@ def test_cli_uses_its_own_instance_folder(cli):
     assert (cli.instance / "cli.sqlite").exists()
     assert stat.S_IMODE((cli.instance / "secret_key").stat().st_mode) == 0o600
     assert os.environ.get("IDP_INSTANCE_PATH") != str(cli.instance)
+
+
+def test_generated_client_ids_never_look_like_an_option():
+    from idp.oauth.clients import new_client_id
+    ids = {new_client_id() for _ in range(3000)}
+    assert len(ids) == 3000 and not any(i.startswith("-") for i in ids)

@@ -108,6 +108,15 @@ def check_jwks_uri(uri: str) -> None:
     raise ClientRejected(f"jwks_uri must be https (http only on a loopback address in development): {uri!r}")
 
 
+def new_client_id() -> str:
+    """A random client_id (128 bits) that never starts with '-', so it cannot be taken for an
+    option on a command line (`idp clients show <id>`)."""
+    while True:
+        candidate = random_token(16)
+        if not candidate.startswith("-"):
+            return candidate
+
+
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
                   grant_types: list[str] | None = None, scope: str = "openid profile email offline_access",
                   require_pkce: bool = True, client_id: str | None = None,
@@ -129,7 +138,7 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
     if not name.strip() or len(name) > 200:
         raise ClientRejected("the client name must be 1 to 200 characters")
     secret = None if public else random_token(32)
-    client = Client(client_id=client_id or random_token(16), client_name=name.strip(),
+    client = Client(client_id=client_id or new_client_id(), client_name=name.strip(),
                     client_secret_digest=digest(secret) if secret else None,
                     token_endpoint_auth_method="none" if public else "client_secret_basic",
                     redirect_uris=list(dict.fromkeys(redirect_uris)), grant_types=list(grant_types),

@@ -24,7 +24,7 @@ from idp.keys import keyring
 from idp.models import Client, InitialAccessToken
 from idp.oauth import client_metadata, discovery, initial_tokens
 from idp.oauth.client_secrets import store_secret
-from idp.oauth.clients import SECRET_METHODS, find_client
+from idp.oauth.clients import SECRET_METHODS, find_client, new_client_id
 from idp.oauth.subjects import sector_from_redirect_uris
 from idp.security.tokens import constant_time_equal, digest, random_token
 
@@ -199,7 +199,7 @@ class RegistrationAccess:
 def register_client(metadata: dict, credential) -> tuple[Client, str | None, str]:
     """Store a dynamically registered client; returns it, its secret and its registration token."""
     registration_token = random_token(32)
-    client = Client(client_id=random_token(16), registered_via="dynamic", first_party=False, require_pkce=True,
+    client = Client(client_id=new_client_id(), registered_via="dynamic", first_party=False, require_pkce=True,
                     registration_access_token_digest=digest(registration_token))
     _apply(client, metadata)
     secret = random_token(32) if client.token_endpoint_auth_method in SECRET_METHODS else None
