@@ -89,7 +89,11 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_templating(app)
     init_session_cookie(app)
 
+    from idp.mail import init_mail
+    init_mail(app)
+
     from idp.account.views import bp as account_bp
+    from idp.authn import recovery as _recovery_pages  # noqa: F401  (its routes join the authn blueprint)
     from idp.authn.views import bp as authn_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp

@@ -69,6 +69,16 @@ class Settings:
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
+    smtp_url: str = setting("IDP_SMTP_URL", "",
+                            "Outgoing mail server: `smtp://user:password@host:587` (STARTTLS), `smtps://...:465` (TLS) or `smtp://host:25?tls=none` (plain, local relays only). Empty: in development each message is written to the log; in production nothing is sent (and the log says so).")
+    mail_from: str = setting("IDP_MAIL_FROM", "idp <no-reply@localhost>",
+                             "The From address of every message idp sends.")
+    email_verification_required: bool = setting("IDP_EMAIL_VERIFICATION_REQUIRED", False,
+                                                "Whether a person must confirm their email address before they can sign in.")
+    email_verify_ttl: int = setting("IDP_EMAIL_VERIFY_TTL", 24 * 3600,
+                                    "Seconds an email verification link stays valid.")
+    password_reset_ttl: int = setting("IDP_PASSWORD_RESET_TTL", 30 * 60,
+                                      "Seconds a password reset link stays valid.")
 
     @property
     def is_development(self) -> bool:
@@ -190,10 +200,23 @@ def validate(s: Settings) -> None:
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay"):
+                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay",
+                 "email_verify_ttl", "password_reset_ttl"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
+    if s.smtp_url:
+        smtp = urlsplit(s.smtp_url)
+        if smtp.scheme not in ("smtp", "smtps") or not smtp.hostname:
+            raise ConfigError("IDP_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465")
+        try:
+            smtp.port
+        except ValueError:
+            raise ConfigError("IDP_SMTP_URL has a port that is not a number") from None
+        if smtp.query not in ("", "tls=none", "tls=starttls"):
+            raise ConfigError("IDP_SMTP_URL accepts only ?tls=none or ?tls=starttls")
+    if "@" not in s.mail_from or "\n" in s.mail_from or "\r" in s.mail_from:
+        raise ConfigError("IDP_MAIL_FROM must be an email address, optionally with a display name")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

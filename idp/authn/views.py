@@ -2,7 +2,7 @@
 local `next` path (and a `login_hint` to pre-fill) and sends the person back there."""
 from __future__ import annotations
 
-from flask import Blueprint, current_app, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session as browser, url_for
 
 from idp import audit
 from idp.authn import password as password_step
@@ -10,7 +10,7 @@ from idp.authn import session
 from idp.authn.errors import LoginFailed, Throttled
 from idp.authn.steps import AMR_PASSWORD, acr_for
 from idp.extensions import db
-from idp.users import directory
+from idp.users import directory, recovery
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value, is_local_path
@@ -19,6 +19,7 @@ from idp.web.templating import gettext as _
 bp = Blueprint("authn", __name__)
 
 LOGIN_FAILED = "The username, email or password is not right."
+VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
 
 
 def _next_target() -> str:
@@ -47,6 +48,11 @@ def login():
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
         headers = {"Retry-After": str(failure.retry_after)} if isinstance(failure, Throttled) else {}
         return page, status, headers
+    if settings.email_verification_required and not user.email_verified:
+        audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
+        db.session.commit()
+        browser[VERIFY_USER_KEY] = user.id
+        return render_template("authn/verify_first.html", user=user), 403
     amr = [AMR_PASSWORD]
     session.start(user, amr=amr, acr=acr_for(amr))
     audit.record("authn.login.succeeded", user=user, amr=amr)
@@ -68,6 +74,11 @@ def register():
     except RegistrationRejected as rejected:
         db.session.rollback()
         return render_template("authn/register.html", next=target, values=values, errors=rejected.errors), 400
+    recovery.send_verification(user)
+    if settings.email_verification_required:
+        db.session.commit()
+        browser[VERIFY_USER_KEY] = user.id
+        return render_template("authn/verify_sent.html", user=user, message=None)
     amr = [AMR_PASSWORD]
     session.start(user, amr=amr, acr=acr_for(amr))
     audit.record("authn.login.succeeded", user=user, amr=amr, via="registration")

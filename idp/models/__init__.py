@@ -6,8 +6,8 @@ from idp.models.grant import (AuthorizationCode, ClientAssertion, Consent, Grant
 from idp.models.key import SigningKey
 from idp.models.outbox import OutboxMessage
 from idp.models.session import LoginThrottle, SsoSession
-from idp.models.user import User
+from idp.models.user import User, UserToken
 
 __all__ = ["AuditEvent", "AuthorizationCode", "Client", "ClientAssertion", "Consent", "Grant",
            "InitialAccessToken", "LoginThrottle", "OutboxMessage", "PendingAuthorization", "RefreshToken",
-           "RevokedToken", "SigningKey", "SsoSession", "User"]
+           "RevokedToken", "SigningKey", "SsoSession", "User", "UserToken"]

@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.clock import now
@@ -23,3 +23,21 @@ class User(db.Model):
 
     def get_user_id(self):
         return self.subject
+
+
+class UserToken(db.Model):
+    """A single-use link sent by email (verify an address, reset a password); stored as a digest.
+
+    `email` is the address the link was sent to: verifying proves that address, not whatever the
+    account's email is by the time the link is used."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # verify_email | reset_password
+    email: Mapped[str] = mapped_column(String(320))
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+    used_at = mapped_column(UtcDateTime)

@@ -12,6 +12,7 @@ from idp.extensions import db
 from idp.models import User
 from idp.security import passwords
 from idp.security.tokens import random_token
+from idp.users import email_links
 from idp.users.errors import RegistrationRejected
 
 USERNAME = re.compile(r"^[\w.\-]{3,32}$")
@@ -96,4 +97,5 @@ def set_password(user: User, password: str) -> None:
     if problem:
         raise RegistrationRejected({"password": problem})
     user.password_hash = passwords.hash_password(hasher(), password)
+    email_links.cancel(user, email_links.RESET_PASSWORD)  # a pending reset link dies with the old password
     audit.record("users.password.changed", user=user)
