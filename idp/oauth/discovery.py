@@ -36,7 +36,8 @@ def metadata(issuer: str, algs: list[str]) -> dict:
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
         "acr_values_supported": ACR_VALUES_SUPPORTED,
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"]
+        + (["create"] if current_app.config["IDP_SETTINGS"].registration_enabled else []),
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],
     }

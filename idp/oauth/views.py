@@ -94,6 +94,10 @@ def _validate_extras(grant, params: dict) -> dict:
         claims_request = claims_mod.parse_claims_parameter(params.get("claims"))
     except InvalidRequestError as error:
         raise InvalidRequestError(error.description, **where) from None
+    prompts = set((params.get("prompt") or "").split())
+    if "create" in prompts and not current_app.config["IDP_SETTINGS"].registration_enabled:
+        # Prompt Create 1.0 4.1: a prompt value the OP does not support is invalid_request.
+        raise InvalidRequestError("prompt=create is not supported: registration is closed", **where)
     hint = None
     if params.get("id_token_hint"):
         hint = verify_id_token_hint(params["id_token_hint"])
@@ -101,7 +105,7 @@ def _validate_extras(grant, params: dict) -> dict:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
     return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,
             "hint_sub": hint.get("sub") if hint else None,
-            "prompts": set((params.get("prompt") or "").split())}
+            "prompts": prompts}
 
 
 def _authorize(params: dict, row, pending_id: str | None):
@@ -132,6 +136,8 @@ def _authorize(params: dict, row, pending_id: str | None):
     if pending_id is None:
         pending_id = pending.save(params)
         db.session.commit()
+    if isinstance(step, interaction.Login) and step.reason == "create":
+        return redirect(url_for("authn.register", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if isinstance(step, interaction.Login):
         login_url = url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id),
                             login_hint=params.get("login_hint", "")[:320] or None)
