@@ -81,7 +81,15 @@ class Mailbox:
             outbox.run_once(limit=100)
 
     def last(self, app, address: str):
+        """The newest message to `address`, once delivered; a delivery that a request started in
+        the background may still be on its way, so wait for it (bounded), never a fixed sleep."""
+        import time
+
         self.deliver(app)
+        deadline = time.monotonic() + 10
+        while not self.to(address) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.deliver(app)
         received = self.to(address)
         assert received, f"no mail to {address}"
         return received[-1]
