@@ -80,6 +80,18 @@ class Mailbox:
         with app.app_context():
             outbox.run_once(limit=100)
 
+    def wait_count(self, app, address: str, count: int) -> list:
+        """At least `count` messages to `address` (bounded wait, as last())."""
+        import time
+
+        deadline = time.monotonic() + 10
+        self.deliver(app)
+        while len(self.to(address)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.deliver(app)
+        assert len(self.to(address)) >= count, f"{len(self.to(address))} mails to {address}, wanted {count}"
+        return self.to(address)
+
     def last(self, app, address: str):
         """The newest message to `address`, once delivered; a delivery that a request started in
         the background may still be on its way, so wait for it (bounded), never a fixed sleep."""
