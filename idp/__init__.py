@@ -92,6 +92,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.mail import init_mail
     init_mail(app)
 
+    from idp.account import sessions as _account_pages  # noqa: F401  (its routes join the account blueprint)
     from idp.account.views import bp as account_bp
     from idp.authn import recovery as _recovery_pages  # noqa: F401  (its routes join the authn blueprint)
     from idp.authn.views import bp as authn_bp
