@@ -87,12 +87,16 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_errors(app)
     init_headers(app, https=https)
     init_templating(app)
+    from idp.web.branding import init_branding
+    init_branding(app)
     init_session_cookie(app)
 
     from idp.mail import init_mail
     init_mail(app)
 
-    from idp.account import sessions as _account_pages  # noqa: F401  (its routes join the account blueprint)
+    from idp.account import profile as _profile_pages  # noqa: F401  (its routes join the account blueprint)
+    from idp.account import privacy as _privacy_pages  # noqa: F401  (likewise)
+    from idp.account import sessions as _account_pages  # noqa: F401  (likewise)
     from idp.account.views import bp as account_bp
     from idp.authn import recovery as _recovery_pages  # noqa: F401  (its routes join the authn blueprint)
     from idp.authn.views import bp as authn_bp

@@ -5,6 +5,7 @@ import json
 import os
 import sys
 from datetime import datetime, timezone
+from pathlib import Path
 
 import click
 from flask_migrate import upgrade as alembic_upgrade
@@ -173,6 +174,29 @@ def clients_rotate_secret(client_id, as_json):
         raise click.ClickException(str(rejected)) from None
     database.session.commit()
     _emit({"client_id": client_id, "client_secret": secret}, as_json)
+
+
+@clients.command("set-logo", help="Show this image (PNG, JPEG, GIF or WebP, at most 100 KiB) on the consent page.")
+@click.argument("client_id")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--remove", is_flag=True, help="Show no logo.")
+def clients_set_logo(client_id, image, remove):
+    from idp import audit
+    from idp.extensions import db as database
+    from idp.oauth.clients import ClientRejected, find_client, set_logo
+    _app()
+    client = find_client(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    if not remove and image is None:
+        raise click.ClickException("give an image file, or --remove")
+    try:
+        set_logo(client, None if remove else Path(image).read_bytes())
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    audit.record("oauth.client.changed", client=client, change="logo_removed" if remove else "logo_set")
+    database.session.commit()
+    click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
 
 
 # --- users -----------------------------------------------------------------------------------

@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+              ".webp": "image/webp"}
 
 
 class ConfigError(ValueError):
@@ -79,6 +82,16 @@ class Settings:
                                     "Seconds an email verification link stays valid.")
     password_reset_ttl: int = setting("IDP_PASSWORD_RESET_TTL", 30 * 60,
                                       "Seconds a password reset link stays valid.")
+    product_name: str = setting("IDP_PRODUCT_NAME", "idp",
+                                "The name people see in page titles, the header and emails.")
+    accent_color: str = setting("IDP_ACCENT_COLOR", "#2651a6",
+                                "Accent colour of the pages (header, buttons, links), as #rrggbb.")
+    logo_file: str = setting("IDP_LOGO_FILE", "",
+                             "Path to a PNG, JPEG, GIF or WebP logo (at most 256 KiB) shown in the page header, served from our own origin. Empty: the product name only.")
+    terms_url: str = setting("IDP_TERMS_URL", "",
+                             "https address of the terms of service, linked from every page when set.")
+    privacy_url: str = setting("IDP_PRIVACY_URL", "",
+                               "https address of the privacy policy, linked from every page when set.")
 
     @property
     def is_development(self) -> bool:
@@ -218,5 +231,17 @@ def validate(s: Settings) -> None:
             raise ConfigError("IDP_SMTP_URL accepts only ?tls=none or ?tls=starttls")
     if "@" not in s.mail_from or "\n" in s.mail_from or "\r" in s.mail_from:
         raise ConfigError("IDP_MAIL_FROM must be an email address, optionally with a display name")
+    if not s.product_name.strip() or len(s.product_name) > 60:
+        raise ConfigError("IDP_PRODUCT_NAME must be 1 to 60 characters")
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", s.accent_color):
+        raise ConfigError(f"IDP_ACCENT_COLOR must look like #2651a6, not {s.accent_color!r}")
+    if s.logo_file:
+        logo = Path(s.logo_file)
+        if logo.suffix.lower() not in LOGO_TYPES or not logo.is_file() or logo.stat().st_size > 256 * 1024:
+            raise ConfigError("IDP_LOGO_FILE must be an existing .png, .jpg, .gif or .webp file of at most 256 KiB")
+    for name, value in (("IDP_TERMS_URL", s.terms_url), ("IDP_PRIVACY_URL", s.privacy_url)):
+        link = urlsplit(value)
+        if value and (link.scheme != "https" or not link.hostname):
+            raise ConfigError(f"{name} must be an https:// address")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

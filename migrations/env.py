@@ -124,6 +124,11 @@ def run_migrations_online():
                 # Several instances may run `idp db upgrade` at once: one migrates, the others wait.
                 connection.exec_driver_sql("SELECT pg_advisory_xact_lock(727274)")
             context.run_migrations()
+        if connection.dialect.name == "sqlite":
+            # This connection goes back to the pool: a request served on it later (migrations run in
+            # the serving process in tests and `make run`) must have enforcement on again.
+            connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+            connection.commit()
 
 
 if context.is_offline_mode():

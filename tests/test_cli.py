@@ -236,6 +236,23 @@ def test_clients_rotate_secret_makes_the_old_secret_useless(cli):
     assert check_secret(cli, made["client_id"], rotated["client_secret"])
 
 
+def test_clients_set_logo_stores_a_png_and_refuses_svg(cli, tmp_path):
+    import base64
+    made = cli.json("clients", "create", "--name", "Logo", "--redirect-uri", "https://logo.example.test/cb")
+    png = tmp_path / "logo.png"
+    png.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="))
+    svg = tmp_path / "logo.svg"
+    svg.write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert "logo set" in cli("clients", "set-logo", made["client_id"], str(png)).output
+    result = cli("clients", "set-logo", made["client_id"], str(svg), ok=False)
+    assert result.exit_code == 1 and "PNG, JPEG, GIF or WebP" in result.output
+    with cli.app.app_context():
+        assert find_client(made["client_id"]).logo_content_type == "image/png"
+    cli("clients", "set-logo", made["client_id"], "--remove")
+    with cli.app.app_context():
+        assert find_client(made["client_id"]).logo_image is None
+
+
 def test_clients_rotate_secret_of_a_public_client_fails(cli):
     made = cli.json("clients", "create", "--name", "Public", "--public", "--redirect-uri", "http://[::1]:8080/cb")
     result = cli("clients", "rotate-secret", made["client_id"], ok=False)

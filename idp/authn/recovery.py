@@ -11,7 +11,7 @@ from idp.authn import session
 from idp.authn.views import VERIFY_USER_KEY, bp
 from idp.extensions import db
 from idp.models import User
-from idp.users import email_links, recovery
+from idp.users import email_links, profile, recovery
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -81,3 +81,18 @@ def resend_verification():
             {"Retry-After": str(throttled.retry_after)}
     db.session.commit()
     return render_template("authn/verify_sent.html", user=user, message=None)
+
+
+@bp.route("/confirm-email-change/<token>", methods=["GET", "POST"])
+def confirm_email_change(token):
+    if request.method == "GET":
+        if email_links.find(token, email_links.CHANGE_EMAIL) is None:
+            raise PageError(_(LINK_INVALID), 410)
+        return render_template("authn/verify.html", token=token, change=True)
+    try:
+        user = profile.confirm_email_change(token)
+    except LinkInvalid:
+        db.session.rollback()
+        raise PageError(_(LINK_INVALID), 410) from None
+    db.session.commit()
+    return render_template("authn/verified.html", user=user)

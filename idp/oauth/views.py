@@ -16,7 +16,7 @@ from idp.keys import keyring
 from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, pending
 from idp.oauth.discovery import metadata_json
-from idp.oauth.server import get_server
+from idp.oauth.server import get_server, query_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
 from idp.web.errors import PageError
@@ -176,6 +176,16 @@ def _deliver(response, params: dict, redirect_uri: str):
     own = parse_qsl(urlsplit(redirect_uri).query)
     fields = [pair for pair in parse_qsl(urlsplit(location).query, keep_blank_values=True) if pair not in own]
     return render_template("oauth/form_post.html", action=redirect_uri, fields=fields), 200
+
+
+@bp.route("/clients/<client_id>/logo")
+def client_logo(client_id: str):
+    """An operator-uploaded client logo, from our own origin (never the client's logo_uri)."""
+    client = query_client(client_id)
+    if client is None or client.logo_image is None:
+        raise PageError(_("There is no such image."), 404)
+    return Response(client.logo_image, mimetype=client.logo_content_type,
+                    headers={"Cache-Control": "public, max-age=300", "Content-Disposition": "inline"})
 
 
 @bp.route("/token", methods=["POST"])

@@ -18,18 +18,19 @@ from idp.security.tokens import digest, random_token
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
-TTL_SETTING = {VERIFY_EMAIL: "email_verify_ttl", RESET_PASSWORD: "password_reset_ttl"}
-PATHS = {VERIFY_EMAIL: "/verify-email/", RESET_PASSWORD: "/reset-password/"}
+CHANGE_EMAIL = "change_email"
+TTL_SETTING = {VERIFY_EMAIL: "email_verify_ttl", RESET_PASSWORD: "password_reset_ttl", CHANGE_EMAIL: "email_verify_ttl"}
+PATHS = {VERIFY_EMAIL: "/verify-email/", RESET_PASSWORD: "/reset-password/", CHANGE_EMAIL: "/confirm-email-change/"}
 MAX_TOKEN_LENGTH = 128
 
 
-def issue(user: User, purpose: str) -> str:
-    """A new link for `user` (to their current email); returns the absolute URL, built from the
-    issuer. The caller commits."""
+def issue(user: User, purpose: str, email: str | None = None) -> str:
+    """A new link for `user`, to their current email or to `email` (a new address to prove);
+    returns the absolute URL, built from the issuer. The caller commits."""
     settings = current_app.config["IDP_SETTINGS"]
     raw = random_token(32)
     ttl = getattr(settings, TTL_SETTING[purpose])
-    db.session.add(UserToken(token_digest=digest(raw), user_id=user.id, purpose=purpose, email=user.email,
+    db.session.add(UserToken(token_digest=digest(raw), user_id=user.id, purpose=purpose, email=email or user.email,
                              created_at=now(), expires_at=now() + timedelta(seconds=ttl)))
     return settings.issuer + PATHS[purpose] + raw
 

@@ -11,4 +11,4 @@ def gettext(message: str, **values) -> str:
 
 def init_templating(app: Flask) -> None:
     app.jinja_env.globals["_"] = gettext
-    app.jinja_env.globals["product_name"] = "idp"
+    app.jinja_env.globals["product_name"] = app.config["IDP_SETTINGS"].product_name
