@@ -99,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.account import sessions as _account_pages  # noqa: F401  (likewise)
     from idp.account.views import bp as account_bp
     from idp.authn import recovery as _recovery_pages  # noqa: F401  (its routes join the authn blueprint)
+    from idp.authn import terms as _terms_pages  # noqa: F401  (likewise)
     from idp.authn.views import bp as authn_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp

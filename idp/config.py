@@ -92,6 +92,8 @@ class Settings:
                              "https address of the terms of service, linked from every page when set.")
     privacy_url: str = setting("IDP_PRIVACY_URL", "",
                                "https address of the privacy policy, linked from every page when set.")
+    terms_version: str = setting("IDP_TERMS_VERSION", "",
+                                 "Version of the terms people must accept (with IDP_TERMS_URL); when it changes, everyone is asked again at their next sign-in or app login. Empty: nobody is asked.")
 
     @property
     def is_development(self) -> bool:
@@ -243,5 +245,7 @@ def validate(s: Settings) -> None:
         link = urlsplit(value)
         if value and (link.scheme != "https" or not link.hostname):
             raise ConfigError(f"{name} must be an https:// address")
+    if s.terms_version and (not s.terms_url or len(s.terms_version) > 32):
+        raise ConfigError("IDP_TERMS_VERSION needs IDP_TERMS_URL, and at most 32 characters")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

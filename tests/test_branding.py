@@ -18,7 +18,7 @@ PNG = base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR4
 
 
 @pytest.fixture(scope="module")
-def branded(settings, tmp_path_factory):
+def branded(settings, app, tmp_path_factory):  # app: migrated
     logo = tmp_path_factory.mktemp("brand") / "logo.png"
     logo.write_bytes(PNG)
     return create_app(dataclasses.replace(settings, product_name="Acme ID", accent_color="#aa0000",

@@ -10,7 +10,7 @@ from idp.authn import session
 from idp.authn.errors import LoginFailed, Throttled
 from idp.authn.steps import AMR_PASSWORD, acr_for
 from idp.extensions import db
-from idp.users import directory, recovery
+from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value, is_local_path
@@ -20,6 +20,11 @@ bp = Blueprint("authn", __name__)
 
 LOGIN_FAILED = "The username, email or password is not right."
 VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
+
+
+def _after_login(user, target: str) -> str:
+    """Where a fresh sign-in goes: the terms page first when the current version is not accepted."""
+    return url_for("authn.accept_terms", next=target) if terms.needs_acceptance(user) else target
 
 
 def _next_target() -> str:
@@ -57,7 +62,7 @@ def login():
     session.start(user, amr=amr, acr=acr_for(amr))
     audit.record("authn.login.succeeded", user=user, amr=amr)
     db.session.commit()
-    return redirect(target, 303)
+    return redirect(_after_login(user, target), 303)
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -70,10 +75,14 @@ def register():
         return render_template("authn/register.html", next=target, values={}, errors={})
     values = {"username": form_value("username", max_length=64), "email": form_value("email", max_length=320)}
     try:
+        if settings.terms_version and request.form.get("accept_terms") != "yes":
+            raise RegistrationRejected({"accept_terms": _("Accept the terms of service to create an account.")})
         user = directory.register(values["username"], values["email"], request.form.get("password", ""))
     except RegistrationRejected as rejected:
         db.session.rollback()
         return render_template("authn/register.html", next=target, values=values, errors=rejected.errors), 400
+    if settings.terms_version:
+        terms.accept(user)
     recovery.send_verification(user)
     if settings.email_verification_required:
         db.session.commit()

@@ -36,6 +36,8 @@ class User(db.Model):
     phone_number_verified: Mapped[bool] = mapped_column(Boolean, default=False)
     address: Mapped[dict | None] = mapped_column(JSON)
     updated_at = mapped_column(UtcDateTime)  # last profile change; created_at until then
+    terms_version: Mapped[str | None] = mapped_column(String(32))  # the version last accepted
+    terms_accepted_at = mapped_column(UtcDateTime)
 
     def get_user_id(self):
         return self.subject

@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
 from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
@@ -19,6 +19,7 @@ from idp.oauth.discovery import metadata_json
 from idp.oauth.server import get_server, query_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
+from idp.users import terms
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import gettext as _
@@ -128,6 +129,13 @@ def _authorize(params: dict, row, pending_id: str | None):
         max_age=extras["max_age"], hint_matches=hint_matches,
         consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
         first_party=grant.client.first_party)
+    if user is not None and not isinstance(step, interaction.Login) and terms.needs_acceptance(user):
+        if "none" in extras["prompts"]:
+            return _error_response(InteractionRequiredError("the terms of service must be accepted", **where), params)
+        if pending_id is None:
+            pending_id = pending.save(params)
+            db.session.commit()
+        return redirect(url_for("authn.accept_terms", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
         error = LoginRequiredError(**where) if isinstance(step, interaction.Login) else ConsentRequiredError(**where)
         return _error_response(error, params)

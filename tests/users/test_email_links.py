@@ -124,7 +124,7 @@ def test_resend_without_csrf_is_refused(app):
 
 
 @pytest.fixture(scope="module")
-def strict_app(settings):
+def strict_app(settings, app):  # app: the session app has migrated the database
     """The same database, with IDP_EMAIL_VERIFICATION_REQUIRED on."""
     return create_app(dataclasses.replace(settings, email_verification_required=True))
 
