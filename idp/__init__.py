@@ -42,6 +42,41 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
     cursor.close()
 
 
+def worker_tasks(app: Flask) -> list:
+    """What the outbox worker runs besides deliveries: the sweep that ends expired sessions (and
+    so tells their apps through back-channel logout)."""
+    from idp.authn.session import end_expired_sessions
+
+    return [(app.config["IDP_SETTINGS"].session_sweep_seconds, end_expired_sessions)]
+
+
+def _start_worker_on_first_request(app: Flask) -> None:
+    """IDP_OUTBOX_WORKER=inline: one worker thread per process, started by the first request (so
+    operator commands, which also build the app, never start one)."""
+    import threading
+
+    from idp.outbox import start_worker_thread
+
+    lock = threading.Lock()
+
+    @app.before_request
+    def _start_worker():
+        if "idp.worker" in app.extensions:
+            return
+        with lock:
+            if "idp.worker" not in app.extensions:
+                app.extensions["idp.worker"] = start_worker_thread(
+                    app, poll_seconds=app.config["IDP_SETTINGS"].outbox_poll_seconds, periodic=worker_tasks(app))
+
+
+def _sqlite_begin_before_savepoint(connection, _name) -> None:
+    """pysqlite opens a transaction only before a data change, so a SAVEPOINT outside one is the
+    outermost transaction and its RELEASE commits: a later rollback would leave the "nested"
+    writes in place (a partial write). Opening the real transaction first keeps it nested."""
+    if not connection.connection.dbapi_connection.in_transaction:
+        connection.exec_driver_sql("BEGIN")
+
+
 def create_app(settings: Settings | None = None) -> Flask:
     settings = settings or from_env()
     logging.basicConfig(level=settings.log_level)
@@ -76,6 +111,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     if settings.sqlalchemy_url.startswith("sqlite"):
         with app.app_context():
             event.listen(db.engine, "connect", _sqlite_pragmas)
+            event.listen(db.engine, "savepoint", _sqlite_begin_before_savepoint)
     migrate.init_app(app, db, directory=_asset_dir("migrations"))
     csrf.init_app(app)
 
@@ -97,6 +133,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.account import profile as _profile_pages  # noqa: F401  (its routes join the account blueprint)
     from idp.account import privacy as _privacy_pages  # noqa: F401  (likewise)
     from idp.account import sessions as _account_pages  # noqa: F401  (likewise)
+    from idp.outbox import init_outbox
+
+    init_outbox(app)
+    if settings.runs_inline_worker:
+        _start_worker_on_first_request(app)
+
     from idp.account.views import bp as account_bp
     from idp.authn import recovery as _recovery_pages  # noqa: F401  (its routes join the authn blueprint)
     from idp.authn import terms as _terms_pages  # noqa: F401  (likewise)
@@ -105,6 +147,9 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.oauth.views import bp as oauth_bp
 
     build_server(app)
+    from idp.oauth.logout import init_logout
+
+    init_logout(app)
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)

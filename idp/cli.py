@@ -1,10 +1,10 @@
-"""The operator command `idp`: serve, db, clients, users, keys, audit, seed-demo."""
+"""The operator command `idp`: serve, db, clients, users, keys, audit, purge, seed-demo."""
 from __future__ import annotations
 
 import json
 import os
 import sys
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import click
@@ -82,32 +82,98 @@ def db_upgrade():
 
 
 # --- clients ---------------------------------------------------------------------------------
+def _read_json(handle) -> dict:
+    try:
+        return json.load(handle)
+    except ValueError:
+        raise click.ClickException(f"{handle.name} does not hold JSON") from None
+
+
 @main.group(help="OAuth clients (relying parties).")
 def clients():
     pass
+
+
+def _logout_option(ctx, param, value):
+    """Collect the logout options of `clients create` in ctx.meta for set_logout()."""
+    ctx.meta.setdefault("idp.logout", {})[param.name] = list(value) if param.multiple else value
+    return value
 
 
 @clients.command("create", help="Register a client; a confidential client's secret is printed once.")
 @click.option("--name", required=True)
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
 @click.option("--public", is_flag=True, help="No secret; PKCE required (browser or native app).")
+@click.option("--auth-method", type=click.Choice(["client_secret_basic", "client_secret_post", "client_secret_jwt",
+                                                 "private_key_jwt", "none"]),
+              help="How the client authenticates at /token (default client_secret_basic; --public means none).")
+@click.option("--jwks", "jwks_file", type=click.File("r"), help="private_key_jwt: a file with the client's public JWK Set.")
+@click.option("--jwks-uri", help="private_key_jwt: https URL where the client publishes its public JWK Set.")
+@click.option("--signing-alg", type=click.Choice(["RS256", "PS256", "ES256", "HS256"]),
+              help="private_key_jwt or client_secret_jwt: the only alg accepted for this client's assertions.")
 @click.option("--first-party", is_flag=True, help="Trusted: consent screen skipped.")
 @click.option("--grant-type", "grant_types", multiple=True,
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
 @click.option("--scope", default="openid profile email offline_access", show_default=True)
 @click.option("--no-pkce", is_flag=True, help="Confidential clients only: do not require PKCE.")
+@click.option("--resource-server", is_flag=True,
+              help="Confidential clients only: may introspect access tokens issued to any client (RFC 7662).")
+@click.option("--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True,
+              help="pairwise: each sector (a host) sees its own opaque sub for a person (OIDC Core 8.1).")
+@click.option("--sector", default=None,
+              help="pairwise: the sector host (default: the single host of the redirect URIs; required when "
+                   "they are on several hosts).")
+@click.option("--access-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ACCESS_TTL).")
+@click.option("--id-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ID_TTL).")
+@click.option("--refresh-token-ttl", type=int,
+              help="Absolute seconds of a refresh token family, at most a year (default: IDP_TOKEN_REFRESH_TTL).")
+@click.option("--refresh-token-idle-ttl", type=int,
+              help="Seconds a refresh token stays usable unused, at most the absolute lifetime "
+                   "(default: IDP_TOKEN_REFRESH_IDLE_TTL).")
+@click.option("--post-logout-redirect-uri", "post_logout_redirect_uris", multiple=True, expose_value=False,
+              callback=_logout_option, help="Where RP-initiated logout may send the person back (exact match; "
+                                            "same rules as redirect URIs). Repeat for several.")
+@click.option("--backchannel-logout-uri", expose_value=False, callback=_logout_option,
+              help="https URL (http on loopback) that receives back-channel logout tokens.")
+@click.option("--backchannel-logout-session-required", is_flag=True, expose_value=False, callback=_logout_option,
+              help="The client needs `sid` in logout tokens (always sent).")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(name, redirect_uris, public, first_party, grant_types, scope, no_pkce, client_id, as_json):
+def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, grant_types,
+                   scope, no_pkce, resource_server, client_id, as_json, subject_type, sector,
+                   **token_lifetimes):
     from idp.extensions import db as database
-    from idp.oauth.clients import ClientRejected, create_client, describe, find_client
+    from idp.oauth.clients import ClientRejected, create_client, describe, find_client, set_auth_method
+    if public and auth_method not in (None, "none"):
+        raise click.ClickException("--public means --auth-method none")
+    if (jwks_file or jwks_uri or signing_alg) and auth_method is None:
+        raise click.ClickException("--jwks, --jwks-uri and --signing-alg need --auth-method")
+    jwks = _read_json(jwks_file) if jwks_file else None
+    public = public or auth_method == "none"
     _app()
     if client_id and find_client(client_id):
         raise click.ClickException(f"a client with id {client_id!r} exists already")
     try:
         client, secret = create_client(name=name, redirect_uris=list(redirect_uris), public=public,
                                        first_party=first_party, grant_types=list(grant_types) or None,
-                                       scope=scope, require_pkce=not no_pkce, client_id=client_id)
+                                       scope=scope, require_pkce=not no_pkce, client_id=client_id,
+                                       resource_server=resource_server)
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    from idp.oauth.clients import set_subject_type, set_token_lifetimes
+    try:
+        set_subject_type(client, subject_type, sector)
+        set_token_lifetimes(client, **token_lifetimes)
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    if auth_method is not None:
+        try:
+            secret = set_auth_method(client, auth_method, jwks=jwks, jwks_uri=jwks_uri, signing_alg=signing_alg)
+        except ClientRejected as rejected:
+            raise click.ClickException(str(rejected)) from None
+    from idp.oauth.clients import set_logout
+    try:
+        set_logout(client, **click.get_current_context().meta.get("idp.logout", {}))
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
     database.session.commit()
@@ -197,6 +263,27 @@ def clients_set_logo(client_id, image, remove):
     audit.record("oauth.client.changed", client=client, change="logo_removed" if remove else "logo_set")
     database.session.commit()
     click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
+@clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
+                                         "(POST /oauth/register); it registers one client, then it is used up.")
+@click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),
+              help="seconds until it expires (0: never)")
+@click.option("--note", default=None, help="who or what it is for (kept with it, up to 256 characters)")
+@click.option("--json", "as_json", is_flag=True)
+def clients_initial_token(expires_in, note, as_json):
+    from idp.extensions import db as database
+    from idp.oauth.registration import issue_initial_access_token
+    app = _app()
+    if note is not None and len(note) > 256:
+        raise click.BadParameter("at most 256 characters", param_hint="--note")
+    row, token = issue_initial_access_token(expires_in or None, note)
+    database.session.commit()
+    mode = app.config["IDP_SETTINGS"].client_registration
+    _emit({"initial_access_token": token, "expires_at": row.expires_at.isoformat() if row.expires_at else None,
+           "note": note, "registration_endpoint": f"{app.config['IDP_SETTINGS'].issuer}/oauth/register"}, as_json)
+    if not as_json:
+        click.echo("Store the initial_access_token now: it is not shown again.", err=True)
+    if mode != "protected":
+        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not needed or not accepted.", err=True)
 
 
 # --- users -----------------------------------------------------------------------------------
@@ -265,6 +352,7 @@ def users_disable(login):
     ended = end_sessions_of(user.id, reason="admin")  # the apps hear of it (back-channel logout)
     audit.record("users.user.disabled", user=user, via="cli", sessions_ended=ended)
     database.session.commit()
+    _deliver_now()
     click.echo(f"disabled {user.username}; {ended} session(s) ended")
 
 
@@ -363,9 +451,86 @@ def audit_list(login, type_prefix, since, limit):
         click.echo(json.dumps(audit_log.as_dict(event), separators=(",", ":")))
 
 
+# --- worker --------------------------------------------------------------------------------
+def _deliver_now() -> None:
+    """Send what this command queued (back-channel logout tokens) before exiting; whatever fails
+    is retried by `idp worker`."""
+    from flask import current_app
+
+    from idp.outbox import deliver_enqueued
+    deliver_enqueued(current_app.config["IDP_SETTINGS"].backchannel_logout_timeout + 1)
+
+
+@main.command(help="Deliver outbox messages (back-channel logout) with retries and end expired sessions. "
+                   "Run one or more beside the web processes; stops cleanly on SIGTERM or Ctrl-C.")
+@click.option("--once", is_flag=True, help="Sweep and deliver what is due now, then exit (for cron).")
+def worker(once):
+    import signal
+    import threading
+
+    from idp import worker_tasks
+    from idp.outbox import run_once, work
+    app = _app()
+    settings = app.config["IDP_SETTINGS"]
+    if once:
+        for _interval, task in worker_tasks(app):
+            task()
+        delivered, failed = run_once(limit=1000)
+        click.echo(f"delivered {delivered}, failed {failed}")
+        return
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    click.echo("idp worker: delivering (SIGTERM stops)", err=True)
+    work(app, stop, poll_seconds=settings.outbox_poll_seconds, periodic=worker_tasks(app))
+    click.echo("idp worker: stopped", err=True)
+
+
 # --- demo ------------------------------------------------------------------------------------
 DEMO_CONFIDENTIAL = "demo-confidential"
 DEMO_PUBLIC = "demo-public"
+
+
+def _in_batches(step, batch: int) -> int:
+    """Call step(limit=batch) until it does less than a full batch; the total it did."""
+    total = 0
+    while True:
+        done = step(limit=batch)
+        total += done
+        if done < batch:
+            return total
+
+
+def purge_expired(batch: int) -> dict[str, int]:
+    """One small function per room, each deleting in batches; returns the rows each table lost."""
+    from flask import current_app
+
+    from idp.authn.session import end_expired_sessions
+    from idp.authn.throttle import purge_quiet_throttles
+    from idp.clock import now
+    from idp.oauth.purge import purge_oauth
+    from idp.outbox import delete_finished
+    settings = current_app.config["IDP_SETTINGS"]
+    counts = purge_oauth(batch)
+    counts["sso_sessions"] = _in_batches(end_expired_sessions, batch)  # through logout: the apps hear of it
+    counts["login_throttles"] = purge_quiet_throttles(batch)
+    counts["outbox"] = delete_finished(now() - timedelta(seconds=settings.outbox_retention), batch)
+    return counts
+
+
+@main.command(help="Delete expired codes, tokens, pending requests and sessions, quiet login throttles and old "
+                   "outbox messages; safe to run from cron on several instances at once.")
+@click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000),
+              help="Rows per DELETE statement (each batch commits, so locks stay short).")
+@click.option("--json", "as_json", is_flag=True)
+def purge(batch, as_json):
+    from idp import audit
+    from idp.extensions import db as database
+    _app()
+    counts = purge_expired(batch)
+    audit.record("cli.purge.completed", deleted=counts)
+    database.session.commit()
+    _emit(counts, as_json)
 
 
 @main.command("seed-demo", help="Create the two demo clients once (idempotent) and print how to use them.")

@@ -18,6 +18,8 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
 LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
               ".webp": "image/webp"}
+CLIENT_REGISTRATION_MODES = ("protected", "open", "disabled")
+OUTBOX_WORKER_MODES = ("auto", "inline", "off")
 
 
 class ConfigError(ValueError):
@@ -45,6 +47,8 @@ class Settings:
                                    "Number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none).")
     registration_enabled: bool = setting("IDP_REGISTRATION_ENABLED", True,
                                          "Whether people may create their own account at /register.")
+    client_registration: str = setting("IDP_CLIENT_REGISTRATION", "protected",
+                                       "Dynamic client registration (RFC 7591/7592) at /oauth/register for applications, not people: `protected` (needs an initial access token from `idp clients initial-token`), `open` (anyone may register a client) or `disabled` (not served, not advertised).")
     password_min_length: int = setting("IDP_PASSWORD_MIN_LENGTH", 8,
                                        "Minimum password length in characters (NIST SP 800-63B: at least 8).")
     password_max_length: int = setting("IDP_PASSWORD_MAX_LENGTH", 256,
@@ -65,12 +69,32 @@ class Settings:
     token_id_ttl: int = setting("IDP_TOKEN_ID_TTL", 600, "Lifetime of ID tokens in seconds.")
     token_refresh_ttl: int = setting("IDP_TOKEN_REFRESH_TTL", 30 * 24 * 3600,
                                      "Absolute lifetime of a refresh token family in seconds.")
+    token_refresh_idle_ttl: int = setting("IDP_TOKEN_REFRESH_IDLE_TTL", 14 * 24 * 3600,
+                                          "Seconds a refresh token stays usable without being used (never past the absolute lifetime).")
     token_code_ttl: int = setting("IDP_TOKEN_CODE_TTL", 60, "Lifetime of authorization codes in seconds (at most 60).")
     pending_ttl: int = setting("IDP_PENDING_TTL", 600,
                                "Seconds a pending authorization request waits for login and consent.")
+    outbox_retention: int = setting("IDP_OUTBOX_RETENTION", 7 * 24 * 3600,
+                                    "Seconds a delivered or failed outbox message is kept before `idp purge` deletes it.")
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
+    client_assertion_max_lifetime: int = setting("IDP_CLIENT_ASSERTION_MAX_LIFETIME", 300,
+                                                 "Latest `exp` accepted in a client authentication JWT (private_key_jwt, client_secret_jwt), in seconds from now.")
+    jwks_fetch_timeout: int = setting("IDP_JWKS_FETCH_TIMEOUT", 3,
+                                      "Seconds allowed for fetching a client's jwks_uri, the whole response included.")
+    jwks_cache_seconds: int = setting("IDP_JWKS_CACHE_SECONDS", 300,
+                                      "How long each process keeps a key set fetched from a client's jwks_uri.")
+    outbox_worker: str = setting("IDP_OUTBOX_WORKER", "auto",
+                                 "Where outbox deliveries (back-channel logout) are retried and expired sessions swept: `inline` (a thread in each web process), `off` (only by `idp worker`), or `auto` (inline when IDP_ENV=development, else off).")
+    outbox_wait_ms: int = setting("IDP_OUTBOX_WAIT_MS", 2000,
+                                  "Milliseconds a page that ended a session waits for its back-channel logout deliveries before answering; the rest is left to the worker.")
+    outbox_poll_seconds: int = setting("IDP_OUTBOX_POLL_SECONDS", 2,
+                                       "Seconds the worker sleeps when nothing is due.")
+    session_sweep_seconds: int = setting("IDP_SESSION_SWEEP_SECONDS", 60,
+                                         "Seconds between two sweeps of expired sessions by the worker; each ended session is announced to its apps.")
+    backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
+                                              "Seconds a client's backchannel_logout_uri has to answer before the delivery counts as failed and is retried.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
     smtp_url: str = setting("IDP_SMTP_URL", "",
                             "Outgoing mail server: `smtp://user:password@host:587` (STARTTLS), `smtps://...:465` (TLS) or `smtp://host:25?tls=none` (plain, local relays only). Empty: in development each message is written to the log; in production nothing is sent (and the log says so).")
@@ -98,6 +122,10 @@ class Settings:
     @property
     def is_development(self) -> bool:
         return self.env == "development"
+
+    @property
+    def runs_inline_worker(self) -> bool:
+        return self.outbox_worker == "inline" or (self.outbox_worker == "auto" and self.is_development)
 
     @property
     def is_loopback_http(self) -> bool:
@@ -214,9 +242,15 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_TOKEN_CODE_TTL must be between 1 and 60 seconds")
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
+    if not 30 <= s.client_assertion_max_lifetime <= 3600:
+        raise ConfigError("IDP_CLIENT_ASSERTION_MAX_LIFETIME must be between 30 and 3600 seconds")
+    if not 1 <= s.jwks_fetch_timeout <= 30:
+        raise ConfigError("IDP_JWKS_FETCH_TIMEOUT must be between 1 and 30 seconds")
+    if s.jwks_cache_seconds < 0:
+        raise ConfigError("IDP_JWKS_CACHE_SECONDS must be 0 or more")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay",
-                 "email_verify_ttl", "password_reset_ttl"):
+                 "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "outbox_retention", "keys_cache_seconds",
+                 "throttle_base_delay", "throttle_max_delay", "email_verify_ttl", "password_reset_ttl"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:
@@ -247,5 +281,16 @@ def validate(s: Settings) -> None:
             raise ConfigError(f"{name} must be an https:// address")
     if s.terms_version and (not s.terms_url or len(s.terms_version) > 32):
         raise ConfigError("IDP_TERMS_VERSION needs IDP_TERMS_URL, and at most 32 characters")
+    if s.outbox_worker not in OUTBOX_WORKER_MODES:
+        raise ConfigError(f"IDP_OUTBOX_WORKER must be one of {', '.join(OUTBOX_WORKER_MODES)}, not {s.outbox_worker!r}")
+    if not 0 <= s.outbox_wait_ms <= 10000:
+        raise ConfigError("IDP_OUTBOX_WAIT_MS must be between 0 and 10000")
+    if not 1 <= s.backchannel_logout_timeout <= 30:
+        raise ConfigError("IDP_BACKCHANNEL_LOGOUT_TIMEOUT must be between 1 and 30 seconds")
+    if s.outbox_poll_seconds <= 0 or s.session_sweep_seconds <= 0:
+        raise ConfigError("IDP_OUTBOX_POLL_SECONDS and IDP_SESSION_SWEEP_SECONDS must be positive")
+    if s.client_registration not in CLIENT_REGISTRATION_MODES:
+        raise ConfigError(f"IDP_CLIENT_REGISTRATION must be one of {', '.join(CLIENT_REGISTRATION_MODES)}, "
+                          f"not {s.client_registration!r}")
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

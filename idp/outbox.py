@@ -1,62 +1,84 @@
-"""The one way out for side effects: enqueue() adds a row in the caller's transaction; the
-worker claims due rows, delivers them through the handler registered for their kind, and retries
-failures with exponential back-off. Rows survive restarts; several workers can run at once
-(claims use FOR UPDATE SKIP LOCKED on PostgreSQL and a lease on every backend)."""
+"""The one way out for side effects: enqueue() adds a row in the caller's transaction; a worker
+claims due rows, delivers them through the handler registered for their kind, and retries
+failures with exponential back-off. Rows survive restarts; several workers can run at once:
+a claim is one conditional UPDATE ... RETURNING (after SELECT ... FOR UPDATE SKIP LOCKED on
+PostgreSQL), so a row is delivered by one worker at a time, and a lease lets another worker take
+it over when its worker died mid-delivery.
+
+A request that enqueued messages tries them at once after it committed, for at most
+IDP_OUTBOX_WAIT_MS (deliver_enqueued); whatever is unfinished stays for the worker."""
 from __future__ import annotations
 
 import logging
+import threading
+import time
 from collections.abc import Callable
 from datetime import timedelta
 
-from flask import current_app
-from sqlalchemy import select, update
+from flask import Flask, current_app, g
+from sqlalchemy import and_, inspect, select, update
 
 from idp.clock import now
 from idp.extensions import db
+from idp.models.batches import delete_in_batches
 from idp.models.outbox import OutboxMessage
 
 log = logging.getLogger("idp.outbox")
 
 LEASE = timedelta(seconds=120)       # a claimed row is retried after this if its worker died
-MAX_ATTEMPTS = 10                    # about 17 hours of back-off in total
-BASE_DELAY = 10                      # seconds before the first retry; doubles each time
+BASE_DELAY = 30                      # seconds before the first retry; doubles each time ...
+MAX_DELAY = 7200                     # ... up to two hours
+MAX_ATTEMPTS = 12                    # about 9 hours from the first attempt to the last
+MAX_INLINE = 16                      # messages one request tries itself; more wait for the worker
 
 
 class DeliveryFailed(Exception):
     """A handler could not deliver; the message (no secrets) is kept as last_error."""
 
 
-def register_handler(app, kind: str, handler: Callable[[dict], None]) -> None:
-    """Rooms above the outbox say how to deliver their kinds (create_app wires them)."""
+def register_handler(app: Flask, kind: str, handler: Callable[[dict], None]) -> None:
+    """Rooms above the outbox say how to deliver their kinds (their init wires them)."""
     app.extensions.setdefault("idp.outbox", {})[kind] = handler
 
 
 def enqueue(kind: str, payload: dict) -> OutboxMessage:
-    """Add a message to the current unit of work; the caller commits."""
+    """Add a message to the current unit of work; the caller commits. The message is also noted
+    on `g`, so deliver_enqueued() can try it as soon as the transaction is committed."""
     row = OutboxMessage(kind=kind, payload=payload, status="pending", attempts=0, next_attempt_at=now())
     db.session.add(row)
+    g.setdefault("idp_outbox_enqueued", []).append(row)
     return row
 
 
+def retry_delay(attempts: int) -> timedelta:
+    """The wait after the attempts-th failed attempt: 30 s, 60 s, 2 min ... capped at 2 h."""
+    return timedelta(seconds=min(BASE_DELAY * 2 ** (attempts - 1), MAX_DELAY))
+
+
 def claim(limit: int = 20, ids: list[int] | None = None) -> list[OutboxMessage]:
-    """Take up to `limit` due messages (optionally only these ids) for this worker; commits."""
-    query = (select(OutboxMessage.id).where(OutboxMessage.status == "pending",
-                                            OutboxMessage.next_attempt_at <= now())
-             .order_by(OutboxMessage.id).limit(limit))
+    """Take up to `limit` due messages (optionally only these ids) for this worker; commits.
+    The UPDATE re-checks that each row is still pending and due, so of two workers that chose the
+    same row only one gets it back from RETURNING."""
+    t = now()
+    due = (OutboxMessage.status == "pending", OutboxMessage.next_attempt_at <= t)
+    query = select(OutboxMessage.id).where(*due).order_by(OutboxMessage.id).limit(limit)
     if ids is not None:
         query = query.where(OutboxMessage.id.in_(ids))
     if db.session.get_bind().dialect.name == "postgresql":
         query = query.with_for_update(skip_locked=True)
-    claimed_ids = list(db.session.scalars(query))
-    if not claimed_ids:
-        db.session.commit()
-        return []
-    lease_until = now() + LEASE
-    db.session.execute(update(OutboxMessage).where(OutboxMessage.id.in_(claimed_ids),
-                                                   OutboxMessage.status == "pending")
-                       .values(next_attempt_at=lease_until, attempts=OutboxMessage.attempts + 1))
+    chosen = list(db.session.scalars(query))
+    claimed_ids = []
+    if chosen:
+        result = db.session.execute(
+            update(OutboxMessage).where(OutboxMessage.id.in_(chosen), *due)
+            .values(next_attempt_at=t + LEASE, attempts=OutboxMessage.attempts + 1)
+            .returning(OutboxMessage.id), execution_options={"synchronize_session": False})
+        claimed_ids = [row_id for (row_id,) in result]
     db.session.commit()
-    return list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(claimed_ids))))
+    if not claimed_ids:
+        return []
+    return list(db.session.scalars(select(OutboxMessage).where(OutboxMessage.id.in_(claimed_ids))
+                                   .order_by(OutboxMessage.id)))
 
 
 def deliver(message: OutboxMessage) -> bool:
@@ -82,7 +104,9 @@ def _retry_later(message: OutboxMessage, error: str) -> None:
         message.status = "failed"
         log.warning("outbox message %s (%s) failed for good: %s", message.id, message.kind, message.last_error)
     else:
-        message.next_attempt_at = now() + timedelta(seconds=BASE_DELAY * 2 ** (message.attempts - 1))
+        message.next_attempt_at = now() + retry_delay(message.attempts)
+        log.info("outbox message %s (%s) attempt %s failed: %s", message.id, message.kind, message.attempts,
+                 message.last_error)
     db.session.commit()
 
 
@@ -95,3 +119,79 @@ def run_once(limit: int = 20, ids: list[int] | None = None) -> tuple[int, int]:
         else:
             failed += 1
     return delivered, failed
+
+
+def delete_finished(before, batch: int = 1000) -> int:
+    """Remove delivered and failed messages older than `before` (for the purge), `batch` rows per
+    statement, committing after each."""
+    finished = and_(OutboxMessage.status.in_(("delivered", "failed")), OutboxMessage.created_at < before)
+    return delete_in_batches(OutboxMessage, finished, batch)
+
+
+# --- delivering at once, with a bounded wait ---------------------------------------------------
+def deliver_enqueued(wait_seconds: float) -> list[threading.Thread]:
+    """Try the messages this request or command enqueued (and committed), each in its own thread,
+    waiting at most wait_seconds in total; unfinished ones carry on in the background, and
+    whatever fails is retried by the worker. Returns the threads (tests join them)."""
+    rows = g.pop("idp_outbox_enqueued", [])
+    ids = [key[0] for key in (inspect(row).identity for row in rows) if key is not None][:MAX_INLINE]
+    if not ids:
+        return []
+    app = current_app._get_current_object()
+    threads = [threading.Thread(target=_deliver_one, args=(app, message_id), daemon=True,
+                                name=f"idp-outbox-{message_id}") for message_id in ids]
+    for thread in threads:
+        thread.start()
+    deadline = time.monotonic() + wait_seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    return threads
+
+
+def _deliver_one(app: Flask, message_id: int) -> None:
+    with app.app_context():
+        try:
+            run_once(limit=1, ids=[message_id])
+        except Exception:  # noqa: BLE001 - a thread must not die silently; the worker retries
+            log.exception("delivering outbox message %s failed", message_id)
+
+
+def init_outbox(app: Flask) -> None:
+    """After a request committed messages, try them before answering (bounded by the setting)."""
+    @app.after_request
+    def _deliver_after_request(response):
+        if g.get("idp_outbox_enqueued"):
+            deliver_enqueued(current_app.config["IDP_SETTINGS"].outbox_wait_ms / 1000)
+        return response
+
+
+# --- the worker loop ---------------------------------------------------------------------------
+def work(app: Flask, stop: threading.Event, *, poll_seconds: float,
+         periodic: list[tuple[float, Callable[[], object]]] = ()) -> None:
+    """Deliver due messages until `stop` is set; sleep poll_seconds when idle. `periodic` holds
+    (interval, task) pairs run in the same loop (the session sweep). A database outage is logged
+    and waited out, never fatal."""
+    last_run = [float("-inf")] * len(periodic)
+    while not stop.is_set():
+        busy = False
+        try:
+            with app.app_context():
+                for index, (interval, task) in enumerate(periodic):
+                    if time.monotonic() - last_run[index] >= interval:
+                        last_run[index] = time.monotonic()
+                        task()
+                delivered, failed = run_once()
+                busy = delivered + failed > 0
+        except Exception:  # noqa: BLE001 - keep the worker alive through database hiccups
+            log.exception("outbox worker loop failed; retrying in %s s", poll_seconds)
+        if not busy:
+            stop.wait(poll_seconds)
+
+
+def start_worker_thread(app: Flask, *, poll_seconds: float,
+                        periodic: list[tuple[float, Callable[[], object]]] = ()) -> threading.Event:
+    """The in-process worker (development): a daemon thread; set the returned event to stop it."""
+    stop = threading.Event()
+    threading.Thread(target=work, args=(app, stop), kwargs={"poll_seconds": poll_seconds, "periodic": periodic},
+                     daemon=True, name="idp-outbox-worker").start()
+    return stop

@@ -322,3 +322,18 @@ def test_datetimes_in_other_zones_are_stored_as_the_same_instant(app, make_clien
         assert stored == instant and stored.utcoffset() == timedelta(0)
         assert db.session.scalar(db.select(db.func.count()).select_from(Client).where(
             Client.updated_at == datetime(2026, 6, 1, 7, 0, tzinfo=timezone.utc))) == 1
+
+
+def test_a_rollback_undoes_writes_made_in_a_released_savepoint(app):
+    """On SQLite a savepoint used to be the outermost transaction, so its release committed and a
+    later rollback (a form error after the row was written) left a partial write behind."""
+    from idp.models import User
+
+    with app.app_context():
+        db.session.rollback()
+        with db.session.begin_nested():
+            db.session.add(User(subject="savepoint-probe", username="savepoint_probe",
+                                username_key="savepoint_probe", email="sp@example.test", email_key="sp@example.test"))
+            db.session.flush()
+        db.session.rollback()
+        assert db.session.scalar(db.select(User).where(User.subject == "savepoint-probe")) is None

@@ -261,6 +261,19 @@ def test_clients_rotate_secret_of_a_public_client_fails(cli):
         assert find_client(made["client_id"]).client_secret_digest is None
 
 
+def test_clients_create_resource_server_is_confidential_and_may_introspect_every_access_token(cli):
+    api = cli.json("clients", "create", "--name", "API", "--grant-type", "client_credentials", "--resource-server")
+    plain = cli.json("clients", "create", "--name", "App", "--redirect-uri", "https://app.example.test/cb")
+    assert api["resource_server"] is True and plain["resource_server"] is False
+    with cli.app.app_context():
+        assert find_client(api["client_id"]).resource_server is True
+    before = cli.count(Client)
+    result = cli("clients", "create", "--name", "SPA", "--public", "--resource-server",
+                 "--redirect-uri", "http://127.0.0.1:8080/cb", ok=False)
+    assert result.exit_code == 1 and "confidential" in result.output
+    assert cli.count(Client) == before
+
+
 def test_clients_delete_removes_the_client(cli):
     made = cli.json("clients", "create", "--name", "Doomed", "--redirect-uri", "https://d.example.test/cb")
     assert made["client_id"] in cli("clients", "delete", made["client_id"]).stdout

@@ -12,13 +12,14 @@ import math
 from datetime import timedelta
 
 from flask import current_app
-from sqlalchemy import case, delete, update
+from sqlalchemy import and_, case, delete, or_, update
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.clock import now
 from idp.extensions import db
 from idp.models import LoginThrottle
+from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest
 
 FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30}
@@ -91,3 +92,13 @@ def _count_failure(key: str, t, quiet: timedelta) -> int:
 def record_success(keys: list[str]) -> None:
     """Clear the account+IP counter (one statement, so parallel successes cannot trip on each other)."""
     db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0]))
+
+
+def purge_quiet_throttles(batch: int = 1000) -> int:
+    """Delete counters quiet for a day (QUIET, or twice the longest back-off) and no longer
+    blocking: the next failure would start them again from zero anyway. For `idp purge`."""
+    settings = current_app.config["IDP_SETTINGS"]
+    t = now()
+    quiet = max(QUIET, timedelta(seconds=2 * settings.throttle_max_delay))
+    blocking_over = or_(LoginThrottle.blocked_until.is_(None), LoginThrottle.blocked_until <= t)
+    return delete_in_batches(LoginThrottle, and_(LoginThrottle.updated_at < t - quiet, blocking_over), batch)

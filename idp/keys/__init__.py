@@ -22,10 +22,11 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, RSAKey
+from sqlalchemy import func
 
 from idp.clock import now
 from idp.extensions import db
-from idp.models import SigningKey
+from idp.models import Client, SigningKey
 
 KEY_TYPES = {"RS256": RSAKey, "ES256": ECKey}
 
@@ -101,7 +102,11 @@ def is_signing(row: SigningKey, moment: datetime) -> bool:
 
 
 def _publish_window(settings) -> int:
-    return max(settings.token_access_ttl, settings.token_id_ttl) + settings.keys_cache_seconds + 60
+    """Seconds a retired key stays published: the longest an access or ID token may live, a
+    client's own lifetime included (idp.oauth.lifetimes caps those at a day), plus the cache."""
+    by_client = db.session.execute(db.select(func.max(Client.access_token_ttl), func.max(Client.id_token_ttl))).one()
+    longest = max(settings.token_access_ttl, settings.token_id_ttl, *(ttl or 0 for ttl in by_client))
+    return longest + settings.keys_cache_seconds + 60
 
 
 def published_keys(settings) -> list[SigningKey]:

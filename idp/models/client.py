@@ -22,6 +22,8 @@ class Client(db.Model, ClientMixin):
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     refresh_without_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    # RFC 7662: a resource server may introspect access tokens issued to any client, not only its own.
+    resource_server: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     updated_at = mapped_column(UtcDateTime)
 

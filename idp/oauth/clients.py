@@ -6,12 +6,16 @@ import json
 import re
 from urllib.parse import urlsplit
 
+from flask import current_app, has_app_context
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp import audit
 from idp.extensions import db
 from idp.models import Client
+from idp.oauth import lifetimes
+from idp.oauth.client_secrets import store_secret
+from idp.oauth.subjects import SUBJECT_TYPES, sector_from_redirect_uris
 from idp.security.tokens import digest, random_token
 
 GRANT_TYPES = {"authorization_code", "refresh_token", "client_credentials"}
@@ -20,6 +24,11 @@ JWKS_MAX_BYTES = 64 * 1024
 JWKS_MAX_KEYS = 32
 PRIVATE_KEY_MEMBERS = {"d", "p", "q", "dp", "dq", "qi", "oth", "k"}  # RFC 7518 6.2.2, 6.3.2, 6.4; RFC 8037 2
 PUBLIC_KEY_TYPES = {"RSA", "EC", "OKP"}
+# Algorithms a client may sign its authentication JWT with (RFC 7523, OIDC Core 9): never `none`,
+# and never an HMAC alg for private_key_jwt, so a public key can never serve as an HMAC secret.
+SIGNING_ALGS = {"private_key_jwt": ("RS256", "PS256", "ES256"), "client_secret_jwt": ("HS256",)}
+SECRET_METHODS = ("client_secret_basic", "client_secret_post", "client_secret_jwt")
+HOST_NAME = re.compile(r"^(?=.{1,253}$)[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?(\.[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?)*$")
 
 
 class ClientRejected(ValueError):
@@ -81,8 +90,9 @@ def check_jwks(jwks) -> None:
 
 
 def check_jwks_uri(uri: str) -> None:
-    """Where we fetch a client's keys: https, or http on a loopback address (tests, development);
-    no user information, no fragment."""
+    """Where we fetch a client's keys: https, or http on a loopback address in development (and
+    outside an app, in unit tests); no user information, no fragment. Production refuses loopback
+    http, so a registered jwks_uri cannot point the server at its own local services."""
     try:
         parts = urlsplit(uri or "")
         parts.port  # noqa: B018 - raises ValueError on a bad port
@@ -92,21 +102,26 @@ def check_jwks_uri(uri: str) -> None:
         raise ClientRejected(f"jwks_uri is empty, too long, contains spaces or a fragment: {uri!r}")
     if parts.username is not None or parts.password is not None or not parts.hostname:
         raise ClientRejected(f"jwks_uri needs a host and must not carry user information: {uri!r}")
-    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname)):
+    development = not has_app_context() or current_app.config["IDP_SETTINGS"].is_development
+    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname) and development):
         return
-    raise ClientRejected(f"jwks_uri must be https (http only on a loopback address): {uri!r}")
+    raise ClientRejected(f"jwks_uri must be https (http only on a loopback address in development): {uri!r}")
 
 
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
                   grant_types: list[str] | None = None, scope: str = "openid profile email offline_access",
-                  require_pkce: bool = True, client_id: str | None = None) -> tuple[Client, str | None]:
-    """Add a client; returns it and its secret (None for public clients). The caller commits."""
+                  require_pkce: bool = True, client_id: str | None = None,
+                  resource_server: bool = False) -> tuple[Client, str | None]:
+    """Add a client; returns it and its secret (None for public clients). The caller commits.
+    A resource server may introspect access tokens issued to any client (RFC 7662)."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
     unknown = set(grant_types) - GRANT_TYPES
     if unknown:
         raise ClientRejected(f"unknown grant types: {', '.join(sorted(unknown))}")
     if public and "client_credentials" in grant_types:
         raise ClientRejected("a public client cannot use client_credentials")
+    if public and resource_server:
+        raise ClientRejected("a resource server must be a confidential client to use introspection")
     if "authorization_code" in grant_types and not redirect_uris:
         raise ClientRejected("the authorization_code grant needs at least one redirect URI")
     for uri in redirect_uris:
@@ -118,19 +133,126 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
                     client_secret_digest=digest(secret) if secret else None,
                     token_endpoint_auth_method="none" if public else "client_secret_basic",
                     redirect_uris=list(dict.fromkeys(redirect_uris)), grant_types=list(grant_types),
-                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party)
+                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party,
+                    resource_server=resource_server)
     db.session.add(client)
-    audit.record("oauth.client.created", client=client, public=public, first_party=first_party)
+    audit.record("oauth.client.created", client=client, public=public, first_party=first_party,
+                 resource_server=resource_server)
     return client, secret
 
 
 def rotate_secret(client: Client) -> str:
-    if client.is_public:
-        raise ClientRejected("a public client has no secret")
+    if client.token_endpoint_auth_method not in SECRET_METHODS:
+        raise ClientRejected(f"a client using {client.token_endpoint_auth_method} has no secret")
     secret = random_token(32)
-    client.client_secret_digest = digest(secret)
+    store_secret(client, secret)  # the digest, and for client_secret_jwt the encrypted copy, in step
     audit.record("oauth.client.changed", client=client, change="secret_rotated")
     return secret
+
+
+def set_auth_method(client: Client, method: str, *, jwks: dict | None = None, jwks_uri: str | None = None,
+                    signing_alg: str | None = None) -> str | None:
+    """Choose how the client authenticates (RFC 7591 2, OIDC Core 9). A method with a secret gets
+    a new one, returned to be shown once; private_key_jwt needs exactly one of jwks and jwks_uri."""
+    if method not in SECRET_METHODS + ("private_key_jwt", "none"):
+        raise ClientRejected(f"unknown token_endpoint_auth_method {method!r}")
+    if method == "none" and "client_credentials" in client.grant_types:
+        raise ClientRejected("a public client cannot use client_credentials")
+    if (jwks is not None or jwks_uri is not None) and method != "private_key_jwt":
+        raise ClientRejected("jwks and jwks_uri are only used with private_key_jwt")
+    if method == "private_key_jwt" and (jwks is None) == (jwks_uri is None):
+        raise ClientRejected("private_key_jwt needs exactly one of jwks and jwks_uri")
+    if jwks is not None:
+        check_jwks(jwks)
+    if jwks_uri is not None:
+        check_jwks_uri(jwks_uri)
+    if signing_alg is not None and signing_alg not in SIGNING_ALGS.get(method, ()):
+        allowed = ", ".join(SIGNING_ALGS.get(method, ()))
+        raise ClientRejected(f"the signing alg for {method} must be one of {allowed}" if allowed
+                             else f"a signing alg does not apply to {method}")
+    client.token_endpoint_auth_method, client.token_endpoint_auth_signing_alg = method, signing_alg
+    client.jwks, client.jwks_uri = jwks, jwks_uri
+    if method == "none":
+        client.require_pkce = True
+    secret = random_token(32) if method in SECRET_METHODS else None
+    store_secret(client, secret)
+    audit.record("oauth.client.changed", client=client, change="auth_method", method=method)
+    return secret
+
+
+def set_subject_type(client: Client, subject_type: str, sector: str | None = None) -> None:
+    """OIDC Core 8: `public`, or `pairwise` within a sector, a host name: the one named, else the
+    single host of the redirect URIs. Redirect URIs on several hosts need the sector named (OIDC
+    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch)."""
+    if subject_type not in SUBJECT_TYPES:
+        raise ClientRejected(f"subject_type must be one of {', '.join(SUBJECT_TYPES)}")
+    if subject_type == "public":
+        if sector is not None:
+            raise ClientRejected("a sector identifier only applies to pairwise subjects")
+        client.subject_type, client.sector_identifier = "public", None
+        return
+    if sector is not None:
+        sector = sector.strip().lower().rstrip(".")
+        if not HOST_NAME.match(sector) or len(sector) > 253:
+            raise ClientRejected(f"the sector identifier must be a host name such as app.example.com: {sector!r}")
+    else:
+        sector = sector_from_redirect_uris(client.redirect_uris)
+        if sector is None:
+            raise ClientRejected("pairwise subjects need redirect URIs on one host, or the sector host named "
+                                 "explicitly (OIDC Core 8.1)")
+    client.subject_type, client.sector_identifier = "pairwise", sector
+    audit.record("oauth.client.changed", client=client, change="subject_type", subject_type="pairwise",
+                 sector=sector)
+
+
+def set_token_lifetimes(client: Client, **values: int | None) -> None:
+    """Per-client lifetimes in seconds (access_token_ttl, id_token_ttl, refresh_token_ttl,
+    refresh_token_idle_ttl); None keeps the global IDP_TOKEN_* default."""
+    unknown = set(values) - set(lifetimes.LIMITS)
+    if unknown:
+        raise ClientRejected(f"unknown token lifetimes: {', '.join(sorted(unknown))}")
+    merged = {name: values.get(name, getattr(client, name)) for name in lifetimes.LIMITS}
+    problem = lifetimes.lifetime_problem(current_app.config["IDP_SETTINGS"], **merged)
+    if problem:
+        raise ClientRejected(problem)
+    for name, value in values.items():
+        setattr(client, name, value)
+    if any(v is not None for v in values.values()):
+        audit.record("oauth.client.changed", client=client, change="token_lifetimes",
+                     **{name: value for name, value in values.items() if value is not None})
+
+
+def check_backchannel_logout_uri(uri: str) -> None:
+    """Back-Channel Logout 1.0 2.2: an absolute https URL (http on loopback), query allowed, no
+    fragment and no user information."""
+    try:
+        parts = urlsplit(uri)
+        parts.port  # noqa: B018 - raises ValueError on a bad port
+    except ValueError:
+        raise ClientRejected(f"backchannel_logout_uri is not a valid URL: {uri!r}") from None
+    if (not parts.hostname or len(uri) > 2000 or any(c.isspace() for c in uri) or "#" in uri
+            or "@" in parts.netloc):
+        raise ClientRejected(f"backchannel_logout_uri must be an absolute URL with a host, without user "
+                             f"information or fragment: {uri!r}")
+    if not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))):
+        raise ClientRejected(f"backchannel_logout_uri must use https (http only on a loopback address): {uri!r}")
+
+
+def set_logout(client: Client, *, post_logout_redirect_uris: list[str] | None = None,
+               backchannel_logout_uri: str | None = None, backchannel_logout_session_required: bool = False) -> None:
+    """Where RP-initiated logout may send the person back to (same rules as redirect URIs,
+    RP-Initiated Logout 1.0 3.1) and where back-channel logout tokens go; the caller commits."""
+    uris = list(dict.fromkeys(post_logout_redirect_uris or []))
+    for uri in uris:
+        try:
+            check_redirect_uri(uri)
+        except ClientRejected as rejected:
+            raise ClientRejected("post-logout " + str(rejected)) from None
+    if backchannel_logout_uri:
+        check_backchannel_logout_uri(backchannel_logout_uri)
+    client.post_logout_redirect_uris = uris
+    client.backchannel_logout_uri = backchannel_logout_uri or None
+    client.backchannel_logout_session_required = bool(backchannel_logout_session_required)
 
 
 def find_client(client_id: str) -> Client | None:
@@ -141,8 +263,17 @@ def describe(client: Client) -> dict:
     return {"client_id": client.client_id, "client_name": client.client_name,
             "type": "public" if client.is_public else "confidential",
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
+            "token_endpoint_auth_signing_alg": client.token_endpoint_auth_signing_alg,
+            "jwks_uri": client.jwks_uri, "jwks": client.jwks,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
+            "post_logout_redirect_uris": client.post_logout_redirect_uris or [],
+            "backchannel_logout_uri": client.backchannel_logout_uri,
+            "backchannel_logout_session_required": client.backchannel_logout_session_required,
+            "registered_via": client.registered_via,
+            "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
+            **{name: getattr(client, name) for name in lifetimes.LIMITS},
+            "resource_server": client.resource_server,
             "created_at": client.created_at.isoformat() if client.created_at else None}
 
 

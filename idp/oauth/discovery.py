@@ -9,17 +9,29 @@ from flask import current_app
 from idp.authn.steps import ACR_VALUES_SUPPORTED
 from idp.keys import keyring
 from idp.oauth.claims import CLAIMS_SUPPORTED, SCOPES_SUPPORTED
+from idp.oauth.clients import SIGNING_ALGS
 from idp.oauth.grants import AUTH_METHODS
+from idp.oauth.introspection import INTROSPECTION_AUTH_METHODS
+from idp.oauth.revocation import REVOCATION_AUTH_METHODS
 from idp.oauth.subjects import SUBJECT_TYPES
 
+ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # never none (RFC 8414 2)
 
-def metadata(issuer: str, algs: list[str]) -> dict:
+
+def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
+    """`registration`: advertise the RFC 7591 registration_endpoint (IDP_CLIENT_REGISTRATION is
+    not `disabled`)."""
     return {
+        **({"registration_endpoint": f"{issuer}/oauth/register"} if registration else {}),
         "issuer": issuer,
         "authorization_endpoint": f"{issuer}/authorize",
         "token_endpoint": f"{issuer}/token",
         "userinfo_endpoint": f"{issuer}/userinfo",
         "jwks_uri": f"{issuer}/jwks",
+        "revocation_endpoint": f"{issuer}/revoke",
+        "revocation_endpoint_auth_methods_supported": REVOCATION_AUTH_METHODS,
+        "introspection_endpoint": f"{issuer}/introspect",
+        "introspection_endpoint_auth_methods_supported": INTROSPECTION_AUTH_METHODS,
         "scopes_supported": SCOPES_SUPPORTED,
         "response_types_supported": ["code"],
         "response_modes_supported": ["query", "form_post"],
@@ -27,6 +39,7 @@ def metadata(issuer: str, algs: list[str]) -> dict:
         "subject_types_supported": list(SUBJECT_TYPES),
         "id_token_signing_alg_values_supported": algs,
         "token_endpoint_auth_methods_supported": AUTH_METHODS,
+        "token_endpoint_auth_signing_alg_values_supported": ASSERTION_ALGS,
         "code_challenge_methods_supported": ["S256"],
         "claims_supported": CLAIMS_SUPPORTED,
         "claims_parameter_supported": True,
@@ -40,6 +53,10 @@ def metadata(issuer: str, algs: list[str]) -> dict:
         + (["create"] if current_app.config["IDP_SETTINGS"].registration_enabled else []),
         "ui_locales_supported": ["en"],
         "claims_locales_supported": ["en"],
+        "end_session_endpoint": f"{issuer}/end-session",
+        "backchannel_logout_supported": True,
+        "backchannel_logout_session_supported": True,
+        "frontchannel_logout_supported": False,
     }
 
 
@@ -47,7 +64,9 @@ def metadata_json() -> bytes:
     ring = keyring()
     cached = current_app.extensions.get("idp.discovery")
     if cached is None or cached[0] is not ring:
-        body = json.dumps(metadata(current_app.config["IDP_SETTINGS"].issuer, list(ring.algs)), indent=1).encode()
+        settings = current_app.config["IDP_SETTINGS"]
+        body = json.dumps(metadata(settings.issuer, list(ring.algs),
+                                   registration=settings.client_registration != "disabled"), indent=1).encode()
         cached = (ring, body)
         current_app.extensions["idp.discovery"] = cached
     return cached[1]

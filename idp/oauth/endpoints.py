@@ -5,11 +5,9 @@ import json
 
 from flask import Response, request
 
-from idp.extensions import db
-from idp.models import Grant
 from idp.oauth import claims as claims_mod
 from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import verify
+from idp.oauth.token_state import active_access_token
 
 
 def _bearer_error(status: int, error: str | None = None, description: str | None = None) -> Response:
@@ -39,10 +37,10 @@ def userinfo() -> Response:
         return _bearer_error(400, problem, "use one way to send the access token")
     if not token:
         return _bearer_error(401)
-    claims = verify(token, typ="at+jwt")
-    grant = db.session.get(Grant, claims["gid"]) if claims and isinstance(claims.get("gid"), str) else None
-    if grant is None or grant.revoked_at is not None or grant.user.disabled:
+    found = active_access_token(token)  # the same decision as introspection
+    if found is None or found.grant is None:  # no grant: a client_credentials token has no user
         return _bearer_error(401, "invalid_token", "the access token is invalid, expired or revoked")
+    claims, grant = found.claims, found.grant
     if "openid" not in claims.get("scope", "").split():
         return _bearer_error(403, "insufficient_scope", "the openid scope is required")
     requested = (grant.claims or {}).get("userinfo")

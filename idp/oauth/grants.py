@@ -16,10 +16,11 @@ from idp.extensions import db
 from idp.keys import keyring
 from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
+from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import digest, random_token
 
-AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
 
 
 def _settings():
@@ -67,7 +68,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         grant = Grant(id=random_token(16), client_id=request.client.id, user_id=request.user.id,
                       scope=request.scope, claims=ctx["claims"], sid=ctx["sid"], auth_time=ctx["auth_time"],
                       acr=ctx["acr"], amr=ctx["amr"],
-                      expires_at=now() + timedelta(seconds=_settings().token_refresh_ttl))
+                      expires_at=now() + timedelta(seconds=lifetimes.refresh_ttl(request.client)))
         db.session.add(grant)
         db.session.add(AuthorizationCode(
             code_digest=digest(code), grant_id=grant.id, redirect_uri=request.payload.redirect_uri or "",
@@ -114,7 +115,7 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 
     def get_client_claims(self, client):
         t = timestamp()
-        return {"iss": _settings().issuer, "aud": [client.client_id], "iat": t, "exp": t + _settings().token_id_ttl}
+        return {"iss": _settings().issuer, "aud": [client.client_id], "iat": t, "exp": t + lifetimes.id_ttl(client)}
 
     def get_authorization_code_claims(self, authorization_code):
         claims = super().get_authorization_code_claims(authorization_code)
@@ -159,4 +160,4 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+    TOKEN_ENDPOINT_AUTH_METHODS = [method for method in AUTH_METHODS if method != "none"]

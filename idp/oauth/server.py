@@ -1,16 +1,22 @@
 """The authlib AuthorizationServer and its two storage hooks."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter as _IssuerParameter
 from flask import Flask, current_app, g
 
+from idp.clock import now
 from idp.extensions import db
 from idp.models import Client, RefreshToken
-from idp.oauth import grants
+from idp.oauth import client_auth, grants
+from idp.oauth import lifetimes, registration
 from idp.oauth.claims import SCOPES_SUPPORTED
+from idp.oauth.introspection import IntrospectionEndpoint
+from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.tokens import TokenGenerator
 from idp.security.tokens import digest
 
@@ -52,10 +58,14 @@ def query_client(client_id: str) -> Client | None:
 
 
 def save_token(token: dict, request) -> None:
-    """JWT access tokens need no row; a refresh token is stored as a digest on its grant."""
+    """JWT access tokens need no row; a refresh token is stored as a digest on its grant, usable
+    until its idle limit (never past the grant's absolute expiry)."""
     refresh = token.get("refresh_token")
     if refresh:
-        db.session.add(RefreshToken(token_digest=digest(refresh), grant_id=g.idp_token_grant.id))
+        grant = g.idp_token_grant
+        idle_end = now() + timedelta(seconds=lifetimes.refresh_idle_ttl(request.client))
+        db.session.add(RefreshToken(token_digest=digest(refresh), grant_id=grant.id,
+                                    expires_at=min(idle_end, grant.expires_at)))
         db.session.commit()
 
 
@@ -64,11 +74,16 @@ def build_server(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
     server.init_app(app, query_client=query_client, save_token=save_token)
     server.scopes_supported = SCOPES_SUPPORTED
+    client_auth.register(server)  # private_key_jwt, client_secret_jwt at every client-authenticating endpoint
     server.register_token_generator("default", TokenGenerator())
     server.register_grant(grants.AuthorizationCodeGrant,
                           [grants.S256CodeChallenge(required=True), grants.OpenIDCode(require_nonce=False)])
     server.register_grant(grants.RefreshTokenGrant)
     server.register_grant(grants.ClientCredentialsGrant)
+    server.register_endpoint(RevocationEndpoint)
+    server.register_endpoint(IntrospectionEndpoint)
+    server.register_endpoint(registration.ClientRegistrationEndpoint)
+    server.register_endpoint(registration.ClientConfigurationEndpoint)
     server.issuer_parameter = IssuerParameter()
     server.register_extension(server.issuer_parameter)
     app.extensions["idp.oauth"] = server

@@ -10,6 +10,7 @@ from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
 from idp.keys import keyring, reload_for_unknown_kid
+from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
 
@@ -29,7 +30,7 @@ def access_token(client, grant_type, user, scope) -> str:
     """RFC 9068 2.2: iss, exp, aud, sub, client_id, iat, jti, scope; `gid` names the stored grant."""
     t = timestamp()
     grant = g.get("idp_token_grant")
-    claims = {"iss": _settings().issuer, "iat": t, "exp": t + _settings().token_access_ttl,
+    claims = {"iss": _settings().issuer, "iat": t, "exp": t + lifetimes.access_ttl(client),
               "aud": client.client_id, "client_id": client.client_id, "jti": random_token(16),
               "scope": scope or "", "sub": subject_for(user, client) if user else client.client_id}
     if grant is not None:
@@ -52,7 +53,7 @@ class TokenGenerator(BearerTokenGenerator):
     to receive refresh tokens without it, and the client may use the refresh_token grant."""
 
     def __init__(self):
-        super().__init__(access_token, refresh_token, lambda client, grant_type: _settings().token_access_ttl)
+        super().__init__(access_token, refresh_token, lambda client, grant_type: lifetimes.access_ttl(client))
 
     def generate(self, grant_type, client, user=None, scope=None, expires_in=None, include_refresh_token=True):
         grant = g.get("idp_token_grant")

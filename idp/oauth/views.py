@@ -6,7 +6,7 @@ from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
-from flask import Blueprint, Response, current_app, g, redirect, render_template, request, url_for
+from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
 from idp.authn.session import current_session
@@ -14,8 +14,10 @@ from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
 from idp.oauth import claims as claims_mod
-from idp.oauth import consent, endpoints, interaction, pending
+from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
+from idp.oauth.introspection import IntrospectionEndpoint
+from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server, query_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
@@ -104,7 +106,9 @@ def _validate_extras(grant, params: dict) -> dict:
         hint = verify_id_token_hint(params["id_token_hint"])
         if hint is None:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
-    return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,
+    # OIDC Registration 2: the client's default_max_age applies when the request has no max_age.
+    max_age = int(max_age) if max_age is not None else grant.client.default_max_age
+    return {"max_age": max_age, "claims": claims_request,
             "hint_sub": hint.get("sub") if hint else None,
             "prompts": prompts}
 
@@ -202,10 +206,69 @@ def token():
     return get_server().create_token_response()
 
 
+@bp.route("/oauth/register", methods=["POST"])
+@csrf.exempt
+def register_client():
+    """RFC 7591 3 (/register is the page where people sign up)."""
+    _require_client_registration()
+    return get_server().create_endpoint_response("client_registration")
+
+
+@bp.route("/oauth/register/<client_id>", methods=["GET", "PUT", "DELETE"])
+@csrf.exempt
+def configure_client(client_id: str):
+    """RFC 7592 2: read, replace or delete one dynamically registered client."""
+    _require_client_registration()
+    return get_server().create_endpoint_response("client_configuration")
+
+
+def _require_client_registration() -> None:
+    if current_app.config["IDP_SETTINGS"].client_registration == "disabled":
+        abort(404)
+
+
+@bp.route("/revoke", methods=["POST"])
+@csrf.exempt
+def revoke():
+    """RFC 7009 token revocation."""
+    return get_server().create_endpoint_response(RevocationEndpoint.ENDPOINT_NAME)
+
+
+@bp.route("/introspect", methods=["POST"])
+@csrf.exempt
+def introspect():
+    """RFC 7662 token introspection."""
+    return get_server().create_endpoint_response(IntrospectionEndpoint.ENDPOINT_NAME)
+
+
 @bp.route("/userinfo", methods=["GET", "POST"])
 @csrf.exempt
 def userinfo():
     return endpoints.userinfo()
+
+
+@bp.route("/end-session", methods=["GET", "POST"])
+@csrf.exempt  # RP-Initiated Logout 1.0 2: the app sends GET or POST; nothing ends untrusted unconfirmed
+def end_session():
+    return _end_session(request.values, confirmed=False)
+
+
+@bp.route("/end-session/confirm", methods=["POST"])
+def end_session_confirm():
+    return _end_session(request.form, confirmed=True)
+
+
+def _end_session(values, *, confirmed: bool):
+    try:
+        req = logout.parse_end_session(values)
+    except logout.EndSessionRejected:
+        raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
+    sso = current_session()
+    if not confirmed and logout.needs_confirmation(req, sso):
+        return render_template("oauth/logout-confirm.html", user=sso.user, client=req.client, params=req.params)
+    target = logout.finish(req, confirmed=confirmed)
+    db.session.commit()
+    return redirect(target or url_for("authn.logged_out"), 303 if request.method == "POST" else 302)
 
 
 @bp.route("/jwks")

@@ -6,9 +6,12 @@ from flask import Flask, request
 CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
        "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
 
-# Endpoints that browser-based clients call across origins (DESIGN: token, userinfo, JWKS, discovery).
+# Endpoints that browser-based clients call across origins (DESIGN: token, userinfo, JWKS, discovery),
+# and revocation, so that a browser app can revoke its tokens when the person signs out.
 CORS_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.jwks", "oauth.openid_configuration",
-                  "oauth.oauth_metadata"}
+                  "oauth.oauth_metadata", "oauth.revoke"}
+# Endpoints whose answers carry tokens or say something about one (RFC 6749 5.1, RFC 7662 4).
+NO_STORE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke", "oauth.introspect"}
 
 
 def init_headers(app: Flask, *, https: bool) -> None:
@@ -26,7 +29,7 @@ def init_headers(app: Flask, *, https: bool) -> None:
             h["Access-Control-Allow-Origin"] = "*"
             h["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             h["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
-        if response.mimetype == "text/html" or request.endpoint in ("oauth.token", "oauth.userinfo"):
+        if response.mimetype == "text/html" or request.endpoint in NO_STORE_ENDPOINTS:
             h["Cache-Control"] = "no-store"
             h.setdefault("Pragma", "no-cache")
         return response

@@ -91,6 +91,7 @@ def upgrade():
         batch_op.add_column(sa.Column('id_token_ttl', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('refresh_token_ttl', sa.Integer(), nullable=True))
         batch_op.add_column(sa.Column('refresh_token_idle_ttl', sa.Integer(), nullable=True))
+        batch_op.add_column(sa.Column('resource_server', sa.Boolean(), nullable=False, server_default=sa.false()))
         batch_op.create_unique_constraint(batch_op.f('uq_clients_registration_access_token_digest'), ['registration_access_token_digest'])
 
     with op.batch_alter_table('grants', schema=None) as batch_op:
@@ -118,6 +119,7 @@ def downgrade():
 
     with op.batch_alter_table('clients', schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f('uq_clients_registration_access_token_digest'), type_='unique')
+        batch_op.drop_column('resource_server')
         batch_op.drop_column('refresh_token_idle_ttl')
         batch_op.drop_column('refresh_token_ttl')
         batch_op.drop_column('id_token_ttl')

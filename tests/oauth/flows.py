@@ -199,3 +199,28 @@ def jwt_header(token: str) -> dict:
 def jwt_payload(token: str) -> dict:
     """The unverified claims of a JWT (to forge variants of it)."""
     return _segment(token, 1)
+
+
+def client_session(client: dict, **kwargs):
+    """authlib's OAuth2Session for a test client, authenticating as the client is registered."""
+    from authlib.integrations.requests_client import OAuth2Session
+
+    method = "none" if client["public"] else "client_secret_basic"
+    return OAuth2Session(client["client_id"], client.get("client_secret"), token_endpoint_auth_method=method,
+                         revocation_endpoint_auth_method=method, **kwargs)
+
+
+def revoke(issuer: str, client: dict, token: str, hint: str | None = None) -> requests.Response:
+    """RFC 7009 revocation through authlib's client."""
+    return client_session(client).revoke_token(f"{issuer}/revoke", token=token, token_type_hint=hint)
+
+
+def introspect(issuer: str, client: dict, token: str, hint: str | None = None) -> requests.Response:
+    """RFC 7662 introspection through authlib's client."""
+    return client_session(client).introspect_token(f"{issuer}/introspect", token=token, token_type_hint=hint)
+
+
+def is_active(issuer: str, client: dict, token: str) -> bool:
+    response = introspect(issuer, client, token)
+    assert response.status_code == 200, response.text
+    return response.json()["active"]

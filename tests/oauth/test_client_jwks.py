@@ -1,6 +1,7 @@
 """A client's public keys: what check_jwks and check_jwks_uri accept and refuse."""
 from __future__ import annotations
 
+import dataclasses
 import warnings
 
 import pytest
@@ -78,3 +79,11 @@ def test_https_or_loopback_http_jwks_uri_is_accepted(uri):
 def test_other_jwks_uris_are_refused(uri):
     with pytest.raises(ClientRejected):
         check_jwks_uri(uri)
+
+
+def test_loopback_http_jwks_uri_is_refused_in_production(app, monkeypatch):
+    monkeypatch.setitem(app.config, "IDP_SETTINGS", dataclasses.replace(app.config["IDP_SETTINGS"], env="production"))
+    with app.app_context():
+        with pytest.raises(ClientRejected, match="in development"):
+            check_jwks_uri("http://127.0.0.1:8080/jwks")
+        check_jwks_uri("https://127.0.0.1:8443/jwks")

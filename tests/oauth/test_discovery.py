@@ -1,6 +1,8 @@
 """Discovery 1.0 and RFC 8414 metadata: the two documents agree, and every advertised value
 does what it says over real HTTP."""
+import pytest
 import requests
+from authlib.integrations.requests_client import OAuth2Session
 
 from tests.helpers.rp import RelyingParty, discovery, verify_id_token
 from tests.oauth.flows import (TIMEOUT, assert_redirect_error, assert_token_error, authorize, form_fields,
@@ -32,7 +34,9 @@ def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
     assert meta["request_uri_parameter_supported"] is False
     assert meta["claims_parameter_supported"] is True
     assert set(meta["grant_types_supported"]) == {"authorization_code", "refresh_token", "client_credentials"}
-    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post", "none"}
+    assert set(meta["token_endpoint_auth_methods_supported"]) == {"client_secret_basic", "client_secret_post",
+                                                                  "client_secret_jwt", "private_key_jwt", "none"}
+    assert meta["token_endpoint_auth_signing_alg_values_supported"] == ["RS256", "PS256", "ES256", "HS256"]
     assert meta["subject_types_supported"] == ["public", "pairwise"]
     assert "openid" in meta["scopes_supported"] and "offline_access" in meta["scopes_supported"]
     assert "none" not in meta["id_token_signing_alg_values_supported"]
@@ -43,7 +47,8 @@ def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
 def test_every_advertised_endpoint_answers(live_server):
     meta = discovery(live_server)
     endpoints = {k: v for k, v in meta.items() if k.endswith("_endpoint") or k == "jwks_uri"}
-    assert {"authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri"} <= set(endpoints)
+    assert {"authorization_endpoint", "token_endpoint", "userinfo_endpoint", "jwks_uri", "revocation_endpoint",
+            "introspection_endpoint"} <= set(endpoints)
     for name, url in endpoints.items():
         get = requests.get(url, timeout=TIMEOUT, allow_redirects=False)
         post = requests.post(url, timeout=TIMEOUT, allow_redirects=False)
@@ -53,6 +58,8 @@ def test_every_advertised_endpoint_answers(live_server):
     assert requests.get(meta["jwks_uri"], timeout=TIMEOUT).status_code == 200
     assert_token_error(token_request(live_server, {}), "unsupported_grant_type")
     assert requests.get(meta["userinfo_endpoint"], timeout=TIMEOUT).status_code == 401
+    for name in ("revocation_endpoint", "introspection_endpoint"):
+        assert_token_error(requests.post(meta[name], data={"token": "t"}, timeout=TIMEOUT), "invalid_client", 401)
 
 
 def test_jwks_at_jwks_uri_has_public_signing_keys_with_kid(live_server):
@@ -172,3 +179,35 @@ def test_unadvertised_grant_type_is_refused(live_server, make_client):
                              auth=(client["client_id"], client["client_secret"]))
     assert_token_error(response, "unsupported_grant_type")
 
+
+def test_revocation_and_introspection_take_the_token_endpoints_client_authentication(live_server):
+    meta = discovery(live_server)
+    assert meta["revocation_endpoint"] == f"{live_server}/revoke"
+    assert meta["introspection_endpoint"] == f"{live_server}/introspect"
+    token_methods = meta["token_endpoint_auth_methods_supported"]
+    assert meta["revocation_endpoint_auth_methods_supported"] == token_methods
+    assert meta["introspection_endpoint_auth_methods_supported"] == [m for m in token_methods if m != "none"]
+
+
+@pytest.mark.parametrize("method", ["client_secret_basic", "client_secret_post", "none"])
+def test_revocation_and_introspection_work_with_each_advertised_secret_method(live_server, make_user, make_client,
+                                                                              method):
+    meta = discovery(live_server)
+    assert method in meta["revocation_endpoint_auth_methods_supported"]
+    public = method == "none"
+    client = make_client(public=public, first_party=True, token_endpoint_auth_method=method)
+    user = make_user()
+    rp = RelyingParty(live_server, client, scope="openid offline_access")
+    rp.session.token_endpoint_auth_method = method
+    _, response = authorize(live_server, user, rp)
+    token = rp.fetch_token(rp.callback_params(response))
+    session = OAuth2Session(client["client_id"], client["client_secret"], token_endpoint_auth_method=method,
+                            revocation_endpoint_auth_method=method)
+    looked_up = session.introspect_token(meta["introspection_endpoint"], token=token["access_token"])
+    if method in meta["introspection_endpoint_auth_methods_supported"]:
+        assert looked_up.status_code == 200 and looked_up.json()["active"] is True
+    else:
+        assert looked_up.status_code == 401 and looked_up.json()["error"] == "invalid_client"
+    revoked = session.revoke_token(meta["revocation_endpoint"], token=token["refresh_token"])
+    assert revoked.status_code == 200
+    assert userinfo(live_server, token["access_token"]).status_code == 401

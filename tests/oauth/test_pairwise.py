@@ -1,11 +1,13 @@
 """Pairwise subject identifiers (OIDC Core 8.1): one `sub` per (sector, user), the same in the ID
 token, UserInfo and the JWT access token, stable across logins, different across sectors."""
+import pytest
 import requests
 
 from idp.oauth.subjects import pairwise_subject, sector_from_redirect_uris
 from tests.helpers.rp import RelyingParty, discovery, verify_access_token, verify_id_token
 from tests.oauth.flows import (TIMEOUT, assert_redirect_error, raw_authorize_url, signed_in_browser,
                                tokens_for, userinfo)
+from tests.test_cli import Cli
 
 
 def _pairwise(make_client, host: str, path="/callback", **extra):
@@ -149,3 +151,53 @@ def test_sector_from_redirect_uris_is_the_single_host():
     assert sector_from_redirect_uris(["https://App.Example/cb", "https://app.example:8443/x"]) == "app.example"
     assert sector_from_redirect_uris(["https://a.example/cb", "https://b.example/cb"]) is None
     assert sector_from_redirect_uris([]) is None
+
+
+# --- the operator command -----------------------------------------------------------------------
+def test_clients_create_pairwise_takes_the_single_redirect_host_as_sector(tmp_path):
+    cli = Cli(tmp_path / "instance")
+    cli("db", "upgrade")
+    made = cli.json("clients", "create", "--name", "P", "--subject-type", "pairwise",
+                    "--redirect-uri", "https://App.Example/cb", "--redirect-uri", "https://app.example/other")
+    assert (made["subject_type"], made["sector_identifier"]) == ("pairwise", "app.example")
+    public = cli.json("clients", "create", "--name", "Q", "--redirect-uri", "https://app.example/cb")
+    assert (public["subject_type"], public["sector_identifier"]) == ("public", None)
+
+
+def test_clients_create_pairwise_on_several_hosts_needs_the_sector_named(tmp_path):
+    from idp.models import Client
+
+    cli = Cli(tmp_path / "instance")
+    cli("db", "upgrade")
+    hosts = ["--redirect-uri", "https://a.example/cb", "--redirect-uri", "https://b.example/cb"]
+    refused = cli("clients", "create", "--name", "Multi", "--subject-type", "pairwise", *hosts, ok=False)
+    assert refused.exit_code != 0 and "sector" in refused.output
+    assert cli.count(Client, Client.client_name == "Multi") == 0
+    made = cli.json("clients", "create", "--name", "Multi", "--subject-type", "pairwise", "--sector",
+                    "Example.COM", *hosts)
+    assert made["sector_identifier"] == "example.com"
+
+
+@pytest.mark.parametrize("args", [
+    ["--sector", "app.example"],                                  # a sector on a public client
+    ["--subject-type", "pairwise", "--sector", "not a host"],
+    ["--subject-type", "pairwise", "--sector", "https://app.example/"],
+    ["--subject-type", "secret"],
+], ids=str)
+def test_clients_create_refuses_bad_subject_settings(tmp_path, args):
+    from idp.models import Client
+
+    cli = Cli(tmp_path / "instance")
+    cli("db", "upgrade")
+    result = cli("clients", "create", "--name", "Bad", "--redirect-uri", "https://app.example/cb", *args, ok=False)
+    assert result.exit_code != 0
+    assert cli.count(Client) == 0
+
+
+def test_native_app_with_a_private_scheme_needs_the_sector_named(tmp_path):
+    cli = Cli(tmp_path / "instance")
+    cli("db", "upgrade")
+    args = ["clients", "create", "--name", "Native", "--public", "--subject-type", "pairwise",
+            "--redirect-uri", "com.example.app:/cb"]
+    assert cli(*args, ok=False).exit_code != 0
+    assert cli.json(*args, "--sector", "app.example.com")["sector_identifier"] == "app.example.com"

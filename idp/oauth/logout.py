@@ -1,0 +1,194 @@
+"""Logout that reaches every app.
+
+RP-Initiated Logout 1.0 at /end-session: parse_end_session() validates what the app sent,
+needs_confirmation() decides whether the person must confirm, finish() ends the browser's
+session and says where to go next. authlib's EndSessionEndpoint was not used: it checks the
+hint's signature but not its issuer or type, reads client.client_metadata, and cannot find the
+client of our ID tokens (aud is a list); its rules are the same as these.
+
+Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_ended in the same
+transaction), the grants issued in it lose their refresh tokens unless they hold offline_access,
+and every client that took part and registered a backchannel_logout_uri gets an outbox message.
+The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp.
+"""
+from __future__ import annotations
+
+import logging
+import urllib.error
+import urllib.request
+from dataclasses import dataclass
+from urllib.parse import urlencode
+
+from authlib.common.urls import add_params_to_uri
+from flask import Flask, current_app
+from sqlalchemy import select
+
+from idp import audit
+from idp.authn.session import EndedSession, end, on_session_end
+from idp.clock import now, timestamp
+from idp.extensions import db
+from idp.models import Client, Grant, SsoSession
+from idp.oauth.clients import find_client
+from idp.oauth.subjects import subject_for
+from idp.oauth.tokens import sign, verify_id_token_hint
+from idp.outbox import DeliveryFailed, enqueue, register_handler
+from idp.security.tokens import random_token
+from idp.users.directory import identifier_key
+
+log = logging.getLogger("idp.oauth.logout")
+
+KIND = "backchannel_logout"
+EVENT = "http://schemas.openid.net/event/backchannel-logout"
+LOGOUT_TOKEN_TTL = 120  # BCL 1.0 2.4: short, "preferably at most two minutes"
+DELIVERED = (200, 204)  # BCL 1.0 2.8 says 200; 204 is common and just as clear
+PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
+
+
+def init_logout(app: Flask) -> None:
+    on_session_end(app, on_sessions_ended)
+    register_handler(app, KIND, deliver_logout_token)
+
+
+# --- when a session ends ------------------------------------------------------------------------
+def on_sessions_ended(ended: list[EndedSession], reason: str) -> None:
+    """Revoke the session's grants without offline_access and queue one logout token per client
+    and session; runs inside the caller's transaction, before its commit."""
+    grants = db.session.scalars(select(Grant).where(Grant.sid.in_([e.sid for e in ended]))
+                                .order_by(Grant.created_at)).all()
+    queued: set[tuple[int, str]] = set()
+    for grant in grants:
+        if grant.revoked_at is None and "offline_access" not in grant.scope.split():
+            grant.revoked_at = now()
+            audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id,
+                         reason="session_ended", sid=grant.sid)
+        client = grant.client
+        if client.backchannel_logout_uri and (client.id, grant.sid) not in queued:
+            queued.add((client.id, grant.sid))
+            enqueue(KIND, {"client_id": client.client_id, "sid": grant.sid, "user_id": grant.user_id,
+                           "sub": _subject(grant), "reason": reason})
+
+
+def _subject(grant: Grant) -> str | None:
+    """The sub this client saw; None (the token then carries sid alone, BCL 1.0 2.4) when a
+    pairwise client lost its sector since, rather than failing the person's logout."""
+    try:
+        return subject_for(grant.user, grant.client)
+    except ValueError:
+        log.warning("no sub for client %s in its logout token: %s", grant.client.client_id, "no sector")
+        return None
+
+
+def logout_token(client: Client, sid: str, sub: str | None) -> str:
+    """BCL 1.0 2.4: iss, aud, iat, exp, jti, events, sid and sub; never a nonce; typed logout+jwt."""
+    t = timestamp()
+    claims = {"iss": current_app.config["IDP_SETTINGS"].issuer, "aud": client.client_id, "iat": t,
+              "exp": t + LOGOUT_TOKEN_TTL, "jti": random_token(16), "events": {EVENT: {}}, "sid": sid}
+    if sub:
+        claims["sub"] = sub
+    return sign({"typ": "logout+jwt"}, claims)
+
+
+class _NoRedirects(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args, **kwargs):
+        return None  # a 3xx is an answer like any other: not delivered
+
+
+_opener = urllib.request.build_opener(_NoRedirects)
+
+
+def deliver_logout_token(payload: dict) -> None:
+    """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
+    too: it may come from an RP whose key cache is stale after a rotation) is retried."""
+    client = find_client(payload["client_id"])
+    if client is None or not client.backchannel_logout_uri:
+        log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
+        return
+    body = urlencode({"logout_token": logout_token(client, payload["sid"], payload["sub"])}).encode()
+    request = urllib.request.Request(client.backchannel_logout_uri, data=body, method="POST", headers={
+        "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "idp back-channel logout"})
+    timeout = current_app.config["IDP_SETTINGS"].backchannel_logout_timeout
+    try:
+        with _opener.open(request, timeout=timeout) as response:
+            status = response.status
+    except urllib.error.HTTPError as error:
+        status = error.code
+        error.close()
+    except (urllib.error.URLError, OSError, ValueError) as error:
+        reason = getattr(error, "reason", error)
+        raise DeliveryFailed(f"backchannel_logout_uri unreachable: {type(reason).__name__}") from None
+    if status not in DELIVERED:
+        raise DeliveryFailed(f"backchannel_logout_uri answered HTTP {status}")
+    audit.record("oauth.logout_token.delivered", user=payload["user_id"], client=client.client_id,
+                 sid=payload["sid"])
+
+
+# --- RP-initiated logout -------------------------------------------------------------------------
+class EndSessionRejected(ValueError):
+    """The request contradicts itself (client_id is not the hint's audience, an unknown client)."""
+
+
+@dataclass(frozen=True)
+class EndSessionRequest:
+    params: dict          # the accepted parameters, carried through the confirmation form
+    client: Client | None
+    hint: dict | None     # claims of a valid id_token_hint
+    redirect_to: str | None  # post_logout_redirect_uri with state, when we may redirect there
+
+
+def _hint_client_id(hint: dict) -> str | None:
+    aud = hint.get("aud")
+    audiences = [aud] if isinstance(aud, str) else list(aud or [])
+    if hint.get("azp"):
+        return hint["azp"] if hint["azp"] in audiences else None
+    return audiences[0] if len(audiences) == 1 else None
+
+
+def parse_end_session(values) -> EndSessionRequest:
+    """RP-Initiated Logout 1.0 2 and 3. An id_token_hint we did not issue counts as absent (the
+    person confirms instead); post-logout redirection needs an identified client and an exact
+    match with one of its post_logout_redirect_uris."""
+    params = {name: values[name][:4096] for name in PARAMS if values.get(name)}
+    hint = verify_id_token_hint(params["id_token_hint"]) if "id_token_hint" in params else None
+    client_id = params.get("client_id")
+    if hint is not None and client_id:
+        aud = hint["aud"] if isinstance(hint["aud"], list) else [hint["aud"]]
+        if client_id not in aud:  # RP-Initiated Logout 1.0 2: client_id MUST match the hint's aud
+            raise EndSessionRejected("client_id is not the audience of id_token_hint")
+    if not client_id and hint is not None:
+        client_id = _hint_client_id(hint)
+    client = find_client(client_id) if client_id else None
+    if "client_id" in params and client is None:
+        raise EndSessionRejected("client_id is not a registered client")
+    redirect_to = None
+    target = params.get("post_logout_redirect_uri")
+    if client is not None and target is not None and target in (client.post_logout_redirect_uris or []):
+        redirect_to = add_params_to_uri(target, {"state": params["state"]}) if "state" in params else target
+    return EndSessionRequest(params=params, client=client, hint=hint, redirect_to=redirect_to)
+
+
+def needs_confirmation(req: EndSessionRequest, sso: SsoSession | None) -> bool:
+    """RP-Initiated Logout 1.0 6: without a valid id_token_hint for the signed-in person (and a
+    logout_hint, when given, that names them too) the person confirms first."""
+    if sso is None:
+        return False
+    user = sso.user
+    hint_client = find_client(_hint_client_id(req.hint) or "") if req.hint else None
+    try:
+        expected_sub = subject_for(user, hint_client)
+    except ValueError:  # a pairwise client without a sector: the hint cannot be matched
+        return True
+    if req.hint is None or req.hint.get("sub") != expected_sub:
+        return True
+    named = req.params.get("logout_hint")
+    return named is not None and identifier_key(named) not in (
+        identifier_key(user.username), identifier_key(user.email), user.subject)
+
+
+def finish(req: EndSessionRequest, *, confirmed: bool) -> str | None:
+    """End this browser's session (if any) and return where to send the person: the validated
+    post_logout_redirect_uri, or None for our signed-out page. The caller commits."""
+    row = end(reason="logout")
+    if row is not None:
+        audit.record("oauth.logout.succeeded", user=row.user_id, client=req.client, sid=row.sid,
+                     confirmed=confirmed, redirected=req.redirect_to is not None)
+    return req.redirect_to

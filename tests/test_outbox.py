@@ -1,0 +1,218 @@
+"""The outbox: a message is delivered once even with several workers claiming at the same moment,
+a dead worker's lease expires, failures back off on a fixed schedule (pinned clock) and end as
+`failed` after MAX_ATTEMPTS; a request tries what it enqueued without waiting past its budget."""
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from datetime import datetime, timezone
+
+import pytest
+
+from idp import clock, outbox
+from idp.extensions import db
+from idp.models import OutboxMessage
+
+KIND = "test.record"
+
+
+class Recorder:
+    """The handler of KIND: records payload["n"]; fails while `failing`; blocks while `gate` is shut."""
+
+    def __init__(self):
+        self.seen: list[int] = []
+        self.lock = threading.Lock()
+        self.failing = False
+        self.gate: threading.Event | None = None
+        self.entered = threading.Event()
+
+    def __call__(self, payload: dict) -> None:
+        self.entered.set()
+        if self.gate is not None:
+            self.gate.wait(30)
+        if self.failing:
+            raise outbox.DeliveryFailed("receiver said no")
+        with self.lock:
+            self.seen.append(payload["n"])
+
+
+@pytest.fixture
+def recorder(app):
+    handler = Recorder()
+    outbox.register_handler(app, KIND, handler)
+    yield handler
+    if handler.gate is not None:
+        handler.gate.set()
+    app.extensions["idp.outbox"].pop(KIND, None)
+
+
+@pytest.fixture
+def pinned():
+    clock.set_now(datetime.now(timezone.utc).replace(microsecond=0))
+    return clock
+
+
+def enqueue(app, count: int = 1, kind: str = KIND) -> list[int]:
+    with app.app_context():
+        rows = [outbox.enqueue(kind, {"n": n}) for n in range(count)]
+        db.session.commit()
+        return [row.id for row in rows]
+
+
+def row(app, message_id: int) -> OutboxMessage:
+    with app.app_context():
+        found = db.session.get(OutboxMessage, message_id)
+        db.session.expunge(found)
+        return found
+
+
+def run_once(app, ids: list[int], limit: int = 20) -> tuple[int, int]:
+    with app.app_context():
+        return outbox.run_once(limit=limit, ids=ids)
+
+
+def test_a_due_message_is_delivered_and_recorded(app, recorder):
+    [message_id] = enqueue(app)
+    assert run_once(app, [message_id]) == (1, 0)
+    delivered = row(app, message_id)
+    assert delivered.status == "delivered" and delivered.attempts == 1 and delivered.delivered_at is not None
+    assert delivered.last_error is None
+    assert run_once(app, [message_id]) == (0, 0)
+    assert recorder.seen == [0]
+
+
+def test_concurrent_workers_never_deliver_a_message_twice(app, recorder):
+    ids = enqueue(app, 60)
+    barrier = threading.Barrier(4)
+    errors: list[BaseException] = []
+
+    def worker():
+        try:
+            barrier.wait()
+            while run_once(app, ids, limit=5) != (0, 0):
+                pass
+        except BaseException as error:  # noqa: BLE001 - reported below
+            errors.append(error)
+
+    threads = [threading.Thread(target=worker) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not errors, errors
+    assert Counter(recorder.seen) == Counter(range(60))   # each exactly once
+    assert {row(app, i).status for i in ids} == {"delivered"}
+    assert {row(app, i).attempts for i in ids} == {1}
+
+
+def test_a_claim_whose_worker_died_is_taken_over_after_the_lease(app, recorder, pinned):
+    [message_id] = enqueue(app)
+    with app.app_context():
+        assert [m.id for m in outbox.claim(ids=[message_id])] == [message_id]   # ... and the worker dies
+    assert run_once(app, [message_id]) == (0, 0)
+    pinned.advance(outbox.LEASE.total_seconds() - 1)
+    assert run_once(app, [message_id]) == (0, 0)
+    pinned.advance(1)
+    assert run_once(app, [message_id]) == (1, 0)
+    assert row(app, message_id).attempts == 2 and recorder.seen == [0]
+
+
+def test_failures_back_off_on_the_schedule_then_end_as_failed(app, recorder, pinned):
+    recorder.failing = True
+    [message_id] = enqueue(app)
+    expected = [30, 60, 120, 240, 480, 960, 1920, 3840, 7200, 7200, 7200]
+    assert [int(outbox.retry_delay(n).total_seconds()) for n in range(1, outbox.MAX_ATTEMPTS)] == expected
+    for attempt, delay in enumerate(expected, start=1):
+        assert run_once(app, [message_id]) == (0, 1)
+        failed = row(app, message_id)
+        assert failed.status == "pending" and failed.attempts == attempt
+        assert failed.last_error == "receiver said no"
+        assert clock.aware(failed.next_attempt_at) == clock.now() + outbox.retry_delay(attempt)
+        pinned.advance(delay - 1)
+        assert run_once(app, [message_id]) == (0, 0)   # not due yet
+        pinned.advance(1)
+    assert run_once(app, [message_id]) == (0, 1)       # attempt MAX_ATTEMPTS
+    final = row(app, message_id)
+    assert final.status == "failed" and final.attempts == outbox.MAX_ATTEMPTS
+    pinned.advance(10 * 24 * 3600)
+    assert run_once(app, [message_id]) == (0, 0)       # never again
+    assert recorder.seen == []
+
+
+def test_a_failure_followed_by_success_is_delivered(app, recorder, pinned):
+    recorder.failing = True
+    [message_id] = enqueue(app)
+    assert run_once(app, [message_id]) == (0, 1)
+    recorder.failing = False
+    pinned.advance(outbox.BASE_DELAY)
+    assert run_once(app, [message_id]) == (1, 0)
+    delivered = row(app, message_id)
+    assert delivered.status == "delivered" and delivered.attempts == 2 and delivered.last_error is None
+
+
+def test_a_kind_without_handler_is_retried_not_lost(app):
+    [message_id] = enqueue(app, kind="test.nobody")
+    assert run_once(app, [message_id]) == (0, 1)
+    pending = row(app, message_id)
+    assert pending.status == "pending" and pending.last_error == "no handler for test.nobody"
+
+
+def test_a_request_tries_what_it_enqueued_without_waiting_past_its_budget(app, recorder):
+    recorder.gate = threading.Event()
+    with app.test_request_context("/"):
+        outbox.enqueue(KIND, {"n": 7})
+        db.session.commit()
+        threads = outbox.deliver_enqueued(0.05)
+        assert recorder.entered.wait(10)
+        assert threads and threads[0].is_alive()     # returned while the delivery is still blocked
+    recorder.gate.set()
+    threads[0].join(30)
+    assert recorder.seen == [7]
+
+
+def test_nothing_is_tried_for_a_transaction_that_rolled_back(app, recorder):
+    with app.test_request_context("/"):
+        outbox.enqueue(KIND, {"n": 8})
+        db.session.flush()
+        db.session.rollback()
+        assert outbox.deliver_enqueued(5) == []
+    assert recorder.seen == []
+
+
+def test_the_worker_loop_delivers_and_stops_when_told(app, recorder):
+    enqueue(app)
+    stop = outbox.start_worker_thread(app, poll_seconds=0.05)
+    assert recorder.entered.wait(30)
+    stop.set()
+    worker = next(t for t in threading.enumerate() if t.name == "idp-outbox-worker")
+    worker.join(30)
+    assert not worker.is_alive() and recorder.seen == [0]
+
+
+def test_finished_messages_are_purged_and_pending_ones_kept(app, recorder, pinned):
+    delivered_id, pending_id = enqueue(app, 2)
+    run_once(app, [delivered_id])
+    pinned.advance(3600)
+    with app.app_context():
+        outbox.delete_finished(clock.now())
+        assert db.session.get(OutboxMessage, delivered_id) is None
+        assert db.session.get(OutboxMessage, pending_id) is not None
+
+
+@pytest.mark.parametrize("name, value", [("IDP_OUTBOX_WORKER", "sometimes"), ("IDP_OUTBOX_WAIT_MS", "-1"),
+                                         ("IDP_OUTBOX_WAIT_MS", "10001"), ("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", "0"),
+                                         ("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", "31"), ("IDP_OUTBOX_POLL_SECONDS", "0"),
+                                         ("IDP_SESSION_SWEEP_SECONDS", "0")])
+def test_outbox_settings_out_of_range_stop_start_up_naming_the_variable(tmp_path, name, value):
+    from idp.config import ConfigError, from_env
+    with pytest.raises(ConfigError, match=name):
+        from_env({"IDP_ENV": "development", "IDP_INSTANCE_PATH": str(tmp_path), name: value})
+
+
+@pytest.mark.parametrize("env, mode, inline", [("development", "auto", True), ("production", "auto", False),
+                                               ("production", "inline", True), ("development", "off", False)])
+def test_where_the_worker_runs(tmp_path, env, mode, inline):
+    from idp.config import from_env
+    settings = from_env({"IDP_ENV": env, "IDP_ISSUER": "https://id.example.com", "IDP_INSTANCE_PATH": str(tmp_path),
+                         "IDP_OUTBOX_WORKER": mode})
+    assert settings.runs_inline_worker is inline

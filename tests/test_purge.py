@@ -1,0 +1,234 @@
+"""`idp purge`: expired rows of every kind go, live ones stay, a second run finds nothing, and
+purges running at once on one database neither fail nor delete a live row (SQLite and PostgreSQL)."""
+from __future__ import annotations
+
+import json
+import threading
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from idp import clock
+from idp.authn.throttle import QUIET
+from idp.cli import purge_expired
+from idp.extensions import db
+from idp.models import (AuditEvent, AuthorizationCode, Client, ClientAssertion, Grant, InitialAccessToken,
+                        LoginThrottle, OutboxMessage, PendingAuthorization, RefreshToken, RevokedToken, SsoSession)
+from idp.oauth.purge import grace
+from idp.security.tokens import random_token
+from tests.helpers.rp import verify_id_token
+from tests.oauth.flows import assert_token_error, refresh, tokens_for, userinfo
+from tests.test_cli import Cli
+
+
+def _pin() -> datetime:
+    moment = datetime.now(timezone.utc).replace(microsecond=0)
+    clock.set_now(moment)
+    return moment
+
+
+@pytest.fixture
+def purge_cli(settings):
+    """`idp ...` in-process on the test database (SQLite or PostgreSQL)."""
+    tool = Cli(Path(settings.instance_path))
+    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
+                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
+    return tool
+
+
+def _grant(client_pk, user_pk, t, *, created=None, expires=None, revoked=None) -> Grant:
+    row = Grant(id=random_token(16), client_id=client_pk, user_id=user_pk, scope="openid", auth_time=int(t.timestamp()),
+                created_at=created or t, expires_at=expires or t + timedelta(days=30), revoked_at=revoked)
+    db.session.add(row)
+    db.session.flush()
+    return row
+
+
+def _refresh(grant, expires) -> RefreshToken:
+    row = RefreshToken(token_digest=random_token(32), grant_id=grant.id, expires_at=expires)
+    db.session.add(row)
+    return row
+
+
+def _code(grant, expires) -> AuthorizationCode:
+    row = AuthorizationCode(code_digest=random_token(32), grant_id=grant.id, redirect_uri="https://x.example/cb",
+                            expires_at=expires)
+    db.session.add(row)
+    return row
+
+
+def _session(user_pk, t, *, expires, last_seen=None) -> SsoSession:
+    row = SsoSession(token_digest=random_token(32), sid=random_token(16), user_id=user_pk, auth_time=t, acr="x",
+                     amr=["pwd"], created_at=t - timedelta(hours=1), last_seen_at=last_seen or t, expires_at=expires)
+    db.session.add(row)
+    return row
+
+
+def _rows(app, make_user, make_client, t) -> dict[str, dict[str, list]]:
+    """One or more rows of each kind, expired (`gone`) or still needed (`kept`); their keys per model."""
+    settings = app.config["IDP_SETTINGS"]
+    user_pk = make_user()["id"]
+    client_id = make_client()["client_id"]
+    with app.app_context():
+        old = t - grace() - timedelta(seconds=1)
+        client_pk = db.session.scalar(select(Client.id).where(Client.client_id == client_id))
+        live = _grant(client_pk, user_pk, t)
+        kept_grants = [live, _grant(client_pk, user_pk, t, expires=t - timedelta(seconds=10)),
+                       _grant(client_pk, user_pk, t, revoked=t - timedelta(seconds=10)),
+                       _grant(client_pk, user_pk, t, created=old, expires=t + timedelta(days=1))]
+        gone_grants = [_grant(client_pk, user_pk, t, created=old, expires=old),
+                       _grant(client_pk, user_pk, t, created=old, revoked=old),
+                       _grant(client_pk, user_pk, t, created=old, expires=t + timedelta(days=1))]  # no refresh token
+        kept_refresh = [_refresh(kept_grants[3], t + timedelta(hours=1)), _refresh(live, t - timedelta(seconds=10))]
+        gone_refresh = [_refresh(live, old), _refresh(gone_grants[0], t + timedelta(hours=1))]  # the latter by cascade
+        kept_codes, gone_codes = [_code(live, t + timedelta(seconds=60))], [_code(live, t - timedelta(seconds=1))]
+        pending = [PendingAuthorization(id_digest=random_token(32), browser_digest="b", params={}, expires_at=e)
+                   for e in (t + timedelta(minutes=5), t - timedelta(seconds=1))]
+        revoked = [RevokedToken(jti=random_token(16), expires_at=e) for e in (t + timedelta(minutes=5), t - timedelta(seconds=1))]
+        assertions = [ClientAssertion(client_id=client_id, jti=random_token(16), expires_at=e)
+                      for e in (t + timedelta(minutes=5), t - timedelta(seconds=1))]
+        initial = [InitialAccessToken(token_digest=random_token(32), expires_at=e, used_at=u) for e, u in
+                   ((None, None), (t + timedelta(days=1), None), (t - timedelta(seconds=1), None), (None, t))]
+        quiet = t - QUIET - timedelta(seconds=1)
+        throttles = [LoginThrottle(key=random_token(16), failures=f, updated_at=u, blocked_until=b) for f, u, b in
+                     ((1, t, None), (9, quiet, t + timedelta(hours=1)), (1, quiet, None), (9, quiet, quiet))]
+        retention = timedelta(seconds=settings.outbox_retention + 1)
+        outbox = [OutboxMessage(kind="purge-test", payload={}, status=s, created_at=c) for s, c in
+                  (("pending", t - retention), ("delivered", t), ("delivered", t - retention), ("failed", t - retention))]
+        idle = timedelta(seconds=settings.session_idle_lifetime + 1)
+        sessions = [_session(user_pk, t, expires=t + timedelta(hours=1)), _session(user_pk, t, expires=t - timedelta(seconds=1)),
+                    _session(user_pk, t, expires=t + timedelta(hours=1), last_seen=t - idle)]
+        db.session.add_all(pending + revoked + assertions + initial + throttles + outbox)
+        db.session.commit()
+        key = {Grant: "id", RefreshToken: "id", AuthorizationCode: "id", PendingAuthorization: "id_digest",
+               RevokedToken: "jti", ClientAssertion: "jti", InitialAccessToken: "id", LoginThrottle: "key",
+               OutboxMessage: "id", SsoSession: "id"}
+        split = {Grant: (kept_grants, gone_grants), RefreshToken: (kept_refresh, gone_refresh),
+                 AuthorizationCode: (kept_codes, gone_codes), PendingAuthorization: (pending[:1], pending[1:]),
+                 RevokedToken: (revoked[:1], revoked[1:]), ClientAssertion: (assertions[:1], assertions[1:]),
+                 InitialAccessToken: (initial[:2], initial[2:]), LoginThrottle: (throttles[:2], throttles[2:]),
+                 OutboxMessage: (outbox[:2], outbox[2:]), SsoSession: (sessions[:1], sessions[1:])}
+        return {model: {"kept": [getattr(r, key[model]) for r in kept], "gone": [getattr(r, key[model]) for r in gone],
+                        "key": key[model]} for model, (kept, gone) in split.items()}
+
+
+def _present(app, model, key: str, values: list) -> set:
+    with app.app_context():
+        column = getattr(model, key)
+        return set(db.session.scalars(select(column).where(column.in_(values))))
+
+
+def _assert_purged(app, rows) -> None:
+    for model, row in rows.items():
+        assert _present(app, model, row["key"], row["kept"]) == set(row["kept"]), f"{model.__name__}: a live row went"
+        assert _present(app, model, row["key"], row["gone"]) == set(), f"{model.__name__}: an expired row stayed"
+
+
+def _cleanup_outbox(app) -> None:
+    with app.app_context():
+        db.session.execute(db.delete(OutboxMessage).where(OutboxMessage.kind == "purge-test"))
+        db.session.commit()
+
+
+def test_purge_removes_exactly_the_expired_rows_and_a_second_run_finds_nothing(app, make_user, make_client,
+                                                                                purge_cli):
+    t = _pin()
+    rows = _rows(app, make_user, make_client, t)
+    try:
+        first = purge_cli.json("purge")
+        _assert_purged(app, rows)
+        assert first["grants"] >= 3 and first["refresh_tokens"] >= 1 and first["authorization_codes"] >= 1
+        assert first["sso_sessions"] >= 2 and first["login_throttles"] >= 2 and first["outbox"] >= 2
+        for name in ("pending_authorizations", "revoked_tokens", "client_assertions"):
+            assert first[name] >= 1, name
+        assert first["initial_access_tokens"] >= 2
+        second = purge_cli.json("purge")
+        assert set(second.values()) == {0}, second
+        _assert_purged(app, rows)
+    finally:
+        _cleanup_outbox(app)
+
+
+def test_purge_records_one_audit_event_with_the_counts(app, purge_cli):
+    _pin()
+    result = purge_cli("purge", "--batch", "5")
+    assert "grants:" in result.stdout
+    with app.app_context():
+        event = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "cli.purge.completed")
+                                   .order_by(AuditEvent.id.desc())).first()
+    assert event is not None and set(event.details["deleted"]) >= {"grants", "sso_sessions", "outbox"}
+
+
+def test_purge_rejects_a_batch_of_zero(purge_cli):
+    assert purge_cli("purge", "--batch", "0", ok=False).exit_code != 0
+
+
+def test_parallel_purges_in_small_batches_do_not_fail_and_keep_live_rows(app, make_user, make_client):
+    t = _pin()
+    rows = _rows(app, make_user, make_client, t)
+    user_pk = make_user()["id"]
+    with app.app_context():
+        extra = [PendingAuthorization(id_digest=random_token(32), browser_digest="b", params={},
+                                      expires_at=t - timedelta(seconds=1)) for _ in range(150)]
+        extra += [RevokedToken(jti=random_token(16), expires_at=t - timedelta(seconds=1)) for _ in range(150)]
+        db.session.add_all(extra)
+        for _ in range(60):
+            _session(user_pk, t, expires=t - timedelta(seconds=1))
+        db.session.commit()
+    results, errors = [], []
+    start = threading.Barrier(3)
+
+    def run():
+        try:
+            with app.app_context():
+                start.wait()
+                results.append(purge_expired(batch=7))
+        except Exception as error:  # noqa: BLE001 - the assertion below reports it
+            errors.append(error)
+
+    threads = [threading.Thread(target=run) for _ in range(3)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(120)
+    try:
+        assert errors == []
+        assert len(results) == 3
+        _assert_purged(app, rows)
+        assert sum(r["pending_authorizations"] for r in results) >= 151
+        assert sum(r["revoked_tokens"] for r in results) >= 151
+        assert sum(r["sso_sessions"] for r in results) >= 62
+        with app.app_context():
+            assert set(purge_expired(batch=7).values()) == {0}
+    finally:
+        _cleanup_outbox(app)
+
+
+def test_a_rotated_refresh_token_replayed_after_a_purge_still_revokes_the_grant(live_server, app, make_user,
+                                                                               make_client, purge_cli):
+    """Used refresh tokens are kept until a GRACE past their idle limit, so reuse is still caught."""
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid offline_access")
+    rotated = refresh(live_server, client, token["refresh_token"]).json()
+    purge_cli("purge")
+    assert_token_error(refresh(live_server, client, token["refresh_token"]), "invalid_grant")
+    assert_token_error(refresh(live_server, client, rotated["refresh_token"]), "invalid_grant")
+
+
+def test_purge_leaves_a_fresh_sign_in_working(live_server, app, make_user, make_client, purge_cli):
+    client = make_client(first_party=True)
+    rp, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
+    purge_cli("purge")
+    assert userinfo(live_server, token["access_token"]).status_code == 200
+    assert refresh(live_server, client, token["refresh_token"]).status_code == 200
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
+
+
+def test_purge_prints_json_counts_for_every_table(purge_cli):
+    counts = json.loads(purge_cli("purge", "--json").stdout)
+    assert set(counts) == {"authorization_codes", "pending_authorizations", "refresh_tokens", "grants",
+                           "revoked_tokens", "client_assertions", "initial_access_tokens", "sso_sessions",
+                           "login_throttles", "outbox"}
+    assert all(isinstance(v, int) and v >= 0 for v in counts.values())
