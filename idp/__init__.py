@@ -123,6 +123,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_errors(app)
     init_headers(app, https=https)
     init_templating(app)
+    from idp.web.i18n import init_i18n
+    init_i18n(app)
     from idp.web.branding import init_branding
     init_branding(app)
     init_session_cookie(app)

@@ -15,9 +15,10 @@ from idp.users import email_links, profile, recovery
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
-LINK_INVALID = "This link is not valid any more: it expired or was already used. Ask for a new one."
+LINK_INVALID = N_("This link is not valid any more: it expired or was already used. Ask for a new one.")
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])

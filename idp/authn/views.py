@@ -14,11 +14,12 @@ from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value, is_local_path
+from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 bp = Blueprint("authn", __name__)
 
-LOGIN_FAILED = "The username, email or password is not right."
+LOGIN_FAILED = N_("The username, email or password is not right.")
 VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
 
 
@@ -45,7 +46,7 @@ def login():
         user = password_step.authenticate(login_value, request.form.get("password", ""))
     except (LoginFailed, Throttled) as failure:
         db.session.commit()  # keep the throttle counters and the audit event
-        message = LOGIN_FAILED if isinstance(failure, LoginFailed) else \
+        message = _(LOGIN_FAILED) if isinstance(failure, LoginFailed) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 400 if isinstance(failure, LoginFailed) else 429
         page = render_template("authn/login.html", next=target, login=login_value,

@@ -8,19 +8,21 @@ from idp import audit
 from idp.clock import now
 from idp.extensions import db
 from idp.models import Consent, Grant
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 SCOPE_WORDS = {
-    "openid": "Confirm who you are (a stable identifier for your account)",
-    "profile": "See your name and username",
-    "email": "See your email address",
-    "address": "See your postal address",
-    "phone": "See your phone number",
-    "offline_access": "Stay connected when you are not using it (keep access after you sign out)",
+    "openid": N_("Confirm who you are (a stable identifier for your account)"),
+    "profile": N_("See your name, username and the profile details you filled in (such as picture, birth date, time zone and language)"),
+    "email": N_("See your email address"),
+    "address": N_("See your postal address"),
+    "phone": N_("See your phone number"),
+    "offline_access": N_("Stay connected when you are not using it (keep access after you sign out)"),
 }
 
 
 def describe(scope: str) -> list[str]:
-    return [SCOPE_WORDS.get(s, s) for s in scope_to_list(scope or "")]
+    return [_(SCOPE_WORDS[s]) if s in SCOPE_WORDS else s for s in scope_to_list(scope or "")]
 
 
 def find(user_id: int, client_pk: int) -> Consent | None:

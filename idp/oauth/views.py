@@ -24,11 +24,12 @@ from idp.oauth.tokens import verify_id_token_hint
 from idp.users import terms
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 bp = Blueprint("oauth", __name__)
 
-EXPIRED = "This sign-in request has expired or was opened in another browser. Go back to the application and start again."
+EXPIRED = N_("This sign-in request has expired or was opened in another browser. Go back to the application and start again.")
 
 
 class RequestNotSupported(OAuth2Error):

@@ -14,10 +14,12 @@ from idp.security import passwords
 from idp.security.tokens import random_token
 from idp.users import email_links
 from idp.users.errors import RegistrationRejected
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 USERNAME = re.compile(r"^[\w.\-]{3,32}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-TAKEN = "This username or email cannot be used. If it is yours, sign in instead."
+TAKEN = N_("This username or email cannot be used. If it is yours, sign in instead.")
 
 
 def identifier_key(value: str) -> str:
@@ -52,8 +54,19 @@ def validate_new_password(password: str, *, username: str = "", email: str = "")
                                        max_length=s.password_max_length,
                                        context=(username, email, email.split("@")[0]))
     except passwords.PasswordRejected as rejected:
-        return str(rejected)
+        return _password_problem(rejected)
     return None
+
+
+def _password_problem(rejected) -> str:
+    """The rule a password broke, in the person's language."""
+    if rejected.reason == "too_short":
+        return _("Use at least %(n)s characters.", n=rejected.limit)
+    if rejected.reason == "too_long":
+        return _("Use at most %(n)s characters.", n=rejected.limit)
+    if rejected.reason == "breached":
+        return _("This password appears in lists of leaked passwords. Choose another.")
+    return _("Do not use your username or email as your password.")
 
 
 def create_user(username: str, email: str, password: str, *, name: str | None = None,
@@ -63,9 +76,9 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     email = unicodedata.normalize("NFKC", email).strip()
     errors = {}
     if not USERNAME.match(username):
-        errors["username"] = "Use 3 to 32 letters, digits, dots, dashes or underscores."
+        errors["username"] = _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
     if len(email) > 254 or not EMAIL.match(email):
-        errors["email"] = "Enter an email address like name@example.com."
+        errors["email"] = _("Enter an email address like name@example.com.")
     problem = validate_new_password(password, username=username, email=email)
     if problem:
         errors["password"] = problem
@@ -80,7 +93,7 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
             db.session.add(user)
             db.session.flush()
     except IntegrityError:
-        raise RegistrationRejected({"form": TAKEN}) from None
+        raise RegistrationRejected({"form": _(TAKEN)}) from None
     return user
 
 

@@ -18,6 +18,7 @@ from idp.security import passwords
 from idp.users import directory, email_links
 from idp.users.email_links import CHANGE_EMAIL
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
+from idp.web.templating import gettext as _
 
 TEXT_FIELDS = ("name", "given_name", "family_name", "middle_name", "nickname", "gender")
 URL_FIELDS = ("picture", "website")
@@ -41,40 +42,40 @@ def _zones() -> frozenset:
 def _check_birthdate(value: str) -> str | None:
     match = BIRTHDATE.match(value)
     if not match:
-        return "Use YYYY-MM-DD, or just the year."
+        return _("Use YYYY-MM-DD, or just the year.")
     if match.group(2):
         year = int(match.group(1)) or 2000  # 0000-MM-DD hides the year (OIDC Core 5.1)
         try:
             born = date(year, int(match.group(3)), int(match.group(4)))
         except ValueError:
-            return "That date does not exist."
+            return _("That date does not exist.")
         if match.group(1) != "0000" and born > now().date():
-            return "That date is in the future."
+            return _("That date is in the future.")
     elif not 1900 <= int(match.group(1)) <= now().year:
-        return "Enter a year between 1900 and this year."
+        return _("Enter a year between 1900 and this year.")
     return None
 
 
 def _check(field: str, value: str) -> str | None:
     """One sentence saying what is wrong with `value`, or None."""
     if len(value) > (2048 if field in URL_FIELDS else MAX_TEXT):
-        return "This is too long."
+        return _("This is too long.")
     if any(ord(c) < 0x20 for c in value):
-        return "Remove the control characters."
+        return _("Remove the control characters.")
     if field in URL_FIELDS:
         parts = urlsplit(value)
         if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
-            return "Enter an https:// address."
+            return _("Enter an https:// address.")
     elif field == "birthdate":
         return _check_birthdate(value)
     elif field == "zoneinfo" and value not in _zones():
-        return "Choose a time zone like Europe/Paris."
+        return _("Choose a time zone like Europe/Paris.")
     elif field == "locale" and not LOCALE.match(value):
-        return "Use a language tag like en-GB or fr."
+        return _("Use a language tag like en-GB or fr.")
     elif field == "phone_number" and not PHONE.match(value):
-        return "Use the international format, like +33123456789."
+        return _("Use the international format, like +33123456789.")
     elif field == "preferred_username" and not directory.USERNAME.match(value):
-        return "Use 3 to 32 letters, digits, dots, dashes or underscores."
+        return _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
     return None
 
 
@@ -86,7 +87,7 @@ def update_profile(user: User, values: dict[str, str]) -> list[str]:
     errors = {k: problem for k, v in values.items() if v and (problem := _check(k.removeprefix("address_")
                                                                                  if k.startswith("address_") else k, v))}
     if not values["preferred_username"]:
-        errors["preferred_username"] = "A username is required."
+        errors["preferred_username"] = _("A username is required.")
     if errors:
         raise RegistrationRejected(errors)
     changed = []
@@ -116,7 +117,7 @@ def _rename(user: User, username: str) -> None:
         with db.session.begin_nested():
             db.session.flush()
     except IntegrityError:
-        raise RegistrationRejected({"preferred_username": directory.TAKEN}) from None
+        raise RegistrationRejected({"preferred_username": _(directory.TAKEN)}) from None
 
 
 def request_email_change(user: User, new_email: str) -> None:
@@ -124,12 +125,12 @@ def request_email_change(user: User, new_email: str) -> None:
     RegistrationRejected (bad or taken address) or LinkThrottled. The caller commits."""
     new_email = new_email.strip()
     if len(new_email) > 254 or not directory.EMAIL.match(new_email):
-        raise RegistrationRejected({"email": "Enter an email address like name@example.com."})
+        raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
     key = directory.identifier_key(new_email)
     if key == user.email_key:
-        raise RegistrationRejected({"email": "This is already your email address."})
+        raise RegistrationRejected({"email": _("This is already your email address.")})
     if db.session.scalar(db.select(User.id).where(User.email_key == key)) is not None:
-        raise RegistrationRejected({"email": directory.TAKEN})
+        raise RegistrationRejected({"email": _(directory.TAKEN)})
     if email_links.sent_since(user, CHANGE_EMAIL, 60):
         raise LinkThrottled(60)
     email_links.cancel(user, CHANGE_EMAIL)
@@ -163,6 +164,6 @@ def change_password(user: User, current: str, new: str) -> None:
     """Replace the password after checking the current one; raises RegistrationRejected. The
     caller ends the other sessions and commits."""
     if not user.password_hash or not passwords.verify_password(directory.hasher(), user.password_hash, current[:1024]):
-        raise RegistrationRejected({"current_password": "This is not your current password."})
+        raise RegistrationRejected({"current_password": _("This is not your current password.")})
     directory.set_password(user, new)
     mail.send(user.email, "password_changed", user=user, when=now().strftime("%Y-%m-%d %H:%M UTC"))
