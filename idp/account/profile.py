@@ -1,5 +1,6 @@
-"""Self-service profile: the standard claims, the email address and the password (issue 6 item
-4). Routes on the account blueprint; the rules are in idp.users.profile."""
+"""Self-service profile: the standard claims and the email address (issue 6 item 4). Routes on the
+account blueprint; the rules are in idp.users.profile. The password is changed on the security
+page (idp.account.security)."""
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
@@ -60,21 +61,3 @@ def change_email():
                                               s=throttled.retry_after)}, status=429)
     db.session.commit()
     return _page(user, notice=_("We sent a link to the new address. Your address changes when you open it."))
-
-
-@bp.route("/account/password", methods=["GET", "POST"])
-def change_password():
-    current = session.current_session()
-    if current is None:
-        return redirect(url_for("authn.login", next=request.path))
-    if request.method == "GET":
-        return render_template("account/password.html", errors={})
-    try:
-        profile.change_password(current.user, request.form.get("current_password", ""),
-                                request.form.get("password", ""))
-    except RegistrationRejected as rejected:
-        db.session.rollback()
-        return render_template("account/password.html", errors=rejected.errors), 400
-    session.end_other_sessions(current.user_id, current.id, reason="password_changed")
-    db.session.commit()
-    return render_template("account/password_changed.html")

@@ -1,6 +1,5 @@
-"""The person's own profile: the standard claims we keep (OIDC Core 5.1), each validated, an email
-change that takes effect only once the new address is proved, and a password change that needs
-the current password."""
+"""The person's own profile: the standard claims we keep (OIDC Core 5.1), each validated, and an
+email change that takes effect only once the new address is proved."""
 from __future__ import annotations
 
 import re
@@ -158,12 +157,3 @@ def confirm_email_change(raw: str) -> User:
     mail.send(old, "email_changed", user=user, new_email=row.email)
     audit.record("users.email.changed", user=user)
     return user
-
-
-def change_password(user: User, current: str, new: str) -> None:
-    """Replace the password after checking the current one; raises RegistrationRejected. The
-    caller ends the other sessions and commits."""
-    if not user.password_hash or not passwords.verify_password(directory.hasher(), user.password_hash, current[:1024]):
-        raise RegistrationRejected({"current_password": _("This is not your current password.")})
-    directory.set_password(user, new)
-    mail.send(user.email, "password_changed", user=user, when=now().strftime("%Y-%m-%d %H:%M UTC"))

@@ -13,7 +13,6 @@ from tests.helpers.forms import csrf_token
 from tests.helpers.rp import verify_id_token
 from tests.oauth.flows import signed_in_browser, tokens_for, userinfo
 
-NEW_PASSWORD = "another long passphrase 7"
 FULL = {"preferred_username": None, "name": "Ada Lovelace", "given_name": "Ada", "middle_name": "",
         "family_name": "Lovelace", "nickname": "ada", "picture": "https://img.example.com/ada.png",
         "website": "https://ada.example.com", "gender": "female", "birthdate": "1815-12-10",
@@ -128,23 +127,3 @@ def test_an_email_change_to_a_taken_address_is_refused(app, make_user):
     response = request_change(web, other["email"].upper())
     assert response.status_code == 400 and "cannot be used" in response.get_data(as_text=True)
     assert request_change(web, "not an email").status_code == 400
-
-
-def test_changing_the_password_needs_the_current_one_and_ends_other_sessions(app, make_user, mailbox):
-    user = make_user()
-    here, elsewhere = Web(app), Web(app)
-    here.login(user["username"], PASSWORD)
-    elsewhere.login(user["username"], PASSWORD)
-    page = here.get("/account/password").get_data(as_text=True)
-    wrong = here.post("/account/password", data={"csrf_token": csrf_token(page), "current_password": "nope nope",
-                                                  "password": NEW_PASSWORD})
-    assert wrong.status_code == 400 and elsewhere.is_signed_in()
-    weak = here.post("/account/password", data={"csrf_token": csrf_token(page), "current_password": PASSWORD,
-                                                 "password": "password"})
-    assert weak.status_code == 400
-    done = here.post("/account/password", data={"csrf_token": csrf_token(page), "current_password": PASSWORD,
-                                                "password": NEW_PASSWORD})
-    assert done.status_code == 200
-    assert here.is_signed_in() and not elsewhere.is_signed_in()
-    assert Web(app).login(user["username"], NEW_PASSWORD).status_code == 303
-    assert mailbox.last(app, user["email"])["Subject"] == "Your password was changed"
