@@ -91,6 +91,7 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     from idp.account.views import bp as account_bp
     from idp.authn.views import bp as authn_bp
+    from idp.federation.views import bp as federation_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp
 
@@ -98,6 +99,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(federation_bp)
 
     @app.route("/")
     def index():

@@ -68,6 +68,12 @@ class Settings:
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
+    federation_timeout: int = setting("IDP_FEDERATION_TIMEOUT", 10,
+                                      "Seconds to wait for each request to an upstream identity provider (discovery, JWKS, token, user info).")
+    federation_state_ttl: int = setting("IDP_FEDERATION_STATE_TTL", 300,
+                                        "Seconds a sign-in through an upstream provider may take, and an upstream identity may wait to be linked.")
+    federation_cache_seconds: int = setting("IDP_FEDERATION_CACHE_SECONDS", 3600,
+                                            "How long each process caches an upstream provider's discovery document and JWKS.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
 
     @property
@@ -190,7 +196,8 @@ def validate(s: Settings) -> None:
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay"):
+                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay",
+                 "federation_timeout", "federation_state_ttl", "federation_cache_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:

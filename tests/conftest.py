@@ -55,7 +55,7 @@ def settings(tmp_path_factory, database_url, port):
     instance = tmp_path_factory.mktemp("instance")
     return from_env({}, env="development", issuer=f"http://127.0.0.1:{port}", instance_path=str(instance),
                     database_url=database_url, secret_key="test-secret-key-" + "x" * 32,
-                    log_level="WARNING")
+                    log_level="WARNING", federation_timeout=2)  # the upstream-timeout tests wait this long
 
 
 @pytest.fixture(scope="session")
