@@ -7,6 +7,7 @@ Every outbound request has IDP_FEDERATION_TIMEOUT, verifies TLS, and goes only t
 (http only on loopback hosts)."""
 from __future__ import annotations
 
+import re
 import time
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ from idp.security.tokens import constant_time_equal, digest
 
 # Asymmetric algorithms only: never `none`, never HS* (which would turn a public key into a secret).
 ALLOWED_ALGS = ("RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384", "ES512", "EdDSA")
+GOOGLE_BARE = "accounts.google.com"
 LEEWAY = 60  # seconds of clock difference tolerated on exp and iat
 JWKS_REFETCH_AFTER = 60  # an unknown kid refetches the JWKS at most this often
 
@@ -98,7 +100,7 @@ def metadata(provider: UpstreamProvider) -> dict:
 
     def fetch():
         meta = _json(_http("GET", f"{provider.issuer}/.well-known/openid-configuration"), "discovery")
-        if meta.get("issuer") != provider.issuer:
+        if not is_own_issuer(provider, meta.get("issuer")):
             raise IssuerMismatch("discovery")
         for name in ("authorization_endpoint", "token_endpoint", "jwks_uri"):
             if not isinstance(meta.get(name), str):
@@ -132,6 +134,25 @@ def authorization_url(provider: UpstreamProvider, redirect_uri: str, *, state: s
     url, _ = _session(provider, redirect_uri, meta).create_authorization_url(
         meta["authorization_endpoint"], state=state, code_verifier=code_verifier, **extra)
     return url
+
+
+MICROSOFT = re.compile(r"^https://login\.microsoftonline\.com/([0-9a-f-]{36}|\{tenantid\})/v2\.0$")
+MICROSOFT_GROUPS = ("common", "organizations", "consumers")
+
+
+def is_own_issuer(provider: UpstreamProvider, issuer) -> bool:
+    """Discovery 4.3: the document's issuer is the one we configured. Microsoft answers a tenant
+    domain with its tenant id, and common/organizations with the {tenantid} template
+    (consumers with the personal-accounts tenant id), so a Microsoft provider configured by
+    name accepts those forms, and one configured by tenant id only its own."""
+    if issuer == provider.issuer:
+        return True
+    if provider.kind != "microsoft" or not isinstance(issuer, str):
+        return False
+    tenant = provider.issuer.split("/")[3]
+    match = MICROSOFT.match(issuer)
+    return match is not None and not re.fullmatch(r"[0-9a-f-]{36}", tenant) and \
+        (match.group(1) != "{tenantid}" or tenant in MICROSOFT_GROUPS)
 
 
 def expected_issuer(provider: UpstreamProvider, meta: dict, claims: dict | None = None) -> str:
@@ -203,7 +224,9 @@ def validate_id_token(provider: UpstreamProvider, id_token: str, nonce_digest: s
     """OIDC Core 3.1.3.7: signature, iss, aud (and azp), exp, iat and nonce."""
     meta = metadata(provider)
     claims = dict(_decode(id_token, meta).claims)
-    if claims.get("iss") != expected_issuer(provider, meta, claims):
+    iss = claims.get("iss")
+    # Google documents both spellings of its issuer in ID tokens.
+    if iss != expected_issuer(provider, meta, claims) and not (provider.kind == "google" and iss == GOOGLE_BARE):
         raise IssuerMismatch("id_token")
     audience = claims.get("aud")
     audiences = [audience] if isinstance(audience, str) else audience if isinstance(audience, list) else []

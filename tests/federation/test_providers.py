@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from idp.federation.client import check_error, expected_issuer
+from idp.federation.client import check_error, expected_issuer, is_own_issuer
 from idp.federation.errors import IssuerMismatch, UpstreamDenied
 from idp.federation.flow import assurance
 from idp.federation.providers import ProviderRejected, check_url, microsoft_issuer
@@ -38,6 +38,28 @@ def test_only_the_template_of_microsoft_is_filled_in():
     oidc = UpstreamProvider(id="x", kind="oidc", issuer="https://x.example")
     assert expected_issuer(oidc, {"issuer": "https://x.example/{tenantid}"}, {"tid": TENANT}) == \
         "https://x.example/{tenantid}"
+
+
+@pytest.mark.parametrize("tenant,discovered,accepted", [
+    ("contoso.onmicrosoft.com", f"https://login.microsoftonline.com/{TENANT}/v2.0", True),
+    ("contoso.onmicrosoft.com", MULTI["issuer"], False),
+    ("organizations", MULTI["issuer"], True),
+    ("common", MULTI["issuer"], True),
+    ("consumers", f"https://login.microsoftonline.com/{TENANT}/v2.0", True),
+    (TENANT, f"https://login.microsoftonline.com/{TENANT}/v2.0", True),
+    (TENANT, "https://login.microsoftonline.com/00000000-0000-0000-0000-000000000000/v2.0", False),
+    (TENANT, MULTI["issuer"], False),
+    ("organizations", f"https://evil.example/{TENANT}/v2.0", False),
+    ("organizations", None, False),
+])
+def test_microsoft_discovery_issuer_forms(tenant, discovered, accepted):
+    assert is_own_issuer(microsoft(microsoft_issuer(tenant)), discovered) is accepted
+
+
+def test_other_kinds_accept_only_the_configured_issuer():
+    oidc = UpstreamProvider(id="x", kind="oidc", issuer="https://x.example")
+    assert is_own_issuer(oidc, "https://x.example") and not is_own_issuer(oidc, "https://x.example/")
+    assert not is_own_issuer(oidc, f"https://login.microsoftonline.com/{TENANT}/v2.0")
 
 
 def test_assurance_defaults_to_the_password_level_and_fed():
