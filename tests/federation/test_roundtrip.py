@@ -2,7 +2,10 @@
 just-in-time accounts, linking rules, and the ID token the downstream issues afterwards."""
 from __future__ import annotations
 
+from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
+
+from idp import clock
 
 from idp.extensions import db
 from idp.models import AuditEvent, LinkedIdentity, PendingLink, SsoSession, User
@@ -153,6 +156,23 @@ def test_the_wait_for_proof_is_bound_to_the_browser(app, live_server, upstream, 
     refused = stranger.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
                                             "password": local["password"]})
     assert refused.status_code == 400 and links_of(app, provider_id) == []
+
+
+def test_the_wait_for_proof_expires(app, live_server, upstream, make_provider, make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    local = make_user()
+    person_upstream = upstream.make_user(email=local["email"])
+    clock.set_now(datetime.now(timezone.utc))
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    link_url = live_server + landed.headers["Location"]
+    page = person.get(link_url)
+    assert page.status_code == 200
+    clock.advance(app.config["IDP_SETTINGS"].federation_state_ttl + 1)
+    late = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                       "password": local["password"]})
+    assert late.status_code == 400 and "expired" in late.text
+    assert links_of(app, provider_id) == [] and sessions_of(app, local["id"]) == 0
 
 
 def test_an_unverified_email_never_links_even_at_a_trusted_provider(app, live_server, upstream, make_provider,
