@@ -99,10 +99,13 @@ class FakeOP(StandIn):
         self.subject = random_token(8)
         self.key = RSAKey.generate_key(2048, private=True, parameters={"kid": "op-key"})
         self.other_key = RSAKey.generate_key(2048, private=True, parameters={"kid": "op-key"})
+        self.userinfo: dict | None = None  # when set: served at /userinfo (and advertised)
         self.codes: dict[str, dict] = {}
 
     def handle(self, method, path, query, form, headers):
         self.requests.append((method, path))
+        if path == "/userinfo" and self.userinfo is not None:
+            return self.json(self.userinfo)
         if path == "/.well-known/openid-configuration":
             time.sleep(self.discovery_delay)
             return self.json({
@@ -110,7 +113,8 @@ class FakeOP(StandIn):
                 "token_endpoint": f"{self.endpoint_base}/token", "jwks_uri": f"{self.url}/jwks",
                 "response_types_supported": ["code"], "subject_types_supported": ["public"],
                 "id_token_signing_alg_values_supported": ["RS256"],
-                "authorization_response_iss_parameter_supported": True})
+                "authorization_response_iss_parameter_supported": True,
+                **({"userinfo_endpoint": f"{self.url}/userinfo"} if self.userinfo is not None else {})})
         if path == "/jwks":
             return self.json({"keys": [self.key.as_dict(private=False)]})
         if path == "/authorize":

@@ -165,6 +165,29 @@ def test_the_fake_provider_signs_in_when_it_tells_the_truth(app, live_server, fa
     assert success == [{"provider": provider_id, "amr": ["fed", "otp"]}]  # only mapped upstream amr values
 
 
+def test_claims_missing_from_the_id_token_come_from_userinfo_of_the_same_subject(app, live_server, fake_op,
+                                                                                 make_provider):
+    email = f"{fake_op.subject}@userinfo.example"
+    fake_op.claims = {"name": "Only In Token"}
+    fake_op.userinfo = {"sub": fake_op.subject, "email": email, "email_verified": True}
+    provider_id = make_provider(fake_op.url, allow_registration=True, trust_email_verified=True)
+    landed = fake_round_trip(Person(), live_server, fake_op, provider_id)
+    assert landed.status_code == 303, landed.text[:300]
+    created = user_by_email(app, email)
+    assert created["name"] == "Only In Token" and created["email_verified"] is True
+
+
+def test_userinfo_about_another_subject_is_refused(app, live_server, fake_op, make_provider):
+    email = f"{fake_op.subject}@userinfo.example"
+    fake_op.claims = {}
+    fake_op.userinfo = {"sub": "someone-else", "email": email, "email_verified": True}
+    provider_id = make_provider(fake_op.url, allow_registration=True, trust_email_verified=True)
+    assert_refused(fake_round_trip(Person(), live_server, fake_op, provider_id), 502, "cannot trust")
+    assert failures(app, provider_id)[-1] == {"provider": provider_id, "reason": "invalid_response",
+                                              "check": "userinfo"}
+    assert user_by_email(app, email) is None
+
+
 @pytest.mark.parametrize("forge,check", [
     ("bad_signature", "id_token_signature"), ("hs256", "id_token_signature"), ("none", "id_token_signature"),
     ("wrong_aud", "id_token_audience"), ("wrong_nonce", "id_token_nonce"), ("no_nonce", "id_token_nonce"),
