@@ -145,6 +145,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.authn import links as _link_pages  # noqa: F401  (its routes join the authn blueprint)
     from idp.authn import terms as _terms_pages  # noqa: F401  (likewise)
     from idp.authn.views import bp as authn_bp
+    from idp.federation.views import bp as federation_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp
 
@@ -155,6 +156,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(federation_bp)
 
     @app.route("/")
     def index():

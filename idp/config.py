@@ -95,6 +95,12 @@ class Settings:
                                          "Seconds between two sweeps of expired sessions by the worker; each ended session is announced to its apps.")
     backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
                                               "Seconds a client's backchannel_logout_uri has to answer before the delivery counts as failed and is retried.")
+    federation_timeout: int = setting("IDP_FEDERATION_TIMEOUT", 10,
+                                      "Seconds to wait for each request to an upstream identity provider (discovery, JWKS, token, user info).")
+    federation_state_ttl: int = setting("IDP_FEDERATION_STATE_TTL", 300,
+                                        "Seconds a sign-in through an upstream provider may take, and an upstream identity may wait to be linked.")
+    federation_cache_seconds: int = setting("IDP_FEDERATION_CACHE_SECONDS", 3600,
+                                            "How long each process caches an upstream provider's discovery document and JWKS.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
     smtp_url: str = setting("IDP_SMTP_URL", "",
                             "Outgoing mail server: `smtp://user:password@host:587` (STARTTLS), `smtps://...:465` (TLS) or `smtp://host:25?tls=none` (plain, local relays only). Empty: in development each message is written to the log; in production nothing is sent (and the log says so).")
@@ -250,7 +256,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_JWKS_CACHE_SECONDS must be 0 or more")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
                  "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "outbox_retention", "keys_cache_seconds",
-                 "throttle_base_delay", "throttle_max_delay", "email_verify_ttl", "password_reset_ttl"):
+                 "throttle_base_delay", "throttle_max_delay", "email_verify_ttl", "password_reset_ttl",
+                 "federation_timeout", "federation_state_ttl", "federation_cache_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:

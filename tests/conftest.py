@@ -121,7 +121,8 @@ def settings(tmp_path_factory, database_url, port, mailbox):
     return from_env({}, env="development", issuer=f"http://127.0.0.1:{port}", instance_path=str(instance),
                     database_url=database_url, secret_key="test-secret-key-" + "x" * 32,
                     log_level="WARNING", smtp_url=f"smtp://127.0.0.1:{mailbox.controller.port}?tls=none",
-                    mail_from="idp tests <idp@example.test>", outbox_worker="off")  # tests run the outbox themselves
+                    mail_from="idp tests <idp@example.test>", outbox_worker="off",  # tests run the outbox themselves
+                    federation_timeout=2)  # the upstream-timeout tests wait this long
 
 
 @pytest.fixture(scope="session")

@@ -126,7 +126,9 @@ def test_the_documented_commands_exist():
     paths = {" ".join(p) for p in command_paths()}
     assert {"serve", "db upgrade", "seed-demo", "clients create", "clients list", "clients show",
             "clients delete", "clients rotate-secret", "users create", "users list", "users disable",
-            "users enable", "users set-password", "keys rotate", "keys list", "audit list"} <= paths
+            "users enable", "users set-password", "keys rotate", "keys list", "audit list",
+            "providers add-oidc", "providers add-google", "providers add-microsoft", "providers add-github",
+            "providers list", "providers show", "providers disable", "providers enable", "providers delete"} <= paths
 
 
 def test_the_installed_idp_command_runs():

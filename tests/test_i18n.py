@@ -82,3 +82,11 @@ def test_form_errors_and_emails_follow_the_language(app, make_user, mailbox):
     message = mailbox.last(app, user["email"])
     assert message["Subject"] == "Choisir un nouveau mot de passe"
     assert "Bonjour" in message.get_body(preferencelist=("plain",)).get_content()
+
+
+def test_every_template_compiles(app):
+    """A template that does not parse would also be skipped silently by message extraction."""
+    names = [name for name in app.jinja_env.list_templates() if name.endswith((".html", ".txt"))]
+    assert len(names) > 20
+    for name in names:
+        app.jinja_env.get_template(name)

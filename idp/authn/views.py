@@ -10,6 +10,7 @@ from idp.authn import session
 from idp.authn.errors import LoginFailed, Throttled
 from idp.authn.steps import AMR_PASSWORD, acr_for
 from idp.extensions import db
+from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
@@ -28,6 +29,12 @@ def _after_login(user, target: str) -> str:
     return url_for("authn.accept_terms", next=target) if terms.needs_acceptance(user) else target
 
 
+def _upstreams() -> list[UpstreamProvider]:
+    """Enabled upstream providers for the "Continue with ..." buttons (links to federation.start)."""
+    return list(db.session.scalars(db.select(UpstreamProvider).where(UpstreamProvider.enabled.is_(True))
+                                   .order_by(UpstreamProvider.display_name)))
+
+
 def _next_target() -> str:
     target = request.values.get("next", "")
     return target if is_local_path(target) else url_for("account.home")
@@ -40,7 +47,7 @@ def login():
     if request.method == "GET":
         hint = request.args.get("login_hint", "")[:320]
         return render_template("authn/login.html", next=target, login=hint, errors={},
-                               registration=settings.registration_enabled)
+                               registration=settings.registration_enabled, upstreams=_upstreams())
     login_value = form_value("login", max_length=320)
     try:
         user = password_step.authenticate(login_value, request.form.get("password", ""))
@@ -50,7 +57,8 @@ def login():
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 400 if isinstance(failure, LoginFailed) else 429
         page = render_template("authn/login.html", next=target, login=login_value,
-                               errors={"form": message}, registration=settings.registration_enabled)
+                               errors={"form": message}, registration=settings.registration_enabled,
+                               upstreams=_upstreams())
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
         headers = {"Retry-After": str(failure.retry_after)} if isinstance(failure, Throttled) else {}
         return page, status, headers

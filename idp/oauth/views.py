@@ -13,6 +13,7 @@ from idp.authn.session import current_session
 from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
+from idp.models import UpstreamProvider
 from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
@@ -152,11 +153,22 @@ def _authorize(params: dict, row, pending_id: str | None):
     if isinstance(step, interaction.Login) and step.reason == "create":
         return redirect(url_for("authn.register", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if isinstance(step, interaction.Login):
-        login_url = url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id),
-                            login_hint=params.get("login_hint", "")[:320] or None)
+        resume_path = url_for("oauth.resume", pending_id=pending_id)
+        upstream = _hinted_upstream(params.get("idp_hint"))
+        if upstream is not None:  # straight to the named upstream provider (federation room)
+            return redirect(url_for("federation.start", provider_id=upstream.id, next=resume_path), 302)
+        login_url = url_for("authn.login", next=resume_path, login_hint=params.get("login_hint", "")[:320] or None)
         return redirect(login_url, 302)
     return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
                            scopes=consent.describe(grant.request.scope))
+
+
+def _hinted_upstream(hint) -> UpstreamProvider | None:
+    """The enabled upstream provider named by `idp_hint`; an unknown one is ignored (the login page)."""
+    if not isinstance(hint, str) or not hint or len(hint) > 64:
+        return None
+    upstream = db.session.get(UpstreamProvider, hint)
+    return upstream if upstream is not None and upstream.enabled else None
 
 
 def _issue(grant, sso, params: dict, extras: dict, row):

@@ -112,3 +112,37 @@ def set_password(user: User, password: str) -> None:
     user.password_hash = passwords.hash_password(hasher(), password)
     email_links.cancel(user, email_links.RESET_PASSWORD)  # a pending reset link dies with the old password
     audit.record("users.password.changed", user=user)
+
+
+def _username_base(preferred: str | None, email: str) -> str:
+    """A username from what the upstream suggested, or the email's local part, made valid."""
+    raw = unicodedata.normalize("NFKC", preferred or email.split("@")[0])
+    base = re.sub(r"[^\w.\-]", "", raw)[:24]
+    return base if len(base) >= 3 else f"user{base}"
+
+
+def provision(email: str, *, preferred_username: str | None = None, name: str | None = None,
+              email_verified: bool = False) -> User:
+    """Create an account for a person who signed in through an upstream provider (just-in-time):
+    no password, a free username derived from the upstream's; raises RegistrationRejected when
+    the email is taken or invalid. The caller commits and records how the account came to be."""
+    email = unicodedata.normalize("NFKC", email).strip()
+    if len(email) > 254 or not EMAIL.match(email):
+        raise RegistrationRejected({"email": "Enter an email address like name@example.com."})
+    base = _username_base(preferred_username, email)
+    for attempt in range(6):
+        username = base if attempt == 0 else f"{base[:24]}-{random_token(3).lower()}"
+        if not USERNAME.match(username) or db.session.scalar(
+                db.select(User.id).where(User.username_key == identifier_key(username))) is not None:
+            continue
+        user = User(subject=random_token(16), username=username, username_key=identifier_key(username),
+                    email=email, email_key=identifier_key(email), email_verified=email_verified,
+                    name=(name or None) and name[:256], password_hash=None)
+        try:
+            with db.session.begin_nested():
+                db.session.add(user)
+                db.session.flush()
+        except IntegrityError:
+            raise RegistrationRejected({"form": TAKEN}) from None
+        return user
+    raise RegistrationRejected({"username": "No free username could be found."})

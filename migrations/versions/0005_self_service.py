@@ -1,7 +1,7 @@
 """self service
 
 Revision ID: 0005
-Revises: 0002
+Revises: 0004
 Create Date: 2026-12-03 07:07:01.814343
 
 """
@@ -11,7 +11,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = "0005"
-down_revision = '0002'
+down_revision = '0004'
 branch_labels = None
 depends_on = None
 
