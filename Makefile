@@ -6,7 +6,7 @@ STAMP := $(VENV)/.installed
 
 export IDP_ENV ?= development
 
-.PHONY: run test install clean bench
+.PHONY: run test install clean bench translations
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -29,6 +29,13 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
+
+# Refresh the catalogues after changing words people read: new strings appear untranslated in
+# idp/translations/*/LC_MESSAGES/messages.po (tests/test_i18n.py fails until they are translated).
+translations: $(STAMP)
+	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header --no-wrap -o .messages.pot .
+	$(BIN)/pybabel update -i .messages.pot -d idp/translations --no-location --no-wrap --ignore-obsolete
+	rm -f .messages.pot
 
 clean:
 	rm -rf $(VENV) .pytest_cache build dist *.egg-info

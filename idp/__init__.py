@@ -124,8 +124,18 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_errors(app)
     init_headers(app, https=https)
     init_templating(app)
+    from idp.web.i18n import init_i18n
+    init_i18n(app)
+    from idp.web.branding import init_branding
+    init_branding(app)
     init_session_cookie(app)
 
+    from idp.mail import init_mail
+    init_mail(app)
+
+    from idp.account import profile as _profile_pages  # noqa: F401  (its routes join the account blueprint)
+    from idp.account import privacy as _privacy_pages  # noqa: F401  (likewise)
+    from idp.account import sessions as _account_pages  # noqa: F401  (likewise)
     from idp.outbox import init_outbox
 
     init_outbox(app)
@@ -133,7 +143,10 @@ def create_app(settings: Settings | None = None) -> Flask:
         _start_worker_on_first_request(app)
 
     from idp.account.views import bp as account_bp
+    from idp.authn import links as _link_pages  # noqa: F401  (its routes join the authn blueprint)
+    from idp.authn import terms as _terms_pages  # noqa: F401  (likewise)
     from idp.authn.views import bp as authn_bp
+    from idp.federation.views import bp as federation_bp
     from idp.oauth.server import build_server
     from idp.oauth.views import bp as oauth_bp
 
@@ -144,6 +157,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)
+    app.register_blueprint(federation_bp)
 
     @app.route("/")
     def index():

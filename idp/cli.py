@@ -1,10 +1,11 @@
-"""The operator command `idp`: serve, db, clients, users, keys, audit, purge, seed-demo."""
+"""The operator command `idp`: serve, db, clients, users, providers, keys, audit, purge, worker, seed-demo."""
 from __future__ import annotations
 
 import json
 import os
 import sys
 from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import click
 from flask_migrate import upgrade as alembic_upgrade
@@ -241,6 +242,27 @@ def clients_rotate_secret(client_id, as_json):
     _emit({"client_id": client_id, "client_secret": secret}, as_json)
 
 
+@clients.command("set-logo", help="Show this image (PNG, JPEG, GIF or WebP, at most 100 KiB) on the consent page.")
+@click.argument("client_id")
+@click.argument("image", type=click.Path(exists=True, dir_okay=False), required=False)
+@click.option("--remove", is_flag=True, help="Show no logo.")
+def clients_set_logo(client_id, image, remove):
+    from idp import audit
+    from idp.extensions import db as database
+    from idp.oauth.clients import ClientRejected, find_client, set_logo
+    _app()
+    client = find_client(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    if not remove and image is None:
+        raise click.ClickException("give an image file, or --remove")
+    try:
+        set_logo(client, None if remove else Path(image).read_bytes())
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    audit.record("oauth.client.changed", client=client, change="logo_removed" if remove else "logo_set")
+    database.session.commit()
+    click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
 @clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
                                          "(POST /oauth/register); it registers one client, then it is used up.")
 @click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),
@@ -462,6 +484,172 @@ def worker(once):
     click.echo("idp worker: delivering (SIGTERM stops)", err=True)
     work(app, stop, poll_seconds=settings.outbox_poll_seconds, periodic=worker_tasks(app))
     click.echo("idp worker: stopped", err=True)
+# --- providers -------------------------------------------------------------------------------
+@main.group(help="Upstream identity providers people may sign in with (Google, GitHub, Microsoft, any OIDC).")
+def providers():
+    pass
+
+
+def _parse_pairs(pairs, what: str) -> dict:
+    """FIELD=CLAIM options into a dict."""
+    result = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key or not value:
+            raise click.BadParameter(f"{what} must look like name=value, not {pair!r}")
+        result[key.strip()] = value.strip()
+    return result
+
+
+def _provider_options(function):
+    options = [
+        click.option("--id", "provider_id", required=True, help="Slug used in its URLs, e.g. google."),
+        click.option("--name", "display_name", default=None, help="Shown on the button (default: the id)."),
+        click.option("--client-id", required=True, help="The client id the upstream gave you."),
+        click.option("--client-secret", default=None,
+                     help="The client secret (prompted for, hidden, when not given; never printed)."),
+        click.option("--scopes", default=None, help="Space-separated scopes (default: the preset's)."),
+        click.option("--map", "mappings", multiple=True,
+                     help="FIELD=CLAIM for email, email_verified, name, preferred_username. Repeatable."),
+        click.option("--acr-map", "acr_maps", multiple=True,
+                     help="UPSTREAM_ACR=OUR_ACR: trust an upstream acr value as one of our levels. Repeatable."),
+        click.option("--amr-map", "amr_maps", multiple=True,
+                     help="UPSTREAM_AMR=OUR_ACR: trust an upstream amr value as one of our levels. Repeatable."),
+        click.option("--trust-email-verified", is_flag=True,
+                     help="Link to an existing account with the same email when the upstream says email_verified."),
+        click.option("--allow-registration", is_flag=True,
+                     help="Create an account at the first sign-in when none is linked or matches."),
+        click.option("--json", "as_json", is_flag=True),
+    ]
+    for option in reversed(options):
+        function = option(function)
+    return function
+
+
+def _add_provider(kind, options, **where):
+    from idp import audit as audit_log
+    from idp.extensions import db as database
+    from idp.federation.providers import ProviderRejected, create, describe
+    _app()
+    secret = options["client_secret"] or click.prompt("Client secret", hide_input=True)
+    acr_mapping = {part: _parse_pairs(options[name], f"--{part}-map")
+                   for part, name in (("acr", "acr_maps"), ("amr", "amr_maps")) if options[name]}
+    try:
+        row = create(options["provider_id"], kind, display_name=options["display_name"],
+                     client_id=options["client_id"], client_secret=secret, scopes=options["scopes"],
+                     claim_mapping=_parse_pairs(options["mappings"], "--map"), acr_mapping=acr_mapping,
+                     trust_email_verified=options["trust_email_verified"],
+                     allow_registration=options["allow_registration"], **where)
+    except ProviderRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    audit_log.record("federation.provider.created", provider=row.id, kind=kind, via="cli")
+    database.session.commit()
+    data = describe(row)
+    _emit(data, options["as_json"])
+    if not options["as_json"]:
+        click.echo(f"Register this redirect URI with the provider: {data['redirect_uri']}", err=True)
+
+
+@providers.command("add-oidc", help="Any OpenID Connect provider, from its issuer URL (discovery).")
+@click.option("--issuer", required=True, help="Exactly as its discovery document says, e.g. https://login.example.com")
+@_provider_options
+def providers_add_oidc(issuer, **options):
+    _add_provider("oidc", options, issuer=issuer)
+
+
+@providers.command("add-google", help="Sign in with Google (OpenID Connect).")
+@_provider_options
+def providers_add_google(**options):
+    _add_provider("google", options)
+
+
+@providers.command("add-microsoft", help="Sign in with Microsoft Entra ID / personal accounts (OpenID Connect).")
+@click.option("--tenant", default="organizations", show_default=True,
+              help="A tenant id or domain for one organisation, or common, organizations or consumers.")
+@_provider_options
+def providers_add_microsoft(tenant, **options):
+    from idp.federation.providers import ProviderRejected, microsoft_issuer
+    try:
+        issuer = microsoft_issuer(tenant)
+    except ProviderRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    _add_provider("microsoft", options, issuer=issuer)
+
+
+@providers.command("add-github", help="Sign in with GitHub (OAuth 2.0 with its user and e-mail APIs).")
+@click.option("--base-url", default="https://github.com", show_default=True,
+              help="GitHub's web URL (GitHub Enterprise Server: https://HOST).")
+@click.option("--api-url", default="https://api.github.com", show_default=True,
+              help="GitHub's REST API URL (GitHub Enterprise Server: https://HOST/api/v3).")
+@_provider_options
+def providers_add_github(base_url, api_url, **options):
+    _add_provider("github", options, issuer=base_url, api_base_url=api_url)
+
+
+def _find_provider(provider_id):
+    from idp.federation.providers import find
+    row = find(provider_id)
+    if row is None:
+        raise click.ClickException(f"no provider {provider_id!r}")
+    return row
+
+
+@providers.command("list")
+@click.option("--json", "as_json", is_flag=True)
+def providers_list(as_json):
+    from idp.extensions import db as database
+    from idp.federation.providers import describe
+    from idp.models import UpstreamProvider
+    _app()
+    rows = database.session.scalars(database.select(UpstreamProvider).order_by(UpstreamProvider.id))
+    _emit([describe(row) for row in rows], as_json)
+
+
+@providers.command("show")
+@click.argument("provider_id")
+@click.option("--json", "as_json", is_flag=True)
+def providers_show(provider_id, as_json):
+    from idp.federation.providers import describe
+    _app()
+    _emit(describe(_find_provider(provider_id)), as_json)
+
+
+def _set_enabled(provider_id: str, enabled: bool) -> None:
+    from idp import audit as audit_log
+    from idp.extensions import db as database
+    from idp.clock import now
+    _app()
+    row = _find_provider(provider_id)
+    row.enabled = enabled
+    row.updated_at = now()
+    audit_log.record(f"federation.provider.{'enabled' if enabled else 'disabled'}", provider=row.id, via="cli")
+    database.session.commit()
+    click.echo(f"{'enabled' if enabled else 'disabled'} {row.id}")
+
+
+@providers.command("disable", help="Hide the button and refuse sign-ins through it; links are kept.")
+@click.argument("provider_id")
+def providers_disable(provider_id):
+    _set_enabled(provider_id, False)
+
+
+@providers.command("enable")
+@click.argument("provider_id")
+def providers_enable(provider_id):
+    _set_enabled(provider_id, True)
+
+
+@providers.command("delete", help="Remove the provider and every account link to it.")
+@click.argument("provider_id")
+def providers_delete(provider_id):
+    from idp import audit as audit_log
+    from idp.extensions import db as database
+    _app()
+    row = _find_provider(provider_id)
+    audit_log.record("federation.provider.deleted", provider=row.id, via="cli")
+    database.session.delete(row)
+    database.session.commit()
+    click.echo(f"deleted {provider_id}")
 
 
 # --- demo ------------------------------------------------------------------------------------

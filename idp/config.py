@@ -8,6 +8,7 @@ from __future__ import annotations
 import dataclasses
 import ipaddress
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +16,8 @@ from urllib.parse import urlsplit
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL")
+LOGO_TYPES = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".gif": "image/gif",
+              ".webp": "image/webp"}
 CLIENT_REGISTRATION_MODES = ("protected", "open", "disabled")
 OUTBOX_WORKER_MODES = ("auto", "inline", "off")
 
@@ -92,7 +95,35 @@ class Settings:
                                          "Seconds between two sweeps of expired sessions by the worker; each ended session is announced to its apps.")
     backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
                                               "Seconds a client's backchannel_logout_uri has to answer before the delivery counts as failed and is retried.")
+    federation_timeout: int = setting("IDP_FEDERATION_TIMEOUT", 10,
+                                      "Seconds to wait for each request to an upstream identity provider (discovery, JWKS, token, user info).")
+    federation_state_ttl: int = setting("IDP_FEDERATION_STATE_TTL", 300,
+                                        "Seconds a sign-in through an upstream provider may take, and an upstream identity may wait to be linked.")
+    federation_cache_seconds: int = setting("IDP_FEDERATION_CACHE_SECONDS", 3600,
+                                            "How long each process caches an upstream provider's discovery document and JWKS.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
+    smtp_url: str = setting("IDP_SMTP_URL", "",
+                            "Outgoing mail server: `smtp://user:password@host:587` (STARTTLS), `smtps://...:465` (TLS) or `smtp://host:25?tls=none` (plain, local relays only). Empty: in development each message is written to the log; in production nothing is sent (and the log says so).")
+    mail_from: str = setting("IDP_MAIL_FROM", "idp <no-reply@localhost>",
+                             "The From address of every message idp sends.")
+    email_verification_required: bool = setting("IDP_EMAIL_VERIFICATION_REQUIRED", False,
+                                                "Whether a person must confirm their email address before they can sign in.")
+    email_verify_ttl: int = setting("IDP_EMAIL_VERIFY_TTL", 24 * 3600,
+                                    "Seconds an email verification link stays valid.")
+    password_reset_ttl: int = setting("IDP_PASSWORD_RESET_TTL", 30 * 60,
+                                      "Seconds a password reset link stays valid.")
+    product_name: str = setting("IDP_PRODUCT_NAME", "idp",
+                                "The name people see in page titles, the header and emails.")
+    accent_color: str = setting("IDP_ACCENT_COLOR", "#2651a6",
+                                "Accent colour of the pages (header, buttons, links), as #rrggbb.")
+    logo_file: str = setting("IDP_LOGO_FILE", "",
+                             "Path to a PNG, JPEG, GIF or WebP logo (at most 256 KiB) shown in the page header, served from our own origin. Empty: the product name only.")
+    terms_url: str = setting("IDP_TERMS_URL", "",
+                             "https address of the terms of service, linked from every page when set.")
+    privacy_url: str = setting("IDP_PRIVACY_URL", "",
+                               "https address of the privacy policy, linked from every page when set.")
+    terms_version: str = setting("IDP_TERMS_VERSION", "",
+                                 "Version of the terms people must accept (with IDP_TERMS_URL); when it changes, everyone is asked again at their next sign-in or app login. Empty: nobody is asked.")
 
     @property
     def is_development(self) -> bool:
@@ -225,11 +256,38 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_JWKS_CACHE_SECONDS must be 0 or more")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
                  "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "outbox_retention", "keys_cache_seconds",
-                 "throttle_base_delay", "throttle_max_delay"):
+                 "throttle_base_delay", "throttle_max_delay", "email_verify_ttl", "password_reset_ttl",
+                 "federation_timeout", "federation_state_ttl", "federation_cache_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
+    if s.smtp_url:
+        smtp = urlsplit(s.smtp_url)
+        if smtp.scheme not in ("smtp", "smtps") or not smtp.hostname:
+            raise ConfigError("IDP_SMTP_URL must look like smtp://user:password@host:587 or smtps://host:465")
+        try:
+            smtp.port
+        except ValueError:
+            raise ConfigError("IDP_SMTP_URL has a port that is not a number") from None
+        if smtp.query not in ("", "tls=none", "tls=starttls"):
+            raise ConfigError("IDP_SMTP_URL accepts only ?tls=none or ?tls=starttls")
+    if "@" not in s.mail_from or "\n" in s.mail_from or "\r" in s.mail_from:
+        raise ConfigError("IDP_MAIL_FROM must be an email address, optionally with a display name")
+    if not s.product_name.strip() or len(s.product_name) > 60:
+        raise ConfigError("IDP_PRODUCT_NAME must be 1 to 60 characters")
+    if not re.fullmatch(r"#[0-9a-fA-F]{6}", s.accent_color):
+        raise ConfigError(f"IDP_ACCENT_COLOR must look like #2651a6, not {s.accent_color!r}")
+    if s.logo_file:
+        logo = Path(s.logo_file)
+        if logo.suffix.lower() not in LOGO_TYPES or not logo.is_file() or logo.stat().st_size > 256 * 1024:
+            raise ConfigError("IDP_LOGO_FILE must be an existing .png, .jpg, .gif or .webp file of at most 256 KiB")
+    for name, value in (("IDP_TERMS_URL", s.terms_url), ("IDP_PRIVACY_URL", s.privacy_url)):
+        link = urlsplit(value)
+        if value and (link.scheme != "https" or not link.hostname):
+            raise ConfigError(f"{name} must be an https:// address")
+    if s.terms_version and (not s.terms_url or len(s.terms_version) > 32):
+        raise ConfigError("IDP_TERMS_VERSION needs IDP_TERMS_URL, and at most 32 characters")
     if s.outbox_worker not in OUTBOX_WORKER_MODES:
         raise ConfigError(f"IDP_OUTBOX_WORKER must be one of {', '.join(OUTBOX_WORKER_MODES)}, not {s.outbox_worker!r}")
     if not 0 <= s.outbox_wait_ms <= 10000:

@@ -50,12 +50,79 @@ def port():
     return _free_port()
 
 
+class Mailbox:
+    """A real SMTP server (aiosmtpd) in the test process; it keeps every message it receives."""
+
+    def __init__(self, port: int):
+        from aiosmtpd.controller import Controller
+
+        self.messages: list = []
+        self._lock = threading.Lock()
+        self.controller = Controller(self, hostname="127.0.0.1", port=port)
+
+    async def handle_DATA(self, server, session, envelope):  # aiosmtpd's handler hook
+        import email
+        import email.policy
+
+        message = email.message_from_bytes(envelope.content, policy=email.policy.default)
+        with self._lock:
+            self.messages.append(message)
+        return "250 OK"
+
+    def to(self, address: str) -> list:
+        with self._lock:
+            return [m for m in self.messages if m["To"] == address]
+
+    def deliver(self, app) -> None:
+        """Run the outbox once, as the worker would, so queued mail reaches this server."""
+        from idp import outbox
+
+        with app.app_context():
+            outbox.run_once(limit=100)
+
+    def wait_count(self, app, address: str, count: int) -> list:
+        """At least `count` messages to `address` (bounded wait, as last())."""
+        import time
+
+        deadline = time.monotonic() + 10
+        self.deliver(app)
+        while len(self.to(address)) < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.deliver(app)
+        assert len(self.to(address)) >= count, f"{len(self.to(address))} mails to {address}, wanted {count}"
+        return self.to(address)
+
+    def last(self, app, address: str):
+        """The newest message to `address`, once delivered; a delivery that a request started in
+        the background may still be on its way, so wait for it (bounded), never a fixed sleep."""
+        import time
+
+        self.deliver(app)
+        deadline = time.monotonic() + 10
+        while not self.to(address) and time.monotonic() < deadline:
+            time.sleep(0.02)
+            self.deliver(app)
+        received = self.to(address)
+        assert received, f"no mail to {address}"
+        return received[-1]
+
+
 @pytest.fixture(scope="session")
-def settings(tmp_path_factory, database_url, port):
+def mailbox():
+    box = Mailbox(_free_port())
+    box.controller.start()
+    yield box
+    box.controller.stop()
+
+
+@pytest.fixture(scope="session")
+def settings(tmp_path_factory, database_url, port, mailbox):
     instance = tmp_path_factory.mktemp("instance")
     return from_env({}, env="development", issuer=f"http://127.0.0.1:{port}", instance_path=str(instance),
                     database_url=database_url, secret_key="test-secret-key-" + "x" * 32,
-                    log_level="WARNING", outbox_worker="off")  # tests run the outbox themselves
+                    log_level="WARNING", smtp_url=f"smtp://127.0.0.1:{mailbox.controller.port}?tls=none",
+                    mail_from="idp tests <idp@example.test>", outbox_worker="off",  # tests run the outbox themselves
+                    federation_timeout=2)  # the upstream-timeout tests wait this long
 
 
 @pytest.fixture(scope="session")

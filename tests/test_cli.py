@@ -127,7 +127,9 @@ def test_the_documented_commands_exist():
     paths = {" ".join(p) for p in command_paths()}
     assert {"serve", "db upgrade", "seed-demo", "clients create", "clients list", "clients show",
             "clients delete", "clients rotate-secret", "users create", "users list", "users disable",
-            "users enable", "users set-password", "keys rotate", "keys list", "audit list"} <= paths
+            "users enable", "users set-password", "keys rotate", "keys list", "audit list",
+            "providers add-oidc", "providers add-google", "providers add-microsoft", "providers add-github",
+            "providers list", "providers show", "providers disable", "providers enable", "providers delete"} <= paths
 
 
 def test_the_installed_idp_command_runs():
@@ -235,6 +237,23 @@ def test_clients_rotate_secret_makes_the_old_secret_useless(cli):
     assert rotated["client_id"] == made["client_id"] and rotated["client_secret"] != made["client_secret"]
     assert not check_secret(cli, made["client_id"], made["client_secret"])
     assert check_secret(cli, made["client_id"], rotated["client_secret"])
+
+
+def test_clients_set_logo_stores_a_png_and_refuses_svg(cli, tmp_path):
+    import base64
+    made = cli.json("clients", "create", "--name", "Logo", "--redirect-uri", "https://logo.example.test/cb")
+    png = tmp_path / "logo.png"
+    png.write_bytes(base64.b64decode("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNk+M9QDwADhgGAWjR9awAAAABJRU5ErkJggg=="))
+    svg = tmp_path / "logo.svg"
+    svg.write_text("<svg xmlns='http://www.w3.org/2000/svg'/>")
+    assert "logo set" in cli("clients", "set-logo", made["client_id"], str(png)).output
+    result = cli("clients", "set-logo", made["client_id"], str(svg), ok=False)
+    assert result.exit_code == 1 and "PNG, JPEG, GIF or WebP" in result.output
+    with cli.app.app_context():
+        assert find_client(made["client_id"]).logo_content_type == "image/png"
+    cli("clients", "set-logo", made["client_id"], "--remove")
+    with cli.app.app_context():
+        assert find_client(made["client_id"]).logo_image is None
 
 
 def test_clients_rotate_secret_of_a_public_client_fails(cli):

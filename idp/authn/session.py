@@ -124,6 +124,23 @@ def end_sessions_of(user_id: int, reason: str = "admin") -> int:
     return _delete_returning(SsoSession.user_id == user_id, None, reason)
 
 
+def sessions_of(user_id: int) -> list[SsoSession]:
+    """The person's live sessions, newest first (for the sessions page)."""
+    rows = db.session.scalars(db.select(SsoSession).where(SsoSession.user_id == user_id)
+                              .order_by(SsoSession.last_seen_at.desc()))
+    return [row for row in rows if _is_live(row)]
+
+
+def end_session_of(user_id: int, session_id: int, reason: str = "ended_by_user") -> bool:
+    """End one session, only if it belongs to `user_id`; the caller commits."""
+    return _delete_returning((SsoSession.id == session_id) & (SsoSession.user_id == user_id), None, reason) == 1
+
+
+def end_other_sessions(user_id: int, keep_session_id: int, reason: str = "ended_by_user") -> int:
+    """End every session of the person but the one they are using; the caller commits."""
+    return _delete_returning((SsoSession.user_id == user_id) & (SsoSession.id != keep_session_id), None, reason)
+
+
 def end_expired_sessions(limit: int = 500) -> int:
     """End up to `limit` sessions past their absolute or idle lifetime, through the same path as
     logout (so the apps hear of it), and commit. Safe with several instances at once: each row is

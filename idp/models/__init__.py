@@ -1,13 +1,15 @@
 """SQLAlchemy tables; importing this package registers every table on db.metadata."""
 from idp.models.audit import AuditEvent
 from idp.models.client import Client
+from idp.models.federation import FederationState, LinkedIdentity, PendingLink, UpstreamProvider
 from idp.models.grant import (AuthorizationCode, ClientAssertion, Consent, Grant, InitialAccessToken,
                               PendingAuthorization, RefreshToken, RevokedToken)
 from idp.models.key import SigningKey
 from idp.models.outbox import OutboxMessage
 from idp.models.session import LoginThrottle, SsoSession
-from idp.models.user import User
+from idp.models.user import User, UserToken
 
-__all__ = ["AuditEvent", "AuthorizationCode", "Client", "ClientAssertion", "Consent", "Grant",
-           "InitialAccessToken", "LoginThrottle", "OutboxMessage", "PendingAuthorization", "RefreshToken",
-           "RevokedToken", "SigningKey", "SsoSession", "User"]
+__all__ = ["AuditEvent", "AuthorizationCode", "Client", "ClientAssertion", "Consent", "FederationState", "Grant",
+           "InitialAccessToken", "LinkedIdentity", "LoginThrottle", "OutboxMessage", "PendingAuthorization",
+           "PendingLink", "RefreshToken", "RevokedToken", "SigningKey", "SsoSession", "UpstreamProvider", "User",
+           "UserToken"]

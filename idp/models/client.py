@@ -1,5 +1,5 @@
 from authlib.oauth2.rfc6749 import ClientMixin, scope_to_list
-from sqlalchemy import JSON, Boolean, Integer, String, Text
+from sqlalchemy import JSON, Boolean, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.clock import now
@@ -55,6 +55,10 @@ class Client(db.Model, ClientMixin):
     post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
     backchannel_logout_uri: Mapped[str | None] = mapped_column(String(2048))
     backchannel_logout_session_required: Mapped[bool] = mapped_column(Boolean, default=False)
+
+    # A logo uploaded by an operator (never fetched from logo_uri), shown on the consent page.
+    logo_image: Mapped[bytes | None] = mapped_column(LargeBinary)
+    logo_content_type: Mapped[str | None] = mapped_column(String(32))
 
     # Token lifetimes in seconds; None means the global IDP_TOKEN_* default.
     access_token_ttl: Mapped[int | None] = mapped_column(Integer)

@@ -1,4 +1,4 @@
-from sqlalchemy import Boolean, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column
 
 from idp.clock import now
@@ -21,5 +21,41 @@ class User(db.Model):
     disabled: Mapped[bool] = mapped_column(Boolean, default=False)
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
 
+    # Standard claims the person edits (OIDC Core 5.1); None when not given.
+    given_name: Mapped[str | None] = mapped_column(String(256))
+    family_name: Mapped[str | None] = mapped_column(String(256))
+    middle_name: Mapped[str | None] = mapped_column(String(256))
+    nickname: Mapped[str | None] = mapped_column(String(256))
+    picture: Mapped[str | None] = mapped_column(String(2048))
+    website: Mapped[str | None] = mapped_column(String(2048))
+    gender: Mapped[str | None] = mapped_column(String(64))
+    birthdate: Mapped[str | None] = mapped_column(String(10))  # YYYY-MM-DD, YYYY or 0000-MM-DD
+    zoneinfo: Mapped[str | None] = mapped_column(String(64))
+    locale: Mapped[str | None] = mapped_column(String(35))
+    phone_number: Mapped[str | None] = mapped_column(String(32))
+    phone_number_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    address: Mapped[dict | None] = mapped_column(JSON)
+    updated_at = mapped_column(UtcDateTime)  # last profile change; created_at until then
+    terms_version: Mapped[str | None] = mapped_column(String(32))  # the version last accepted
+    terms_accepted_at = mapped_column(UtcDateTime)
+
     def get_user_id(self):
         return self.subject
+
+
+class UserToken(db.Model):
+    """A single-use link sent by email (verify an address, reset a password); stored as a digest.
+
+    `email` is the address the link was sent to: verifying proves that address, not whatever the
+    account's email is by the time the link is used."""
+
+    __tablename__ = "user_tokens"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    token_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    purpose: Mapped[str] = mapped_column(String(32))  # verify_email | reset_password | change_email
+    email: Mapped[str] = mapped_column(String(320))
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+    used_at = mapped_column(UtcDateTime)

@@ -6,14 +6,16 @@ import json
 from authlib.oauth2.rfc6749 import InvalidRequestError, scope_to_list
 
 SCOPE_CLAIMS = {
-    "profile": ["name", "preferred_username", "updated_at"],
+    "profile": ["name", "family_name", "given_name", "middle_name", "nickname", "preferred_username", "picture",
+                "website", "gender", "birthdate", "zoneinfo", "locale", "updated_at"],
     "email": ["email", "email_verified"],
     "address": ["address"],
     "phone": ["phone_number", "phone_number_verified"],
 }
 SCOPES_SUPPORTED = ["openid", "profile", "email", "address", "phone", "offline_access"]
 CLAIMS_SUPPORTED = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "sid", "azp",
-                    "at_hash", "name", "preferred_username", "updated_at", "email", "email_verified"]
+                    "at_hash", *SCOPE_CLAIMS["profile"], "email", "email_verified", "address", "phone_number",
+                    "phone_number_verified"]
 
 
 def parse_claims_parameter(raw: str | None) -> dict | None:
@@ -33,14 +35,31 @@ def parse_claims_parameter(raw: str | None) -> dict | None:
     return {k: value[k] for k in ("userinfo", "id_token") if k in value}
 
 
+def _address(user) -> dict | None:
+    """OIDC Core 5.1.1: the parts we keep plus `formatted`, lines joined by newlines."""
+    if not user.address:
+        return None
+    parts = dict(user.address)
+    city = " ".join(p for p in (parts.get("postal_code"), parts.get("locality")) if p)
+    lines = [parts.get("street_address"), city, parts.get("region"), parts.get("country")]
+    parts["formatted"] = "\n".join(line for line in lines if line)
+    return parts
+
+
 def _values(user) -> dict:
-    return {
+    values = {name: getattr(user, name) for name in ("family_name", "given_name", "middle_name", "nickname",
+                                                     "picture", "website", "gender", "birthdate", "zoneinfo",
+                                                     "locale", "phone_number")}
+    values.update({
         "name": user.name or user.username,
         "preferred_username": user.username,
-        "updated_at": int(user.created_at.timestamp()),
+        "updated_at": int((user.updated_at or user.created_at).timestamp()),
         "email": user.email,
         "email_verified": bool(user.email_verified),
-    }
+        "address": _address(user),
+        "phone_number_verified": bool(user.phone_number_verified) if user.phone_number else None,
+    })
+    return values
 
 
 def user_claims(user, subject: str, scope: str, requested: dict | None = None) -> dict:

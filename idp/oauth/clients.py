@@ -284,3 +284,27 @@ def describe(client: Client) -> dict:
             **{name: getattr(client, name) for name in lifetimes.LIMITS},
             "resource_server": client.resource_server,
             "created_at": client.created_at.isoformat() if client.created_at else None}
+
+
+LOGO_SIGNATURES = {b"\x89PNG\r\n\x1a\n": "image/png", b"\xff\xd8\xff": "image/jpeg", b"GIF87a": "image/gif",
+                   b"GIF89a": "image/gif"}
+MAX_LOGO_BYTES = 100 * 1024
+
+
+def logo_type(image: bytes) -> str | None:
+    """The content type of a PNG, JPEG, GIF or WebP image, told by its first bytes (never SVG:
+    it can carry script)."""
+    if image[:4] == b"RIFF" and image[8:12] == b"WEBP":
+        return "image/webp"
+    return next((kind for magic, kind in LOGO_SIGNATURES.items() if image.startswith(magic)), None)
+
+
+def set_logo(client: Client, image: bytes | None) -> None:
+    """Store (or with None, remove) the logo shown on the consent page; the caller commits."""
+    if image is None:
+        client.logo_image = client.logo_content_type = None
+        return
+    kind = logo_type(image)
+    if kind is None or len(image) > MAX_LOGO_BYTES:
+        raise ClientRejected("the logo must be a PNG, JPEG, GIF or WebP image of at most 100 KiB")
+    client.logo_image, client.logo_content_type = image, kind

@@ -2,23 +2,27 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import scope_to_list
+from sqlalchemy import update
 
 from idp import audit
+from idp.clock import now
 from idp.extensions import db
-from idp.models import Consent
+from idp.models import Consent, Grant
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 SCOPE_WORDS = {
-    "openid": "Confirm who you are (a stable identifier for your account)",
-    "profile": "See your name and username",
-    "email": "See your email address",
-    "address": "See your postal address",
-    "phone": "See your phone number",
-    "offline_access": "Stay connected when you are not using it (keep access after you sign out)",
+    "openid": N_("Confirm who you are (a stable identifier for your account)"),
+    "profile": N_("See your name, username and the profile details you filled in (such as picture, birth date, time zone and language)"),
+    "email": N_("See your email address"),
+    "address": N_("See your postal address"),
+    "phone": N_("See your phone number"),
+    "offline_access": N_("Stay connected when you are not using it (keep access after you sign out)"),
 }
 
 
 def describe(scope: str) -> list[str]:
-    return [SCOPE_WORDS.get(s, s) for s in scope_to_list(scope or "")]
+    return [_(SCOPE_WORDS[s]) if s in SCOPE_WORDS else s for s in scope_to_list(scope or "")]
 
 
 def find(user_id: int, client_pk: int) -> Consent | None:
@@ -39,3 +43,23 @@ def record(user, client, scope: str) -> None:
     else:
         row.scope = " ".join(sorted(set(scope_to_list(row.scope)) | set(scope_to_list(scope))))
     audit.record("oauth.consent.granted", user=user, client=client, scope=scope)
+
+
+def connected_apps(user_id: int) -> list[Consent]:
+    """Every client the person has consented to, with what and when (newest first)."""
+    return list(db.session.scalars(db.select(Consent).where(Consent.user_id == user_id)
+                                   .order_by(Consent.granted_at.desc())))
+
+
+def revoke(user, client) -> int:
+    """Forget the consent and revoke every grant the client holds for the person (their refresh
+    tokens die with the grant; their JWT access tokens fail at UserInfo and introspection).
+    Returns how many grants were revoked; the caller commits."""
+    row = find(user.id, client.id)
+    if row is not None:
+        db.session.delete(row)
+    moment = now()
+    result = db.session.execute(update(Grant).where(Grant.user_id == user.id, Grant.client_id == client.id,
+                                                    Grant.revoked_at.is_(None)).values(revoked_at=moment))
+    audit.record("oauth.consent.revoked", user=user, client=client, grants=result.rowcount)
+    return result.rowcount

@@ -14,6 +14,7 @@ from idp.oauth.grants import AUTH_METHODS
 from idp.oauth.introspection import INTROSPECTION_AUTH_METHODS
 from idp.oauth.revocation import REVOCATION_AUTH_METHODS
 from idp.oauth.subjects import SUBJECT_TYPES
+from idp.web.i18n import languages
 
 ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # never none (RFC 8414 2)
 
@@ -51,8 +52,9 @@ def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
         "require_request_uri_registration": False,
         "authorization_response_iss_parameter_supported": True,
         "acr_values_supported": ACR_VALUES_SUPPORTED,
-        "prompt_values_supported": ["none", "login", "consent", "select_account"],
-        "ui_locales_supported": ["en"],
+        "prompt_values_supported": ["none", "login", "consent", "select_account"]
+        + (["create"] if current_app.config["IDP_SETTINGS"].registration_enabled else []),
+        "ui_locales_supported": list(languages()),
         "claims_locales_supported": ["en"],
         "end_session_endpoint": f"{issuer}/end-session",
         "backchannel_logout_supported": True,

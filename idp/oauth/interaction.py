@@ -26,7 +26,10 @@ def next_step(*, prompts: set[str], signed_in: bool, login_is_fresh: bool, sessi
               max_age: int | None, hint_matches: bool, consent_covers: bool, first_party: bool) -> Step:
     """Login when nobody is signed in, the login is too old for max_age, prompt asks for it
     (and it has not just happened), or id_token_hint names someone else; then Consent unless
-    remembered or first-party (prompt=consent always asks); then Issue."""
+    remembered or first-party (prompt=consent always asks); then Issue. prompt=create asks for
+    a new account first (reason "create"), unless one was just made or signed into."""
+    if "create" in prompts and not login_is_fresh:
+        return Login("create")
     if not signed_in:
         return Login("no_session")
     if not hint_matches:

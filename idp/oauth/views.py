@@ -5,7 +5,7 @@ from __future__ import annotations
 from urllib.parse import parse_qsl, urlsplit
 
 from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
@@ -13,21 +13,24 @@ from idp.authn.session import current_session
 from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
+from idp.models import UpstreamProvider
 from idp.oauth import claims as claims_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.introspection import IntrospectionEndpoint
 from idp.oauth.revocation import RevocationEndpoint
-from idp.oauth.server import get_server
+from idp.oauth.server import get_server, query_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import verify_id_token_hint
+from idp.users import terms
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 bp = Blueprint("oauth", __name__)
 
-EXPIRED = "This sign-in request has expired or was opened in another browser. Go back to the application and start again."
+EXPIRED = N_("This sign-in request has expired or was opened in another browser. Go back to the application and start again.")
 
 
 class RequestNotSupported(OAuth2Error):
@@ -96,6 +99,10 @@ def _validate_extras(grant, params: dict) -> dict:
         claims_request = claims_mod.parse_claims_parameter(params.get("claims"))
     except InvalidRequestError as error:
         raise InvalidRequestError(error.description, **where) from None
+    prompts = set((params.get("prompt") or "").split())
+    if "create" in prompts and not current_app.config["IDP_SETTINGS"].registration_enabled:
+        # Prompt Create 1.0 4.1: a prompt value the OP does not support is invalid_request.
+        raise InvalidRequestError("prompt=create is not supported: registration is closed", **where)
     hint = None
     if params.get("id_token_hint"):
         hint = verify_id_token_hint(params["id_token_hint"])
@@ -105,7 +112,7 @@ def _validate_extras(grant, params: dict) -> dict:
     max_age = int(max_age) if max_age is not None else grant.client.default_max_age
     return {"max_age": max_age, "claims": claims_request,
             "hint_sub": hint.get("sub") if hint else None,
-            "prompts": set((params.get("prompt") or "").split())}
+            "prompts": prompts}
 
 
 def _authorize(params: dict, row, pending_id: str | None):
@@ -128,6 +135,13 @@ def _authorize(params: dict, row, pending_id: str | None):
         max_age=extras["max_age"], hint_matches=hint_matches,
         consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
         first_party=grant.client.first_party)
+    if user is not None and not isinstance(step, interaction.Login) and terms.needs_acceptance(user):
+        if "none" in extras["prompts"]:
+            return _error_response(InteractionRequiredError("the terms of service must be accepted", **where), params)
+        if pending_id is None:
+            pending_id = pending.save(params)
+            db.session.commit()
+        return redirect(url_for("authn.accept_terms", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
         error = LoginRequiredError(**where) if isinstance(step, interaction.Login) else ConsentRequiredError(**where)
         return _error_response(error, params)
@@ -136,12 +150,25 @@ def _authorize(params: dict, row, pending_id: str | None):
     if pending_id is None:
         pending_id = pending.save(params)
         db.session.commit()
+    if isinstance(step, interaction.Login) and step.reason == "create":
+        return redirect(url_for("authn.register", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if isinstance(step, interaction.Login):
-        login_url = url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id),
-                            login_hint=params.get("login_hint", "")[:320] or None)
+        resume_path = url_for("oauth.resume", pending_id=pending_id)
+        upstream = _hinted_upstream(params.get("idp_hint"))
+        if upstream is not None:  # straight to the named upstream provider (federation room)
+            return redirect(url_for("federation.start", provider_id=upstream.id, next=resume_path), 302)
+        login_url = url_for("authn.login", next=resume_path, login_hint=params.get("login_hint", "")[:320] or None)
         return redirect(login_url, 302)
     return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
                            scopes=consent.describe(grant.request.scope))
+
+
+def _hinted_upstream(hint) -> UpstreamProvider | None:
+    """The enabled upstream provider named by `idp_hint`; an unknown one is ignored (the login page)."""
+    if not isinstance(hint, str) or not hint or len(hint) > 64:
+        return None
+    upstream = db.session.get(UpstreamProvider, hint)
+    return upstream if upstream is not None and upstream.enabled else None
 
 
 def _issue(grant, sso, params: dict, extras: dict, row):
@@ -174,6 +201,16 @@ def _deliver(response, params: dict, redirect_uri: str):
     own = parse_qsl(urlsplit(redirect_uri).query)
     fields = [pair for pair in parse_qsl(urlsplit(location).query, keep_blank_values=True) if pair not in own]
     return render_template("oauth/form_post.html", action=redirect_uri, fields=fields), 200
+
+
+@bp.route("/clients/<client_id>/logo")
+def client_logo(client_id: str):
+    """An operator-uploaded client logo, from our own origin (never the client's logo_uri)."""
+    client = query_client(client_id)
+    if client is None or client.logo_image is None:
+        raise PageError(_("There is no such image."), 404)
+    return Response(client.logo_image, mimetype=client.logo_content_type,
+                    headers={"Cache-Control": "public, max-age=300", "Content-Disposition": "inline"})
 
 
 @bp.route("/token", methods=["POST"])

@@ -8,7 +8,12 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 
 
 class PasswordRejected(ValueError):
-    """The password breaks a rule; the message is for the person choosing it."""
+    """The password breaks a rule: `reason` names it (too_short, too_long, breached, personal),
+    `limit` is the length limit broken; the message is the English sentence for a person."""
+
+    def __init__(self, message: str, reason: str, limit: int | None = None):
+        super().__init__(message)
+        self.reason, self.limit = reason, limit
 
 
 def make_hasher(memory_kib: int, time_cost: int, parallelism: int) -> PasswordHasher:
@@ -44,11 +49,11 @@ def breached_passwords() -> frozenset[str]:
 def check_password_rules(password: str, *, min_length: int, max_length: int, context: tuple[str, ...] = ()) -> None:
     """Length limits and the breached list, and nothing else (no composition rules, SP 800-63B 5.1.1.2)."""
     if len(password) < min_length:
-        raise PasswordRejected(f"Use at least {min_length} characters.")
+        raise PasswordRejected(f"Use at least {min_length} characters.", "too_short", min_length)
     if len(password) > max_length:
-        raise PasswordRejected(f"Use at most {max_length} characters.")
+        raise PasswordRejected(f"Use at most {max_length} characters.", "too_long", max_length)
     lowered = password.lower()
     if lowered in breached_passwords():
-        raise PasswordRejected("This password appears in lists of leaked passwords. Choose another.")
+        raise PasswordRejected("This password appears in lists of leaked passwords. Choose another.", "breached")
     if any(c and lowered == c.lower() for c in context):
-        raise PasswordRejected("Do not use your username or email as your password.")
+        raise PasswordRejected("Do not use your username or email as your password.", "personal")

@@ -12,11 +12,14 @@ from idp.extensions import db
 from idp.models import User
 from idp.security import passwords
 from idp.security.tokens import random_token
+from idp.users import email_links
 from idp.users.errors import RegistrationRejected
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 USERNAME = re.compile(r"^[\w.\-]{3,32}$")
 EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
-TAKEN = "This username or email cannot be used. If it is yours, sign in instead."
+TAKEN = N_("This username or email cannot be used. If it is yours, sign in instead.")
 
 
 def identifier_key(value: str) -> str:
@@ -51,8 +54,19 @@ def validate_new_password(password: str, *, username: str = "", email: str = "")
                                        max_length=s.password_max_length,
                                        context=(username, email, email.split("@")[0]))
     except passwords.PasswordRejected as rejected:
-        return str(rejected)
+        return _password_problem(rejected)
     return None
+
+
+def _password_problem(rejected) -> str:
+    """The rule a password broke, in the person's language."""
+    if rejected.reason == "too_short":
+        return _("Use at least %(n)s characters.", n=rejected.limit)
+    if rejected.reason == "too_long":
+        return _("Use at most %(n)s characters.", n=rejected.limit)
+    if rejected.reason == "breached":
+        return _("This password appears in lists of leaked passwords. Choose another.")
+    return _("Do not use your username or email as your password.")
 
 
 def create_user(username: str, email: str, password: str, *, name: str | None = None,
@@ -62,9 +76,9 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     email = unicodedata.normalize("NFKC", email).strip()
     errors = {}
     if not USERNAME.match(username):
-        errors["username"] = "Use 3 to 32 letters, digits, dots, dashes or underscores."
+        errors["username"] = _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
     if len(email) > 254 or not EMAIL.match(email):
-        errors["email"] = "Enter an email address like name@example.com."
+        errors["email"] = _("Enter an email address like name@example.com.")
     problem = validate_new_password(password, username=username, email=email)
     if problem:
         errors["password"] = problem
@@ -79,7 +93,7 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
             db.session.add(user)
             db.session.flush()
     except IntegrityError:
-        raise RegistrationRejected({"form": TAKEN}) from None
+        raise RegistrationRejected({"form": _(TAKEN)}) from None
     return user
 
 
@@ -96,4 +110,39 @@ def set_password(user: User, password: str) -> None:
     if problem:
         raise RegistrationRejected({"password": problem})
     user.password_hash = passwords.hash_password(hasher(), password)
+    email_links.cancel(user, email_links.RESET_PASSWORD)  # a pending reset link dies with the old password
     audit.record("users.password.changed", user=user)
+
+
+def _username_base(preferred: str | None, email: str) -> str:
+    """A username from what the upstream suggested, or the email's local part, made valid."""
+    raw = unicodedata.normalize("NFKC", preferred or email.split("@")[0])
+    base = re.sub(r"[^\w.\-]", "", raw)[:24]
+    return base if len(base) >= 3 else f"user{base}"
+
+
+def provision(email: str, *, preferred_username: str | None = None, name: str | None = None,
+              email_verified: bool = False) -> User:
+    """Create an account for a person who signed in through an upstream provider (just-in-time):
+    no password, a free username derived from the upstream's; raises RegistrationRejected when
+    the email is taken or invalid. The caller commits and records how the account came to be."""
+    email = unicodedata.normalize("NFKC", email).strip()
+    if len(email) > 254 or not EMAIL.match(email):
+        raise RegistrationRejected({"email": "Enter an email address like name@example.com."})
+    base = _username_base(preferred_username, email)
+    for attempt in range(6):
+        username = base if attempt == 0 else f"{base[:24]}-{random_token(3).lower()}"
+        if not USERNAME.match(username) or db.session.scalar(
+                db.select(User.id).where(User.username_key == identifier_key(username))) is not None:
+            continue
+        user = User(subject=random_token(16), username=username, username_key=identifier_key(username),
+                    email=email, email_key=identifier_key(email), email_verified=email_verified,
+                    name=(name or None) and name[:256], password_hash=None)
+        try:
+            with db.session.begin_nested():
+                db.session.add(user)
+                db.session.flush()
+        except IntegrityError:
+            raise RegistrationRejected({"form": TAKEN}) from None
+        return user
+    raise RegistrationRejected({"username": "No free username could be found."})

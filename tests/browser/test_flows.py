@@ -56,7 +56,7 @@ def test_register_consent_and_single_sign_on_into_a_second_client(
     assert page.get_by_role("heading", level=1).inner_text() == "Stand-in Notes wants to use your account"
     scopes = page.locator("ul.scopes li").all_inner_texts()
     assert scopes == ["Confirm who you are (a stable identifier for your account)",
-                      "See your name and username", "See your email address"]
+                      "See your name, username and the profile details you filled in (such as picture, birth date, time zone and language)", "See your email address"]
     page.get_by_role("button", name="Allow").click()
 
     arrive(page, f"{first_app.redirect_uri}?")

@@ -130,11 +130,22 @@ def test_every_advertised_scope_can_be_granted(live_server, make_user, make_clie
     assert token["refresh_token"]
 
 
-def test_advertised_claims_are_the_ones_we_release(live_server, make_user, make_client):
+def test_advertised_claims_are_the_ones_we_release(live_server, app, make_user, make_client):
+    """Every advertised claim is released to some request (a person with a full profile)."""
+    from idp.extensions import db
+    from idp.models import User
+
     meta = discovery(live_server)
     user = make_user()
+    with app.app_context():
+        row = db.session.get(User, user["id"])
+        for name in ("given_name", "family_name", "middle_name", "nickname", "gender", "zoneinfo", "locale"):
+            setattr(row, name, {"zoneinfo": "Europe/Paris", "locale": "fr-FR"}.get(name, "x"))
+        row.picture, row.website = "https://img.example.com/p.png", "https://example.com"
+        row.birthdate, row.phone_number, row.address = "1990-01-01", "+33123456789", {"locality": "Paris"}
+        db.session.commit()
     client = make_client(first_party=True)
-    rp, _, token = tokens_for(live_server, user, client, scope="openid profile email")
+    rp, _, token = tokens_for(live_server, user, client, scope="openid profile email address phone")
     released = set(verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce))
     released |= set(userinfo(live_server, token["access_token"]).json())
     assert set(meta["claims_supported"]) <= released, set(meta["claims_supported"]) - released

@@ -1,0 +1,113 @@
+"""Privacy self-service (issue 6 item 7): download everything we hold about you, delete your
+account. Routes on the account blueprint.
+
+Both need a recent sign-in (RECENT_AUTH seconds); deleting also needs the password when the
+account has one. Deleting revokes every grant (so every token), ends every session (apps with
+back-channel logout hear of it), tells the person by email, records one audit event and removes
+the person's row with everything that hangs off it. Audit events stay, because the trail must,
+under the person's former numeric id, which nothing links to a name or address any more."""
+from __future__ import annotations
+
+import json
+
+from flask import Response, redirect, render_template, request, url_for
+
+from idp import audit, mail
+from idp.account.views import bp
+from idp.authn import session
+from idp.clock import now
+from idp.extensions import db
+from idp.models import AuditEvent, Client, Consent, Grant, User
+from idp.security import passwords
+from idp.users import directory
+from idp.web.templating import gettext as _
+
+RECENT_AUTH = 600  # seconds since sign-in for export and deletion
+
+
+def _needs_fresh_login(current) -> bool:
+    return (now() - current.auth_time).total_seconds() > RECENT_AUTH
+
+
+def _reauthenticate():
+    return redirect(url_for("authn.login", next=request.path, reauth=1), 303)
+
+
+def collect(user: User) -> dict:
+    """All we hold about `user`, without secrets (no password hash, no token or digest)."""
+    profile = {column.name: getattr(user, column.name) for column in User.__table__.columns
+               if column.name not in ("id", "password_hash", "username_key", "email_key")}
+    clients = {c.id: c for c in db.session.scalars(db.select(Client))}
+    consents = db.session.scalars(db.select(Consent).where(Consent.user_id == user.id))
+    grants = db.session.scalars(db.select(Grant).where(Grant.user_id == user.id))
+    events = db.session.scalars(db.select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id))
+    return json.loads(json.dumps({
+        "exported_at": now(),
+        "profile": profile,
+        "password_set": bool(user.password_hash),
+        "consents": [{"app": clients[c.client_id].client_name, "client_id": clients[c.client_id].client_id,
+                      "scope": c.scope, "granted_at": c.granted_at} for c in consents if c.client_id in clients],
+        "grants": [{"app": g.client.client_name, "scope": g.scope, "created_at": g.created_at, "expires_at": g.expires_at,
+                    "revoked_at": g.revoked_at} for g in grants],
+        "sessions": [{"ip": s.ip, "user_agent": s.user_agent, "created_at": s.created_at, "last_seen_at": s.last_seen_at,
+                      "auth_time": s.auth_time, "amr": s.amr} for s in session.sessions_of(user.id)],
+        "audit_events": [audit.as_dict(e) for e in events],
+    }, default=lambda value: value.isoformat() if hasattr(value, "isoformat") else str(value)))
+
+
+@bp.route("/account/privacy")
+def privacy():
+    current = session.current_session()
+    if current is None:
+        return redirect(url_for("authn.login", next=request.path))
+    return render_template("account/privacy.html", user=current.user, errors={})
+
+
+@bp.route("/account/export", methods=["POST"])
+def export():
+    current = session.current_session()
+    if current is None:
+        return redirect(url_for("authn.login"), 303)
+    if _needs_fresh_login(current):
+        return _reauthenticate()
+    data = collect(current.user)
+    audit.record("users.data.exported", user=current.user)
+    db.session.commit()
+    body = json.dumps(data, indent=2, ensure_ascii=False)
+    return Response(body, mimetype="application/json", headers={
+        "Content-Disposition": f'attachment; filename="idp-{current.user.username}.json"'})
+
+
+@bp.route("/account/delete", methods=["POST"])
+def delete_account():
+    current = session.current_session()
+    if current is None:
+        return redirect(url_for("authn.login"), 303)
+    user = current.user
+    if _needs_fresh_login(current):
+        return _reauthenticate()
+    if user.password_hash and not passwords.verify_password(directory.hasher(), user.password_hash,
+                                                             request.form.get("password", "")[:1024]):
+        return render_template("account/privacy.html", user=user,
+                               errors={"password": _("This is not your password.")}), 400
+    if request.form.get("confirm") != "delete":
+        return render_template("account/privacy.html", user=user,
+                               errors={"confirm": _("Tick the box to confirm.")}), 400
+    erase(user)
+    db.session.commit()
+    return redirect(url_for("account.deleted"), 303)
+
+
+def erase(user: User) -> None:
+    """Everything deletion does but the commit (see the module docstring)."""
+    db.session.execute(db.update(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+                       .values(revoked_at=now()))
+    session.end_sessions_of(user.id, reason="account_deleted")
+    mail.send(user.email, "account_deleted", user=user)
+    audit.record("users.user.deleted", user=user.id)
+    db.session.delete(user)
+
+
+@bp.route("/account/deleted")
+def deleted():
+    return render_template("account/deleted.html")

@@ -1,0 +1,63 @@
+"""Self-service profile: the standard claims and the email address (issue 6 item 4). Routes on the
+account blueprint; the rules are in idp.users.profile. The password is changed on the security
+page (idp.account.security)."""
+from __future__ import annotations
+
+from flask import redirect, render_template, request, url_for
+
+from idp.account.views import bp
+from idp.authn import session
+from idp.extensions import db
+from idp.users import profile
+from idp.users.errors import LinkThrottled, RegistrationRejected
+from idp.web.forms import form_value
+from idp.web.templating import gettext as _
+
+
+def _form_values(user) -> dict:
+    values = {field: getattr(user, field) or "" for field in profile.TEXT_FIELDS + profile.URL_FIELDS
+              + ("birthdate", "zoneinfo", "locale", "phone_number")}
+    values["preferred_username"] = user.username
+    values.update({f"address_{f}": (user.address or {}).get(f, "") for f in profile.ADDRESS_FIELDS})
+    return values
+
+
+def _page(user, values=None, errors=None, notice=None, status=200):
+    return render_template("account/profile.html", user=user, values=values or _form_values(user),
+                           errors=errors or {}, notice=notice), status
+
+
+@bp.route("/account/profile", methods=["GET", "POST"])
+def edit_profile():
+    current = session.current_session()
+    if current is None:
+        return redirect(url_for("authn.login", next=request.path))
+    user = current.user
+    if request.method == "GET":
+        return _page(user, notice=_("Saved.") if request.args.get("saved") else None)
+    values = {field: form_value(field, max_length=2100) for field in profile.PROFILE_FIELDS}
+    try:
+        profile.update_profile(user, values)
+    except RegistrationRejected as rejected:
+        db.session.rollback()
+        return _page(user, values, rejected.errors, status=400)
+    db.session.commit()
+    return redirect(url_for("account.edit_profile", saved=1), 303)
+
+
+@bp.route("/account/email", methods=["POST"])
+def change_email():
+    current = session.current_session()
+    if current is None:
+        return redirect(url_for("authn.login"), 303)
+    user = current.user
+    try:
+        profile.request_email_change(user, form_value("email", max_length=320))
+    except RegistrationRejected as rejected:
+        db.session.rollback()
+        return _page(user, errors=rejected.errors, status=400)
+    except LinkThrottled as throttled:
+        return _page(user, errors={"email": _("We sent a link a moment ago. Wait %(s)s seconds before asking again.",
+                                              s=throttled.retry_after)}, status=429)
+    db.session.commit()
+    return _page(user, notice=_("We sent a link to the new address. Your address changes when you open it."))

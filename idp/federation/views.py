@@ -1,0 +1,132 @@
+"""Sign-in through an upstream: /federation/<id>/start sends the browser there, the fixed
+/federation/<id>/callback (the redirect URI to register upstream) checks the answer, and
+/federation/link/<id> lets a person prove they own the account an upstream identity would join."""
+from __future__ import annotations
+
+from flask import Blueprint, redirect, render_template, request, session, url_for
+
+from idp import audit
+from idp.authn import password as password_step
+from idp.authn import session as sso
+from idp.authn.errors import LoginFailed, Throttled
+from idp.authn.steps import AMR_PASSWORD
+from idp.extensions import db
+from idp.federation import flow, linking, providers
+from idp.federation.errors import (EmailMissing, FederationError, RegistrationClosed, StateInvalid, UpstreamDenied,
+                                  UpstreamInvalid, UpstreamUnavailable)
+from idp.models import UpstreamProvider, User
+from idp.web.errors import PageError, request_id
+from idp.web.forms import form_value, is_local_path
+from idp.web.templating import gettext as _
+
+bp = Blueprint("federation", __name__)
+
+LOGIN_FAILED = "The username, email or password is not right."
+
+
+def _next_target(value: str | None) -> str:
+    return value if is_local_path(value) and len(value) <= 2048 else url_for("account.home")
+
+
+def _message(error: FederationError, name: str) -> tuple[str, int]:
+    if isinstance(error, StateInvalid):
+        return _("This sign-in attempt has expired or was already used. Go back and start again."), 400
+    if isinstance(error, UpstreamDenied):
+        return _("%(name)s did not sign you in. Try again, or choose another way to sign in.", name=name), 403
+    if isinstance(error, UpstreamUnavailable):
+        return _("%(name)s is not answering right now. Try again in a few minutes.", name=name), 504
+    if isinstance(error, UpstreamInvalid):
+        return _("%(name)s sent an answer we cannot trust. Try again, or choose another way to sign in.",
+                 name=name), 502
+    if isinstance(error, RegistrationClosed):
+        return _("No account here is linked to this %(name)s account. Sign in another way, or ask your "
+                 "administrator for an account.", name=name), 403
+    if isinstance(error, EmailMissing):
+        return _("%(name)s did not share a usable email address, which a new account needs.", name=name), 400
+    return _("This account cannot sign in. Ask your administrator."), 403
+
+
+def _failure(provider_id: str, name: str, error: FederationError, next_path: str | None):
+    details = {"provider": provider_id, "reason": error.reason}
+    if isinstance(error, UpstreamDenied):
+        details["error"] = error.error
+    if isinstance(error, UpstreamInvalid):
+        details["check"] = error.why
+    db.session.rollback()
+    audit.record("federation.login.failed", outcome="failure", **details)
+    db.session.commit()
+    message, status = _message(error, name)
+    return render_template("federation/error.html", message=message, next=_next_target(next_path),
+                           request_id=request_id()), status
+
+
+@bp.route("/federation/<provider_id>/start")
+def start(provider_id: str):
+    provider = providers.find_enabled(provider_id)
+    if provider is None:
+        raise PageError(_("This sign-in option does not exist. Go back and choose another."), 404)
+    target = _next_target(request.args.get("next"))
+    try:
+        url = flow.begin(provider, target)
+    except FederationError as error:
+        return _failure(provider.id, provider.display_name, error, target)
+    audit.record("federation.login.started", provider=provider.id)
+    db.session.commit()
+    return redirect(url, 302)
+
+
+@bp.route("/federation/<provider_id>/callback")
+def callback(provider_id: str):
+    provider = providers.find(provider_id)
+    name = provider.display_name if provider else provider_id[:64]
+    params = request.args.to_dict(flat=True)
+    try:
+        row = flow.take_state(provider_id, params.get("state"))
+    except FederationError as error:
+        return _failure(provider_id[:64], name, error, None)
+    try:
+        if provider is None or not provider.enabled:
+            raise StateInvalid()
+        identity = flow.finish(provider, row, params)
+        user = linking.resolve(provider, identity)
+    except FederationError as error:
+        return _failure(provider_id, name, error, row.next_path)
+    if user is None:
+        link_id = linking.hold(identity, row.next_path)
+        db.session.commit()
+        return redirect(url_for("federation.link", link_id=link_id), 303)
+    return _sign_in(user, identity.amr, identity.acr, provider.id, row.next_path)
+
+
+def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str):
+    sso.start(user, amr=amr, acr=acr)
+    audit.record("federation.login.succeeded", user=user, provider=provider_id, amr=amr)
+    audit.record("authn.login.succeeded", user=user, amr=amr, via="federation")
+    db.session.commit()
+    return redirect(_next_target(next_path), 303)
+
+
+@bp.route("/federation/link/<link_id>", methods=["GET", "POST"])
+def link(link_id: str):
+    row = linking.find_pending(link_id, session.get("bid"))
+    if row is None:
+        raise PageError(_("This sign-in attempt has expired or was already used. Go back and start again."), 400)
+    provider = db.session.get(UpstreamProvider, row.provider_id)
+    context = {"provider": provider, "link_id": link_id, "email": row.email}
+    if request.method == "GET":
+        return render_template("federation/link.html", login="", errors={}, **context)
+    login_value = form_value("login", max_length=320)
+    try:
+        user = password_step.authenticate(login_value, request.form.get("password", ""))
+    except (LoginFailed, Throttled) as failure:
+        db.session.commit()  # keep the throttle counters and the audit event
+        message = LOGIN_FAILED if isinstance(failure, LoginFailed) else \
+            _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
+        page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
+        return page, 400 if isinstance(failure, LoginFailed) else 429
+    amr, acr, next_path = sorted(set(row.amr) | {AMR_PASSWORD}), row.acr, row.next_path
+    if linking.complete_pending(row, user) is None:
+        db.session.commit()
+        raise PageError(_("This %(name)s account was linked to another account meanwhile.",
+                          name=provider.display_name), 409)
+    return _sign_in(user, amr, acr, provider.id, next_path)

@@ -1,0 +1,159 @@
+"""The person's own profile: the standard claims we keep (OIDC Core 5.1), each validated, and an
+email change that takes effect only once the new address is proved."""
+from __future__ import annotations
+
+import re
+import zoneinfo
+from datetime import date
+from urllib.parse import urlsplit
+
+from sqlalchemy.exc import IntegrityError
+
+from idp import audit, mail
+from idp.clock import now
+from idp.extensions import db
+from idp.models import User
+from idp.security import passwords
+from idp.users import directory, email_links
+from idp.users.email_links import CHANGE_EMAIL
+from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
+from idp.web.templating import gettext as _
+
+TEXT_FIELDS = ("name", "given_name", "family_name", "middle_name", "nickname", "gender")
+URL_FIELDS = ("picture", "website")
+ADDRESS_FIELDS = ("street_address", "locality", "region", "postal_code", "country")
+PROFILE_FIELDS = TEXT_FIELDS + URL_FIELDS + ("preferred_username", "birthdate", "zoneinfo", "locale",
+                                             "phone_number") + tuple(f"address_{f}" for f in ADDRESS_FIELDS)
+BIRTHDATE = re.compile(r"^(\d{4})(-(\d{2})-(\d{2}))?$")
+LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")   # BCP 47, as OIDC Core 5.1 asks
+PHONE = re.compile(r"^\+[1-9]\d{6,14}$")                          # E.164, as OIDC Core 5.1 recommends
+MAX_TEXT = 200
+_ZONES: frozenset | None = None
+
+
+def _zones() -> frozenset:
+    global _ZONES
+    if _ZONES is None:
+        _ZONES = frozenset(zoneinfo.available_timezones())
+    return _ZONES
+
+
+def _check_birthdate(value: str) -> str | None:
+    match = BIRTHDATE.match(value)
+    if not match:
+        return _("Use YYYY-MM-DD, or just the year.")
+    if match.group(2):
+        year = int(match.group(1)) or 2000  # 0000-MM-DD hides the year (OIDC Core 5.1)
+        try:
+            born = date(year, int(match.group(3)), int(match.group(4)))
+        except ValueError:
+            return _("That date does not exist.")
+        if match.group(1) != "0000" and born > now().date():
+            return _("That date is in the future.")
+    elif not 1900 <= int(match.group(1)) <= now().year:
+        return _("Enter a year between 1900 and this year.")
+    return None
+
+
+def _check(field: str, value: str) -> str | None:
+    """One sentence saying what is wrong with `value`, or None."""
+    if len(value) > (2048 if field in URL_FIELDS else MAX_TEXT):
+        return _("This is too long.")
+    if any(ord(c) < 0x20 for c in value):
+        return _("Remove the control characters.")
+    if field in URL_FIELDS:
+        parts = urlsplit(value)
+        if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
+            return _("Enter an https:// address.")
+    elif field == "birthdate":
+        return _check_birthdate(value)
+    elif field == "zoneinfo" and value not in _zones():
+        return _("Choose a time zone like Europe/Paris.")
+    elif field == "locale" and not LOCALE.match(value):
+        return _("Use a language tag like en-GB or fr.")
+    elif field == "phone_number" and not PHONE.match(value):
+        return _("Use the international format, like +33123456789.")
+    elif field == "preferred_username" and not directory.USERNAME.match(value):
+        return _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
+    return None
+
+
+def update_profile(user: User, values: dict[str, str]) -> list[str]:
+    """Set the given fields (an empty value clears an optional one); returns the names that
+    changed. Raises RegistrationRejected with field errors and changes nothing then. The caller
+    commits."""
+    values = {k: (values.get(k) or "").strip() for k in PROFILE_FIELDS}
+    errors = {k: problem for k, v in values.items() if v and (problem := _check(k.removeprefix("address_")
+                                                                                 if k.startswith("address_") else k, v))}
+    if not values["preferred_username"]:
+        errors["preferred_username"] = _("A username is required.")
+    if errors:
+        raise RegistrationRejected(errors)
+    changed = []
+    for field in TEXT_FIELDS + URL_FIELDS + ("birthdate", "zoneinfo", "locale"):
+        if (getattr(user, field) or "") != values[field]:
+            setattr(user, field, values[field] or None)
+            changed.append(field)
+    if (user.phone_number or "") != values["phone_number"]:
+        user.phone_number, user.phone_number_verified = values["phone_number"] or None, False
+        changed.append("phone_number")
+    address = {f: values[f"address_{f}"] for f in ADDRESS_FIELDS if values[f"address_{f}"]} or None
+    if (user.address or None) != address:
+        user.address = address
+        changed.append("address")
+    if values["preferred_username"] != user.username:
+        _rename(user, values["preferred_username"])
+        changed.append("preferred_username")
+    if changed:
+        user.updated_at = now()
+        audit.record("users.profile.changed", user=user, fields=changed)
+    return changed
+
+
+def _rename(user: User, username: str) -> None:
+    user.username, user.username_key = username, directory.identifier_key(username)
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise RegistrationRejected({"preferred_username": _(directory.TAKEN)}) from None
+
+
+def request_email_change(user: User, new_email: str) -> None:
+    """Mail a link to the new address; the address changes only when it is used. Raises
+    RegistrationRejected (bad or taken address) or LinkThrottled. The caller commits."""
+    new_email = new_email.strip()
+    if len(new_email) > 254 or not directory.EMAIL.match(new_email):
+        raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
+    key = directory.identifier_key(new_email)
+    if key == user.email_key:
+        raise RegistrationRejected({"email": _("This is already your email address.")})
+    if db.session.scalar(db.select(User.id).where(User.email_key == key)) is not None:
+        raise RegistrationRejected({"email": _(directory.TAKEN)})
+    if email_links.sent_since(user, CHANGE_EMAIL, 60):
+        raise LinkThrottled(60)
+    email_links.cancel(user, CHANGE_EMAIL)
+    link = email_links.issue(user, CHANGE_EMAIL, email=new_email)
+    mail.send(new_email, "change_email", user=user, link=link, new_email=new_email)
+    audit.record("users.email.change_requested", user=user)
+
+
+def confirm_email_change(raw: str) -> User:
+    """Use a change link: the account's address becomes the one the link was sent to (verified),
+    and the old address is told. Raises LinkInvalid (also when the address was taken since)."""
+    row = email_links.use(raw, CHANGE_EMAIL)
+    if row is None:
+        raise LinkInvalid()
+    user = db.session.get(User, row.user_id)
+    old = user.email
+    user.email, user.email_key, user.email_verified = row.email, directory.identifier_key(row.email), True
+    try:
+        with db.session.begin_nested():
+            db.session.flush()
+    except IntegrityError:
+        raise LinkInvalid() from None
+    user.updated_at = now()
+    email_links.cancel(user, email_links.VERIFY_EMAIL)
+    mail.send(old, "email_changed", user=user, new_email=row.email)
+    audit.record("users.email.changed", user=user)
+    return user

@@ -1,0 +1,84 @@
+"""Email verification and password reset: the rules, the mail and the audit events. The pages
+are authn's; ending sessions after a reset is the caller's (authn), which owns sessions."""
+from __future__ import annotations
+
+from flask import current_app
+
+from idp import audit, mail
+from idp.clock import now
+from idp.extensions import db
+from idp.models import User
+from idp.users import directory, email_links
+from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
+from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
+
+RESEND_INTERVAL = 60        # seconds between two links of one kind to one person
+MAX_LINKS_PER_DAY = 5       # per person and kind
+
+
+def _check_throttle(user: User, purpose: str) -> None:
+    if email_links.sent_since(user, purpose, RESEND_INTERVAL):
+        raise LinkThrottled(RESEND_INTERVAL)
+    if email_links.sent_since(user, purpose, 24 * 3600) >= MAX_LINKS_PER_DAY:
+        raise LinkThrottled(3600)
+
+
+def send_verification(user: User) -> None:
+    """Mail a link that proves the address; raises LinkThrottled when asked again too soon.
+    The caller commits."""
+    _check_throttle(user, VERIFY_EMAIL)
+    link = email_links.issue(user, VERIFY_EMAIL)
+    hours = current_app.config["IDP_SETTINGS"].email_verify_ttl // 3600
+    mail.send(user.email, "verify_email", user=user, link=link, hours=max(hours, 1))
+    audit.record("users.email.verification_sent", user=user)
+
+
+def confirm_email(raw: str) -> User:
+    """Use a verification link; the address is verified only if it is still the account's."""
+    row = email_links.use(raw, VERIFY_EMAIL)
+    if row is None:
+        raise LinkInvalid()
+    user = db.session.get(User, row.user_id)
+    if directory.identifier_key(row.email) != user.email_key:
+        audit.record("users.email.verification_failed", outcome="failure", user=user, reason="address_changed")
+        raise LinkInvalid()
+    user.email_verified = True
+    audit.record("users.email.verified", user=user)
+    return user
+
+
+def request_password_reset(login: str) -> None:
+    """Mail a reset link when `login` names an active account. Says nothing either way: the page
+    answers the same for every input, and the work here is one lookup plus a queued row."""
+    user = directory.find_by_login(login) if login else None
+    if user is None or user.disabled:
+        audit.record("users.password.reset_requested", outcome="failure", reason="unknown_or_disabled")
+        return
+    try:
+        _check_throttle(user, RESET_PASSWORD)
+    except LinkThrottled:
+        audit.record("users.password.reset_requested", outcome="failure", user=user, reason="throttled")
+        return
+    link = email_links.issue(user, RESET_PASSWORD)
+    minutes = current_app.config["IDP_SETTINGS"].password_reset_ttl // 60
+    mail.send(user.email, "reset_password", user=user, link=link, minutes=max(minutes, 1))
+    audit.record("users.password.reset_requested", user=user)
+
+
+def reset_password(raw: str, password: str) -> User:
+    """Set a new password through a reset link. The rules are checked before the link is used,
+    so a refused password does not burn it. Raises LinkInvalid or RegistrationRejected; the
+    caller ends the person's sessions and commits."""
+    row = email_links.find(raw, RESET_PASSWORD)
+    if row is None:
+        raise LinkInvalid()
+    user = db.session.get(User, row.user_id)
+    problem = directory.validate_new_password(password, username=user.username, email=user.email)
+    if problem:
+        raise RegistrationRejected({"password": problem})
+    if user.disabled or email_links.use(raw, RESET_PASSWORD) is None:
+        raise LinkInvalid()
+    directory.set_password(user, password)
+    mail.send(user.email, "password_changed", user=user, when=now().strftime("%Y-%m-%d %H:%M UTC"))
+    audit.record("users.password.reset", user=user)
+    return user

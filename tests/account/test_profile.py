@@ -1,0 +1,129 @@
+"""Self-service profile, email change and password change (issue 6 item 4)."""
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from idp.extensions import db
+from idp.models import User
+from tests.authn.web import Web
+from tests.conftest import PASSWORD
+from tests.helpers.forms import csrf_token
+from tests.helpers.rp import verify_id_token
+from tests.oauth.flows import signed_in_browser, tokens_for, userinfo
+
+FULL = {"preferred_username": None, "name": "Ada Lovelace", "given_name": "Ada", "middle_name": "",
+        "family_name": "Lovelace", "nickname": "ada", "picture": "https://img.example.com/ada.png",
+        "website": "https://ada.example.com", "gender": "female", "birthdate": "1815-12-10",
+        "zoneinfo": "Europe/London", "locale": "en-GB", "phone_number": "+442071234567",
+        "address_street_address": "12 St James's Square", "address_postal_code": "SW1Y 4JH",
+        "address_locality": "London", "address_region": "", "address_country": "United Kingdom"}
+
+
+def save_profile(browser, issuer, **changes):
+    page = browser.get(f"{issuer}/account/profile")
+    assert page.status_code == 200
+    values = {k: v for k, v in FULL.items()}
+    values["preferred_username"] = re.search(r'name="preferred_username"[^>]*value="([^"]*)"', page.text).group(1)
+    values.update(changes)
+    return browser.post(f"{issuer}/account/profile", data={"csrf_token": csrf_token(page.text), **values})
+
+
+def test_profile_changes_show_up_in_userinfo_and_new_id_tokens(live_server, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, user)
+    _, _, before = tokens_for(live_server, user, client, scope="openid profile", browser=browser)
+    first_updated = userinfo(live_server, before["access_token"]).json()["updated_at"]
+    response = save_profile(browser, live_server)
+    assert response.status_code == 303
+    scope = "openid profile phone address"
+    rp, _, token = tokens_for(live_server, user, client, scope=scope, browser=browser,
+                              claims='{"id_token": {"given_name": null, "birthdate": null}}')
+    info = userinfo(live_server, token["access_token"]).json()
+    assert {k: info[k] for k in ("name", "given_name", "family_name", "nickname", "picture", "website", "gender",
+                                 "birthdate", "zoneinfo", "locale", "phone_number")} == \
+        {k: FULL[k] for k in ("name", "given_name", "family_name", "nickname", "picture", "website", "gender",
+                              "birthdate", "zoneinfo", "locale", "phone_number")}
+    assert "middle_name" not in info and info["phone_number_verified"] is False
+    assert info["address"] == {"street_address": "12 St James's Square", "postal_code": "SW1Y 4JH",
+                               "locality": "London", "country": "United Kingdom",
+                               "formatted": "12 St James's Square\nSW1Y 4JH London\nUnited Kingdom"}
+    assert info["updated_at"] >= first_updated
+    claims = verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+    assert claims["given_name"] == "Ada" and claims["birthdate"] == "1815-12-10"
+    save_profile(browser, live_server, nickname="", picture="")
+    _, _, cleared = tokens_for(live_server, user, client, scope=scope, browser=browser)
+    info = userinfo(live_server, cleared["access_token"]).json()
+    assert "nickname" not in info and "picture" not in info and info["given_name"] == "Ada"
+
+
+@pytest.mark.parametrize("field, value", [
+    ("picture", "http://img.example.com/a.png"), ("website", "javascript:alert(1)"),
+    ("birthdate", "2021-02-30"), ("birthdate", "12/10/1815"), ("birthdate", "2999-01-01"),
+    ("zoneinfo", "Mars/Olympus_Mons"), ("locale", "en GB!"), ("phone_number", "0123 456"),
+    ("given_name", "x" * 300), ("nickname", "tab\there"), ("preferred_username", "no spaces please"),
+    ("preferred_username", "")])
+def test_a_bad_value_is_refused_next_to_its_field_and_changes_nothing(live_server, app, make_user, field, value):
+    user = make_user()
+    browser = signed_in_browser(live_server, user)
+    response = save_profile(browser, live_server, **{field: value})
+    assert response.status_code == 400
+    assert f'aria-describedby="e-{field}"' in response.text
+    with app.app_context():
+        row = db.session.get(User, user["id"])
+        assert row.given_name is None and row.username == user["username"]
+
+
+def test_a_username_that_is_taken_is_refused(live_server, make_user):
+    other, user = make_user(), make_user()
+    response = save_profile(signed_in_browser(live_server, user), live_server, preferred_username=other["username"].upper())
+    assert response.status_code == 400 and "cannot be used" in response.text
+
+
+def test_renaming_changes_preferred_username_and_the_login(live_server, make_user):
+    user = make_user()
+    browser = signed_in_browser(live_server, user)
+    new_name = user["username"] + "_x"
+    assert save_profile(browser, live_server, preferred_username=new_name).status_code == 303
+    from tests.helpers.rp import Browser
+    assert Browser(live_server).login(new_name, PASSWORD).status_code == 303
+
+
+def request_change(web, new_email):
+    page = web.get("/account/profile").get_data(as_text=True)
+    return web.post("/account/email", data={"csrf_token": csrf_token(page), "email": new_email})
+
+
+def test_a_new_email_takes_effect_only_through_the_link_sent_to_it(app, make_user, mailbox):
+    user = make_user()
+    web = Web(app)
+    web.login(user["username"], PASSWORD)
+    new_email = "new-" + user["email"]
+    response = request_change(web, new_email)
+    assert response.status_code == 200 and "We sent a link" in response.get_data(as_text=True)
+    message = mailbox.last(app, new_email)
+    with app.app_context():
+        assert db.session.get(User, user["id"]).email == user["email"]
+    text = message.get_body(preferencelist=("plain",)).get_content()
+    path = re.search(r"http://[^/]+(/confirm-email-change/[\w\-]+)", text).group(1)
+    page = web.get(path)
+    assert page.status_code == 200
+    done = web.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))})
+    assert done.status_code == 200
+    with app.app_context():
+        row = db.session.get(User, user["id"])
+        assert row.email == new_email and row.email_verified
+    notice = mailbox.last(app, user["email"])
+    assert notice["Subject"] == "Your email address was changed" and new_email in notice.get_body().get_content()
+    assert web.get(path).status_code == 410
+
+
+def test_an_email_change_to_a_taken_address_is_refused(app, make_user):
+    other, user = make_user(), make_user()
+    web = Web(app)
+    web.login(user["username"], PASSWORD)
+    response = request_change(web, other["email"].upper())
+    assert response.status_code == 400 and "cannot be used" in response.get_data(as_text=True)
+    assert request_change(web, "not an email").status_code == 400

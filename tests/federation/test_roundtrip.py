@@ -1,0 +1,301 @@
+"""Sign-in through an upstream OpenID Provider (a second instance of our own app) over real HTTP:
+just-in-time accounts, linking rules, and the ID token the downstream issues afterwards."""
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from urllib.parse import parse_qs, urlsplit
+
+from idp import clock
+
+from idp.extensions import db
+from idp.models import AuditEvent, LinkedIdentity, PendingLink, SsoSession, User
+from tests.federation.journey import Person, federated, sign_in_upstream, to_upstream_login
+from tests.helpers.forms import csrf_token
+from tests.helpers.rp import RelyingParty, verify_id_token
+
+
+def query(url: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(url).query).items()}
+
+
+def read(app, fn):
+    with app.app_context():
+        return fn()
+
+
+def user_by_email(app, email: str) -> dict | None:
+    def find():
+        user = db.session.scalar(db.select(User).where(User.email == email))
+        return None if user is None else {"id": user.id, "username": user.username, "name": user.name,
+                                          "email_verified": user.email_verified,
+                                          "password_hash": user.password_hash}
+    return read(app, find)
+
+
+def links_of(app, provider_id: str) -> list[tuple[int, str]]:
+    return read(app, lambda: [(row.user_id, row.subject) for row in db.session.scalars(
+        db.select(LinkedIdentity).where(LinkedIdentity.provider_id == provider_id))])
+
+
+def events(app, provider_id: str) -> list[tuple[str, dict]]:
+    return read(app, lambda: [(e.type, e.details) for e in db.session.scalars(
+        db.select(AuditEvent).order_by(AuditEvent.id)) if e.details.get("provider") == provider_id])
+
+
+def sessions_of(app, user_id: int) -> int:
+    return read(app, lambda: db.session.scalar(db.select(db.func.count()).select_from(SsoSession)
+                                               .where(SsoSession.user_id == user_id)))
+
+
+def test_first_login_creates_an_account_and_the_client_gets_an_id_token_with_amr_fed(
+        app, live_server, upstream, make_provider, make_client):
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    client = make_client(first_party=True)
+    rp = RelyingParty(live_server, client)
+    person = Person()
+
+    # The client names the provider with idp_hint: /authorize goes straight to it.
+    response = person.get(rp.authorization_url(idp_hint=provider_id))
+    assert response.status_code == 302
+    assert response.headers["Location"].startswith(f"/federation/{provider_id}/start?next=/authorize/resume/")
+    page = to_upstream_login(person, rp.authorization_url(idp_hint=provider_id), upstream.issuer)
+    callback = sign_in_upstream(person, page, person_upstream)
+    assert callback.startswith(f"{live_server}/federation/{provider_id}/callback?")
+    assert query(callback)["iss"] == upstream.issuer  # RFC 9207, checked by the downstream
+
+    url, response = person.follow(person.get(callback), lambda url: url.startswith(client["redirect_uri"]))
+    assert url is not None, (response.status_code, response.text[:500])
+    token = rp.fetch_token(rp.callback_params(response))
+    claims = verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+    assert "fed" in claims["amr"] and "pwd" not in claims["amr"]
+    assert claims["acr"] == "urn:idp:acr:pwd"
+
+    created = user_by_email(app, person_upstream["email"])
+    assert created is not None and created["password_hash"] is None and created["name"] == "Ada Upstream"
+    assert created["email_verified"] is False  # the upstream did not say it was verified
+    assert links_of(app, provider_id) == [(created["id"], person_upstream["subject"])]
+    assert read(app, lambda: db.session.scalar(db.select(User.subject).where(User.id == created["id"]))) \
+        == claims["sub"]
+    types = [t for t, _ in events(app, provider_id)]
+    assert {"federation.login.started", "users.user.provisioned", "federation.identity.linked",
+            "federation.login.succeeded"} <= set(types)
+
+    # The second time, the link is used: no new account.
+    other = Person()
+    landed = other.get(federated(other, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 303 and landed.headers["Location"] == "/account"
+    assert len(links_of(app, provider_id)) == 1
+    assert sessions_of(app, created["id"]) == 2
+
+
+def test_without_registration_an_unknown_person_gets_a_page_and_no_account(app, live_server, upstream,
+                                                                          make_provider):
+    provider_id = make_provider(upstream=upstream, allow_registration=False)
+    person_upstream = upstream.make_user()
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 403 and "No account here is linked" in landed.text
+    assert user_by_email(app, person_upstream["email"]) is None
+    assert ("federation.login.failed", {"provider": provider_id, "reason": "registration_closed"}) \
+        in events(app, provider_id)
+
+
+def test_existing_account_is_linked_only_after_its_owner_signs_in_to_it(app, live_server, upstream,
+                                                                       make_provider, make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True, trust_email_verified=True)
+    local = make_user()
+    person_upstream = upstream.make_user(email=local["email"])  # not verified upstream
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream,
+                                  next_path="/account"))
+    assert landed.status_code == 303 and "/federation/link/" in landed.headers["Location"]
+    link_url = live_server + landed.headers["Location"]
+    page = person.get(link_url)
+    assert page.status_code == 200 and "An account with the email" in page.text
+    assert links_of(app, provider_id) == []
+    assert sessions_of(app, local["id"]) == 0  # nobody is signed in by the upstream alone
+
+    wrong = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                        "password": "not the password at all"})
+    assert wrong.status_code == 400 and links_of(app, provider_id) == []
+
+    done = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                       "password": local["password"]})
+    assert done.status_code == 303 and done.headers["Location"] == "/account"
+    assert links_of(app, provider_id) == [(local["id"], person_upstream["subject"])]
+    assert user_by_email(app, local["email"])["id"] == local["id"]  # no second account
+    assert ("federation.identity.linked", {"provider": provider_id, "via": "password"}) in events(app, provider_id)
+    assert ("federation.login.succeeded", {"provider": provider_id, "amr": ["fed", "pwd"]}) \
+        in events(app, provider_id)
+
+    # Single use: the same wait cannot link again.
+    assert person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                       "password": local["password"]}).status_code == 400
+    assert read(app, lambda: db.session.scalar(db.select(db.func.count()).select_from(PendingLink)
+                                               .where(PendingLink.provider_id == provider_id))) == 0
+
+    # From now on the upstream alone signs in to the linked account.
+    again = Person()
+    landed = again.get(federated(again, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 303 and landed.headers["Location"] == "/account"
+    assert sessions_of(app, local["id"]) == 2
+
+
+def test_the_wait_for_proof_is_bound_to_the_browser(app, live_server, upstream, make_provider, make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    local = make_user()
+    person_upstream = upstream.make_user(email=local["email"], email_verified=True)
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    link_url = live_server + landed.headers["Location"]
+    stranger = Person()
+    assert stranger.get(link_url).status_code == 400
+    assert stranger.get(f"{live_server}/login").status_code == 200
+    page = stranger.get(f"{live_server}/login")
+    refused = stranger.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                            "password": local["password"]})
+    assert refused.status_code == 400 and links_of(app, provider_id) == []
+
+
+def test_the_wait_for_proof_expires(app, live_server, upstream, make_provider, make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    local = make_user()
+    person_upstream = upstream.make_user(email=local["email"])
+    clock.set_now(datetime.now(timezone.utc))
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    link_url = live_server + landed.headers["Location"]
+    page = person.get(link_url)
+    assert page.status_code == 200
+    clock.advance(app.config["IDP_SETTINGS"].federation_state_ttl + 1)
+    late = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                       "password": local["password"]})
+    assert late.status_code == 400 and "expired" in late.text
+    assert links_of(app, provider_id) == [] and sessions_of(app, local["id"]) == 0
+
+
+def test_an_unverified_email_never_links_even_at_a_trusted_provider(app, live_server, upstream, make_provider,
+                                                                    make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True, trust_email_verified=True)
+    local = make_user()
+    person_upstream = upstream.make_user(email=local["email"], email_verified=False)
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 303 and "/federation/link/" in landed.headers["Location"]
+    assert links_of(app, provider_id) == [] and sessions_of(app, local["id"]) == 0
+    assert user_by_email(app, local["email"])["id"] == local["id"]
+
+
+def verify_email(app, user_id: int) -> None:
+    def mark():
+        db.session.get(User, user_id).email_verified = True
+        db.session.commit()
+    read(app, mark)
+
+
+def test_a_verified_email_links_at_once_only_when_the_provider_is_trusted(app, live_server, upstream,
+                                                                          make_provider, make_user):
+    trusted = make_provider(upstream=upstream, trust_email_verified=True)
+    untrusted = make_provider(upstream=upstream, trust_email_verified=False, allow_registration=True)
+    local = make_user()
+    verify_email(app, local["id"])
+    person_upstream = upstream.make_user(email=local["email"], email_verified=True)
+
+    person = Person()
+    landed = person.get(federated(person, live_server, untrusted, upstream.issuer, person_upstream))
+    assert "/federation/link/" in landed.headers["Location"] and links_of(app, untrusted) == []
+
+    person = Person()
+    landed = person.get(federated(person, live_server, trusted, upstream.issuer, person_upstream))
+    assert landed.status_code == 303 and landed.headers["Location"] == "/account"
+    assert links_of(app, trusted) == [(local["id"], person_upstream["subject"])]
+    assert ("federation.identity.linked", {"provider": trusted, "via": "verified_email"}) in events(app, trusted)
+    assert sessions_of(app, local["id"]) == 1
+
+
+def test_a_verified_email_never_links_at_once_to_an_account_whose_email_is_unverified(
+        app, live_server, upstream, make_provider, make_user):
+    """Pre-account hijacking: someone registered the victim's address here without proving it;
+    the victim's trusted, verified upstream identity must not be merged into that account."""
+    trusted = make_provider(upstream=upstream, trust_email_verified=True, allow_registration=True)
+    squatter = make_user()  # email_verified stays false
+    victim = upstream.make_user(email=squatter["email"], email_verified=True)
+    person = Person()
+    landed = person.get(federated(person, live_server, trusted, upstream.issuer, victim))
+    assert landed.status_code == 303 and "/federation/link/" in landed.headers["Location"]
+    assert links_of(app, trusted) == [] and sessions_of(app, squatter["id"]) == 0
+
+
+def test_the_login_page_shows_enabled_providers_only(app, live_server, upstream, make_provider):
+    shown = make_provider(upstream=upstream, display_name="Shown Corp")
+    hidden_id = make_provider(upstream=upstream, display_name="Hidden Corp")
+
+    def disable():
+        from idp.models import UpstreamProvider
+        db.session.get(UpstreamProvider, hidden_id).enabled = False
+        db.session.commit()
+    read(app, disable)
+    page = Person().get(f"{live_server}/login?next=/authorize/resume/abc")
+    assert "Continue with Shown Corp" in page.text and "Hidden Corp" not in page.text
+    assert f"/federation/{shown}/start?next=/authorize/resume/abc" in page.text
+    assert Person().get(f"{live_server}/federation/{hidden_id}/start").status_code == 404
+
+
+def test_an_unknown_idp_hint_shows_the_login_page(live_server, make_client):
+    client = make_client(first_party=True)
+    response = Person().get(RelyingParty(live_server, client).authorization_url(idp_hint="no-such-provider"))
+    assert response.status_code == 302 and response.headers["Location"].startswith("/login?")
+
+
+def test_linked_providers_are_listed_and_can_be_unlinked_while_another_way_remains(
+        app, live_server, upstream, make_provider, make_user):
+    provider_id = make_provider(upstream=upstream, allow_registration=True, display_name="Listed Corp")
+    person_upstream = upstream.make_user()
+    person = Person()
+    person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    account = person.get(f"{live_server}/account")
+    assert "Listed Corp" in account.text
+    link_id = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
+                                                  .where(LinkedIdentity.provider_id == provider_id)))
+    refused = person.post(f"{live_server}/account/linked/{link_id}/unlink",
+                          data={"csrf_token": csrf_token(account.text)})
+    assert refused.status_code == 409 and len(links_of(app, provider_id)) == 1  # the only way in
+
+    local = make_user()
+    verify_email(app, local["id"])
+    second = make_provider(upstream=upstream, trust_email_verified=True)
+    other = upstream.make_user(email=local["email"], email_verified=True)
+    person = Person()
+    person.get(federated(person, live_server, second, upstream.issuer, other))
+    account = person.get(f"{live_server}/account")
+    link_id = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
+                                                  .where(LinkedIdentity.provider_id == second)))
+    stranger_link = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
+                                                        .where(LinkedIdentity.provider_id == provider_id)))
+    assert person.post(f"{live_server}/account/linked/{stranger_link}/unlink",
+                       data={"csrf_token": csrf_token(account.text)}).status_code == 404
+    done = person.post(f"{live_server}/account/linked/{link_id}/unlink", data={"csrf_token": csrf_token(account.text)})
+    assert done.status_code == 303 and links_of(app, second) == []
+    assert len(links_of(app, provider_id)) == 1
+    assert ("federation.identity.unlinked", {"provider": second}) in events(app, second)
+
+
+def test_a_disabled_account_cannot_sign_in_through_its_link(app, live_server, upstream, make_provider):
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    first = Person()
+    first.get(federated(first, live_server, provider_id, upstream.issuer, person_upstream))
+    created = user_by_email(app, person_upstream["email"])
+
+    def disable():
+        db.session.get(User, created["id"]).disabled = True
+        db.session.execute(db.delete(SsoSession).where(SsoSession.user_id == created["id"]))
+        db.session.commit()
+    read(app, disable)
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 403 and "cannot sign in" in landed.text
+    assert sessions_of(app, created["id"]) == 0
+    assert events(app, provider_id)[-1] == ("federation.login.failed",
+                                            {"provider": provider_id, "reason": "account_disabled"})
