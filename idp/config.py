@@ -58,6 +58,10 @@ class Settings:
                                        "Seconds of the first back-off after repeated failed logins; doubles with each further failure.")
     throttle_max_delay: int = setting("IDP_THROTTLE_MAX_DELAY", 900,
                                       "Upper bound in seconds for a login back-off.")
+    mfa_required: bool = setting("IDP_MFA_REQUIRED", False,
+                                 "Whether every login must reach two factors (urn:idp:acr:mfa); people without a second factor set one up at login.")
+    mfa_recent_auth_seconds: int = setting("IDP_MFA_RECENT_AUTH_SECONDS", 300,
+                                           "Seconds after a login during which a person may add or remove factors, regenerate recovery codes or change the password without signing in again.")
     token_access_ttl: int = setting("IDP_TOKEN_ACCESS_TTL", 600, "Lifetime of access tokens in seconds.")
     token_id_ttl: int = setting("IDP_TOKEN_ID_TTL", 600, "Lifetime of ID tokens in seconds.")
     token_refresh_ttl: int = setting("IDP_TOKEN_REFRESH_TTL", 30 * 24 * 3600,
@@ -190,7 +194,8 @@ def validate(s: Settings) -> None:
     if s.keys_alg not in ("RS256", "ES256"):
         raise ConfigError("IDP_KEYS_ALG must be RS256 or ES256")
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
-                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay"):
+                 "token_refresh_ttl", "pending_ttl", "keys_cache_seconds", "throttle_base_delay", "throttle_max_delay",
+                 "mfa_recent_auth_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
     if s.trusted_proxies < 0:

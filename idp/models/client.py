@@ -22,6 +22,7 @@ class Client(db.Model, ClientMixin):
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)
     first_party: Mapped[bool] = mapped_column(Boolean, default=False)
     refresh_without_offline: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)  # every login for it reaches urn:idp:acr:mfa
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     updated_at = mapped_column(UtcDateTime)
 

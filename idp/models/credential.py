@@ -1,6 +1,6 @@
 """Second factors and passwordless credentials: WebAuthn passkeys and security keys, and the
 single-use challenges of their ceremonies."""
-from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String
+from sqlalchemy import JSON, BigInteger, Boolean, ForeignKey, Integer, LargeBinary, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.clock import now
@@ -43,3 +43,30 @@ class WebAuthnChallenge(db.Model):
     browser_digest: Mapped[str] = mapped_column(String(64))
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+
+class TotpCredential(db.Model):
+    """An RFC 6238 authenticator app of one user. The secret is Fernet-encrypted; confirmed_at is
+    empty until the person typed a valid code; last_step is the last time step accepted (replay)."""
+
+    __tablename__ = "totp_credentials"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    secret_encrypted: Mapped[str] = mapped_column(Text)
+    confirmed_at = mapped_column(UtcDateTime)
+    last_step: Mapped[int | None] = mapped_column(BigInteger)
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    last_used_at = mapped_column(UtcDateTime)
+
+
+class RecoveryCode(db.Model):
+    """One single-use recovery code, stored as its digest; used_at is set when it is spent."""
+
+    __tablename__ = "recovery_codes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_digest: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    used_at = mapped_column(UtcDateTime)
