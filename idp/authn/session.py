@@ -62,6 +62,28 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     return row
 
 
+def elevate(row: SsoSession, amr: list[str], acr: str) -> None:
+    """Record a step-up on this browser's session: more factors proved just now. The session keeps
+    its sid (clients' ID tokens stay tied to it) but gets a new cookie value; the caller commits."""
+    raw = random_token(32)
+    row.token_digest = digest(raw)
+    row.amr, row.acr, row.auth_time = amr, acr, now()
+    g.idp_session = row
+    g.idp_cookie = raw
+
+
+def end_other_sessions(user: User) -> int:
+    """Delete every session of this user except this browser's; the number ended. The caller commits."""
+    keep = current_session()
+    query = db.select(SsoSession).where(SsoSession.user_id == user.id)
+    if keep is not None:
+        query = query.where(SsoSession.id != keep.id)
+    rows = db.session.scalars(query).all()
+    for row in rows:
+        db.session.delete(row)
+    return len(rows)
+
+
 def end() -> SsoSession | None:
     """Delete this browser's session row (if any) and clear the cookie; the caller commits."""
     row = current_session()

@@ -151,29 +151,46 @@ def first_supported(acr_values: Sequence[str]) -> str | None:
     return next((value for value in acr_values if value in ACR_VALUES_SUPPORTED), None)
 
 
-def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str, must: bool) -> Step:
+def proofs_from_amr(amr: Collection[str]) -> list[Proof]:
+    """The proofs behind an SSO session's amr, so a step-up adds to them instead of starting over."""
+    proofs = []
+    if AMR_PASSWORD in amr:
+        proofs.append(password_proof())
+    if AMR_FEDERATED in amr:
+        proofs.append(federated_proof())
+    if AMR_OTP in amr:
+        proofs.append(totp_proof())
+    if AMR_HARDWARE_KEY in amr or AMR_SOFTWARE_KEY in amr:
+        proofs.append(webauthn_proof(hardware=AMR_HARDWARE_KEY in amr, user_verified=AMR_USER in amr))
+    return proofs
+
+
+def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str,
+              required: str | None = None) -> Step:
     """What this login does next.
 
     proofs:   what this login has proved so far, in order (server-side state, never the client's word)
     enrolled: the factors this person has set up (PASSWORD when they have a password)
-    target:   the level this login should reach (the strongest of request, client and global policy)
-    must:     True when falling short is not acceptable (policy requires MFA, or an essential acr):
-              then a person without a suitable factor is asked to enrol one; otherwise the login
-              ends at the level reached and the caller decides (acr_values is voluntary).
+    target:   the level this login tries to reach with the factors the person has (a request's
+              acr_values is voluntary: OIDC Core 3.1.2.1)
+    required: the level it must reach (client or global policy, an essential acr claim): a person
+              without a suitable factor is led through enrolling one. Below it, the login still
+              ends (Done) when nothing more can be asked, and the caller refuses the result.
     """
     if not proofs:
         return Ask(PRIMARY)  # nobody is known yet: a password, or a passkey (passwordless)
     amr = amr_for(proofs)
     acr = acr_for(amr)
-    if meets(acr, target):
-        return Done(acr, tuple(amr))
     proved = {proof.factor for proof in proofs}
-    phishing_resistant = rank(target) >= rank(ACR_PHISHING_RESISTANT) and WEBAUTHN not in proved
-    useful = (WEBAUTHN,) if phishing_resistant else SECOND
-    choices = tuple(f for f in useful if f in enrolled and f not in proved)
-    if choices:
-        return Ask(choices)
-    can_enrol = tuple(f for f in ENROLLABLE if f in useful and f not in proved)
-    if must and can_enrol:
-        return Enrol(can_enrol)
+    for level in (stronger(target, required), required):
+        if level is None or meets(acr, level):
+            continue
+        useful = (WEBAUTHN,) if rank(level) >= rank(ACR_PHISHING_RESISTANT) and WEBAUTHN not in proved else SECOND
+        choices = tuple(f for f in useful if f in enrolled and f not in proved)
+        if choices:
+            return Ask(choices)
+        if level == required:
+            can_enrol = tuple(f for f in ENROLLABLE if f in useful and f not in proved)
+            if can_enrol:
+                return Enrol(can_enrol)
     return Done(acr, tuple(amr))
