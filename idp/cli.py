@@ -91,13 +91,15 @@ def clients():
 @click.option("--redirect-uri", "redirect_uris", multiple=True, help="Repeat for several.")
 @click.option("--public", is_flag=True, help="No secret; PKCE required (browser or native app).")
 @click.option("--first-party", is_flag=True, help="Trusted: consent screen skipped.")
+@click.option("--require-mfa", is_flag=True, help="Every login for this client reaches two factors (urn:idp:acr:mfa).")
 @click.option("--grant-type", "grant_types", multiple=True,
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
 @click.option("--scope", default="openid profile email offline_access", show_default=True)
 @click.option("--no-pkce", is_flag=True, help="Confidential clients only: do not require PKCE.")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(name, redirect_uris, public, first_party, grant_types, scope, no_pkce, client_id, as_json):
+def clients_create(name, redirect_uris, public, first_party, require_mfa, grant_types, scope, no_pkce, client_id,
+                   as_json):
     from idp.extensions import db as database
     from idp.oauth.clients import ClientRejected, create_client, describe, find_client
     _app()
@@ -106,7 +108,8 @@ def clients_create(name, redirect_uris, public, first_party, grant_types, scope,
     try:
         client, secret = create_client(name=name, redirect_uris=list(redirect_uris), public=public,
                                        first_party=first_party, grant_types=list(grant_types) or None,
-                                       scope=scope, require_pkce=not no_pkce, client_id=client_id)
+                                       scope=scope, require_pkce=not no_pkce, client_id=client_id,
+                                       require_mfa=require_mfa)
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
     database.session.commit()

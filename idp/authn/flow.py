@@ -144,8 +144,9 @@ def _finish(row: LoginAttempt, done: steps.Done):
     user, amr, target = row.user, list(done.amr), row.next
     current = sso.current_session()
     if row.step_up and current is not None and current.user_id == user.id:
-        sso.elevate(current, amr, done.acr)
-        audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
+        if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
+            sso.elevate(current, amr, done.acr)
+            audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
     else:
         sso.start(user, amr=amr, acr=done.acr)
         audit.record("authn.login.succeeded", user=user, amr=amr, acr=done.acr)

@@ -33,7 +33,7 @@ def _others(attempt, factor: str) -> list[tuple[str, str]]:
     names = {steps.TOTP: _("Use your authenticator app"), steps.RECOVERY: _("Use a recovery code"),
              steps.WEBAUTHN: _("Use a passkey"), steps.PASSWORD: _("Use your password")}
     return [(url_for(flow.ASK_ENDPOINTS[f], **({"resume": 1} if f == steps.PASSWORD else {})), names[f])
-            for f in step.choices if f != factor]
+            for f in step.choices if f != factor and _has_endpoint(flow.ASK_ENDPOINTS[f])]
 
 
 def _check_code(attempt, verify, template: str, message: str, **context):
@@ -58,8 +58,8 @@ def _check_code(attempt, verify, template: str, message: str, **context):
     return render_template(template, errors={"code": _(message)}, **context), 400
 
 
-@bp.route("/login/totp", methods=["GET", "POST"])
-def totp():
+@bp.route("/login/totp", methods=["GET", "POST"], endpoint="totp")
+def totp_step():
     attempt = _attempt_for(steps.TOTP)
     context = {"others": _others(attempt, steps.TOTP)}
     if request.method == "GET":
@@ -70,7 +70,7 @@ def totp():
     return refused or flow.proved(attempt, attempt.user, steps.totp_proof())
 
 
-@bp.route("/login/recovery", methods=["GET", "POST"])
+@bp.route("/login/recovery", methods=["GET", "POST"], endpoint="recovery")
 def recovery_code():
     attempt = _attempt_for(steps.RECOVERY)
     context = {"others": _others(attempt, steps.RECOVERY)}

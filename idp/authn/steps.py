@@ -172,7 +172,8 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
     proofs:   what this login has proved so far, in order (server-side state, never the client's word)
     enrolled: the factors this person has set up (PASSWORD when they have a password)
     target:   the level this login tries to reach with the factors the person has (a request's
-              acr_values is voluntary: OIDC Core 3.1.2.1)
+              acr_values is voluntary: OIDC Core 3.1.2.1); at least MFA for a person who has a
+              second factor
     required: the level it must reach (client or global policy, an essential acr claim): a person
               without a suitable factor is led through enrolling one. Below it, the login still
               ends (Done) when nothing more can be asked, and the caller refuses the result.
@@ -182,6 +183,8 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
     amr = amr_for(proofs)
     acr = acr_for(amr)
     proved = {proof.factor for proof in proofs}
+    if TOTP in enrolled or WEBAUTHN in enrolled:
+        target = stronger(target, ACR_MFA)  # whoever set up a second factor is always asked for one
     for level in (stronger(target, required), required):
         if level is None or meets(acr, level):
             continue

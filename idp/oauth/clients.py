@@ -52,7 +52,8 @@ def check_redirect_uri(uri: str) -> None:
 
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
                   grant_types: list[str] | None = None, scope: str = "openid profile email offline_access",
-                  require_pkce: bool = True, client_id: str | None = None) -> tuple[Client, str | None]:
+                  require_pkce: bool = True, client_id: str | None = None,
+                  require_mfa: bool = False) -> tuple[Client, str | None]:
     """Add a client; returns it and its secret (None for public clients). The caller commits."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
     unknown = set(grant_types) - GRANT_TYPES
@@ -71,9 +72,11 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
                     client_secret_digest=digest(secret) if secret else None,
                     token_endpoint_auth_method="none" if public else "client_secret_basic",
                     redirect_uris=list(dict.fromkeys(redirect_uris)), grant_types=list(grant_types),
-                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party)
+                    scope=scope, require_pkce=True if public else require_pkce, first_party=first_party,
+                    require_mfa=require_mfa)
     db.session.add(client)
-    audit.record("oauth.client.created", client=client, public=public, first_party=first_party)
+    audit.record("oauth.client.created", client=client, public=public, first_party=first_party,
+                 require_mfa=require_mfa)
     return client, secret
 
 
@@ -96,4 +99,5 @@ def describe(client: Client) -> dict:
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "redirect_uris": client.redirect_uris, "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
+            "require_mfa": client.require_mfa,
             "created_at": client.created_at.isoformat() if client.created_at else None}

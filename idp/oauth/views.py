@@ -10,10 +10,12 @@ from flask import Blueprint, Response, current_app, g, redirect, render_template
 
 from idp import audit
 from idp.authn.session import current_session
+from idp.authn.steps import meets
 from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
 from idp.oauth import claims as claims_mod
+from idp.oauth import acr as acr_mod
 from idp.oauth import consent, endpoints, interaction, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.server import get_server
@@ -25,6 +27,12 @@ from idp.web.templating import gettext as _
 bp = Blueprint("oauth", __name__)
 
 EXPIRED = "This sign-in request has expired or was opened in another browser. Go back to the application and start again."
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0."""
+
+    error = "unmet_authentication_requirements"
 
 
 class RequestNotSupported(OAuth2Error):
@@ -64,6 +72,9 @@ def consent_decision():
         extras = _validate_extras(grant, row.params)
     except OAuth2Error as error:
         return _error_response(error, row.params)
+    required = extras["acr"].required
+    if required is not None and not meets(sso.acr, required):  # the session changed since the consent page
+        return redirect(url_for("oauth.resume", pending_id=pending_id), 303)
     if request.form.get("decision") != "allow":
         audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
         pending.drop(row)
@@ -98,8 +109,13 @@ def _validate_extras(grant, params: dict) -> dict:
         hint = verify_id_token_hint(params["id_token_hint"])
         if hint is None:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
+    settings = current_app.config["IDP_SETTINGS"]
+    acr_request = acr_mod.requested_acr(params.get("acr_values"), claims_request,
+                                        policy_mfa=grant.client.require_mfa or settings.mfa_required)
+    if acr_request.impossible:
+        raise UnmetAuthenticationRequirements("the essential acr values are not supported", **where)
     return {"max_age": int(max_age) if max_age is not None else None, "claims": claims_request,
-            "hint_sub": hint.get("sub") if hint else None,
+            "hint_sub": hint.get("sub") if hint else None, "acr": acr_request,
             "prompts": set((params.get("prompt") or "").split())}
 
 
@@ -122,25 +138,40 @@ def _authorize(params: dict, row, pending_id: str | None):
         session_age=int((now() - sso.auth_time).total_seconds()) if sso else None,
         max_age=extras["max_age"], hint_matches=hint_matches,
         consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
-        first_party=grant.client.first_party)
+        first_party=grant.client.first_party, session_acr=sso.acr if sso else None,
+        target=extras["acr"].target, required=extras["acr"].required,
+        stepped_up=row is not None and row.step_up_acr is not None)
+    if isinstance(step, interaction.Unmet):
+        audit.record("oauth.authentication.unmet", outcome="failure", user=user, client=grant.client,
+                     required=extras["acr"].required, acr=sso.acr)
+        db.session.commit()
+        return _error_response(UnmetAuthenticationRequirements("the required authentication level was not reached",
+                                                               **where), params)
     if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
-        error = LoginRequiredError(**where) if isinstance(step, interaction.Login) else ConsentRequiredError(**where)
+        error = ConsentRequiredError(**where) if isinstance(step, interaction.Consent) else LoginRequiredError(**where)
         return _error_response(error, params)
     if isinstance(step, interaction.Issue):
         return _issue(grant, sso, params, extras, row)
+    step_up_acr = step.acr if isinstance(step, interaction.StepUp) else None
     if pending_id is None:
-        pending_id = pending.save(params)
-        db.session.commit()
-    if isinstance(step, interaction.Login):
+        pending_id = pending.save(params, step_up_acr=step_up_acr)
+    elif step_up_acr is not None:
+        row.step_up_acr = step_up_acr
+    db.session.commit()
+    if isinstance(step, (interaction.Login, interaction.StepUp)):
+        # authn gets a local path and the level to reach; oauth checks the result on resume.
         login_url = url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id),
-                            login_hint=params.get("login_hint", "")[:320] or None)
+                            login_hint=params.get("login_hint", "")[:320] or None,
+                            acr=extras["acr"].target, required=extras["acr"].required,
+                            step_up=1 if step_up_acr else None)
         return redirect(login_url, 302)
     return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
                            scopes=consent.describe(grant.request.scope))
 
 
 def _issue(grant, sso, params: dict, extras: dict, row):
-    g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()), "acr": sso.acr,
+    g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()),
+                           "acr": acr_mod.reported_acr(sso.acr, extras["acr"]),
                            "amr": sso.amr, "claims": extras["claims"]}
     server = get_server()
     response = server.create_authorization_response(request=params, grant=grant, grant_user=sso.user)

@@ -14,8 +14,12 @@ def test_a_login_starts_with_a_password_or_a_passkey():
 
 
 def test_password_alone_reaches_the_password_level():
-    assert next_step([PWD], enrolled={PASSWORD, TOTP}, target=ACR_PASSWORD) == \
-        Done(ACR_PASSWORD, ("pwd",))
+    assert next_step([PWD], enrolled={PASSWORD}, target=ACR_PASSWORD) == Done(ACR_PASSWORD, ("pwd",))
+
+
+def test_a_person_with_a_second_factor_is_always_asked_for_it():
+    assert next_step([PWD], enrolled={PASSWORD, TOTP}, target=ACR_PASSWORD) == Ask((TOTP,))
+    assert next_step([PWD], enrolled={PASSWORD, RECOVERY}, target=ACR_PASSWORD) == Done(ACR_PASSWORD, ("pwd",))
 
 
 def test_mfa_target_asks_for_an_enrolled_second_factor():
