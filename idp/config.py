@@ -69,6 +69,8 @@ class Settings:
     token_code_ttl: int = setting("IDP_TOKEN_CODE_TTL", 60, "Lifetime of authorization codes in seconds (at most 60).")
     pending_ttl: int = setting("IDP_PENDING_TTL", 600,
                                "Seconds a pending authorization request waits for login and consent.")
+    webauthn_challenge_ttl: int = setting("IDP_WEBAUTHN_CHALLENGE_TTL", 300,
+                                          "Seconds a passkey challenge stays valid (30 to 900); each is single use.")
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
@@ -198,6 +200,8 @@ def validate(s: Settings) -> None:
                  "mfa_recent_auth_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
+    if not 30 <= s.webauthn_challenge_ttl <= 900:
+        raise ConfigError("IDP_WEBAUTHN_CHALLENGE_TTL must be between 30 and 900 seconds")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
     if s.log_level not in LOG_LEVELS:

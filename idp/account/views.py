@@ -11,3 +11,7 @@ def home():
     if row is None:
         return redirect(url_for("authn.login", next=request.path))
     return render_template("account/home.html", user=row.user, session=row)
+
+
+from idp.account import passkeys  # noqa: E402,F401  (adds the passkey pages to bp)
+from idp.account import security  # noqa: E402,F401  (adds the security pages to bp)

@@ -97,4 +97,5 @@ def logged_out():
     return render_template("authn/logged_out.html")
 
 
+from idp.authn import passkey_views  # noqa: E402,F401  (adds passwordless sign-in to bp)
 from idp.authn import step_views  # noqa: E402,F401  (adds the second-factor steps to bp)
