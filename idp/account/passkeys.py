@@ -12,9 +12,9 @@ from flask import Response, current_app, redirect, render_template, request, url
 
 from idp import audit
 from idp.account.views import bp
-from idp.authn import passkeys, steps
+from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
-from idp.authn.factors import enrolled_factors
+from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.authn.session import current_session
 from idp.clock import now
 from idp.extensions import db
@@ -84,7 +84,11 @@ def passkey_add():
     except PasskeyFailed:
         db.session.commit()  # the challenge is spent and the failure audited
         return _page(row, {"form": _(REGISTER_FAILED)}, 400)
+    # The first second factor comes with recovery codes, as with an authenticator app.
+    codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
     db.session.commit()
+    if codes:
+        return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
     return redirect(url_for("account.passkeys_page"), 303)
 
 
@@ -116,5 +120,7 @@ def passkey_delete(credential: int):
         db.session.commit()
         return _page(row, {"form": _(refusal)}, 409)
     passkeys.remove(found)
+    if not has_second_factor(row.user):
+        recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone
     db.session.commit()
     return redirect(url_for("account.passkeys_page"), 303)

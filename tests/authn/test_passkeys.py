@@ -49,7 +49,8 @@ def enrolled(app, make_user):
     web = Web(app)
     assert web.login(user["username"], user["password"]).status_code == 303
     authenticator = SoftAuthenticator()
-    assert add_passkey(web, authenticator).status_code == 303
+    first = add_passkey(web, authenticator)
+    assert first.status_code == 200 and "Your recovery codes" in first.get_data(as_text=True)
     return user, authenticator, web
 
 
@@ -94,6 +95,24 @@ def test_registered_passkey_is_listed_renamed_and_removed_with_audit(app, enroll
     assert removed.status_code == 303 and credential_rows(app, user["id"]) == []
     assert [kind for kind, _ in passkey_events(app, user["id"])] == [
         "authn.passkey.registered", "authn.passkey.renamed", "authn.passkey.removed"]
+
+
+def test_the_first_passkey_brings_recovery_codes_and_the_last_one_takes_them(app, enrolled):
+    from idp.models import RecoveryCode
+
+    def codes_left() -> int:
+        with app.app_context():
+            return len(db.session.scalars(db.select(RecoveryCode).where(RecoveryCode.user_id == user["id"],
+                                                                        RecoveryCode.used_at.is_(None))).all())
+
+    user, _, web = enrolled
+    assert codes_left() == 10
+    assert add_passkey(web, SoftAuthenticator(), name="Spare").status_code == 303  # codes exist: none new
+    first, second = credential_rows(app, user["id"])
+    web.post(f"/account/passkeys/{first.id}/delete", data={"csrf_token": web.token()})
+    assert codes_left() == 10
+    web.post(f"/account/passkeys/{second.id}/delete", data={"csrf_token": web.token()})
+    assert codes_left() == 0 and credential_rows(app, user["id"]) == []
 
 
 def test_registration_options_name_the_issuer_and_exclude_known_keys(app, enrolled):
@@ -196,7 +215,7 @@ def test_passwordless_without_user_verification_is_refused(app, make_user):
     web = Web(app)
     web.login(user["username"], user["password"])
     authenticator = SoftAuthenticator(user_verification=False)
-    assert add_passkey(web, authenticator).status_code == 303  # fine as a second factor
+    assert add_passkey(web, authenticator).status_code == 200  # fine as a second factor
     fresh = Web(app)
     response = passwordless(fresh, authenticator)
     assert response.status_code == 400 and fresh.session_cookie is None

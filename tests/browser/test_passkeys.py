@@ -69,11 +69,14 @@ class Passkeys:
             self.page.get_by_role("button", name="Sign in", exact=True).click()
 
     def add_passkey(self, name: str) -> None:
+        """Adds the first passkey of an account: the recovery codes follow, then the list."""
         self.page.goto("/account/passkeys")
         self.page.get_by_label("Name for the new passkey").fill(name)
         with self.page.expect_navigation():
             self.page.get_by_role("button", name="Add a passkey").click()
-        self.page.wait_for_url(f"{self.issuer}/account/passkeys")
+        assert self.page.get_by_role("heading", level=1).inner_text() == "Your recovery codes"
+        assert self.page.get_by_test_id("recovery-codes").locator("li").count() == 10
+        self.page.goto("/account/passkeys")
 
     def sign_out(self) -> None:
         self.page.goto("/logout")
