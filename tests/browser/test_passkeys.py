@@ -1,6 +1,7 @@
 """Passkeys in Chromium with its WebAuthn virtual authenticator (DevTools WebAuthn domain):
-registration on the account page, passwordless sign-in through an authorization request, a
-passkey as the second factor after the password, and a removed passkey that no longer works.
+registration on the account page, passwordless sign-in through an authorization request (the
+button and the autofill), a passkey as the second factor after the password, one set up during
+a login that must reach two factors, and a removed passkey that no longer works.
 Every ID token is verified against /jwks, and its acr/amr checked.
 
 WebAuthn needs an RP ID that is a domain: Chromium refuses an IP address such as 127.0.0.1.
@@ -210,4 +211,33 @@ def test_a_removed_passkey_no_longer_signs_in(localhost_issuer, make_user, make_
     page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri))
     assert redeem(localhost_issuer, rp, client_app)["amr"] == ["pwd"]
+    browser.watch.assert_clean()
+
+
+def test_a_passkey_set_up_when_the_client_requires_two_factors(localhost_issuer, make_user, make_client,
+                                                              stand_in_client, passkeys_browser):
+    browser, page = passkeys_browser, passkeys_browser.page
+    browser.without_autofill()
+    user = make_user()
+    client_app = stand_in_client()
+    rp = RelyingParty(localhost_issuer, make_client(first_party=True, require_mfa=True,
+                                                    redirect_uris=[client_app.redirect_uri]))
+    authorize(browser, rp)
+    page.get_by_label("Username or email").fill(user["username"])
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign in", exact=True).click()
+    with page.expect_navigation():
+        page.get_by_role("link", name="Add a passkey instead").click()
+    assert page.url == f"{localhost_issuer}/login/passkey/enrol"
+    assert page.evaluate(FIND_STRUCTURE_PROBLEMS) == []
+    page.get_by_label("Name for the new passkey").fill("Phone")
+    with page.expect_navigation():
+        page.get_by_role("button", name="Add a passkey").click()
+    assert page.get_by_test_id("recovery-codes").locator("li").count() == 10
+    page.get_by_role("button", name="I saved them, continue").click()
+    page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri))
+    claims = redeem(localhost_issuer, rp, client_app)
+    assert claims["amr"] == ["pwd", "hwk", "user", "mfa"] and claims["acr"] == ACR_PHISHING_RESISTANT
+    assert len(browser.credentials()) == 1
     browser.watch.assert_clean()
