@@ -36,7 +36,7 @@ def _others(attempt, factor: str) -> list[tuple[str, str]]:
             for f in step.choices if f != factor and _has_endpoint(flow.ASK_ENDPOINTS[f])]
 
 
-def _check_code(attempt, verify, template: str, message: str, **context):
+def _check_code(attempt, verify, template: str, message: str, reason: str, **context):
     """Throttle, verify, and on failure count it against this login; a response or None (passed)."""
     keys = throttle.keys_for(f"second-factor:{attempt.user_id}", request.remote_addr or "-")
     wait = throttle.retry_after(keys)
@@ -50,7 +50,7 @@ def _check_code(attempt, verify, template: str, message: str, **context):
         throttle.record_success(keys)
         return None
     throttle.record_failure(keys)
-    audit.record("authn.second_factor.failed", outcome="failure", user=attempt.user, reason=template.split("/")[-1])
+    audit.record("authn.second_factor.failed", outcome="failure", user=attempt.user, reason=reason)
     if flow.failed(attempt):
         db.session.commit()
         raise PageError(_(STARTED_OVER), 400)
@@ -66,7 +66,8 @@ def totp_step():
         return render_template("authn/totp.html", errors={}, **context)
     row = totp.confirmed_totp(attempt.user)
     code = form_value("code", max_length=16)
-    refused = _check_code(attempt, lambda: totp.verify(row, code), "authn/totp.html", WRONG_CODE, **context)
+    refused = _check_code(attempt, lambda: totp.verify(row, code), "authn/totp.html", WRONG_CODE, "bad_totp",
+                          **context)
     return refused or flow.proved(attempt, attempt.user, steps.totp_proof())
 
 
@@ -83,7 +84,8 @@ def recovery_code():
         left.append(remaining)
         return remaining is not None
 
-    refused = _check_code(attempt, spend, "authn/recovery.html", WRONG_RECOVERY, **context)
+    refused = _check_code(attempt, spend, "authn/recovery.html", WRONG_RECOVERY, "bad_recovery_code",
+                          **context)
     if refused:
         return refused
     response = flow.proved(attempt, attempt.user, steps.recovery_proof())
@@ -108,7 +110,7 @@ def totp_enrol():
         return render_template("authn/totp_enrol.html", errors={}, **context)
     code = form_value("code", max_length=16)
     refused = _check_code(attempt, lambda: totp.confirm_enrolment(attempt.user, row, code),
-                          "authn/totp_enrol.html", WRONG_CODE, **context)
+                          "authn/totp_enrol.html", WRONG_CODE, "bad_enrolment_code", **context)
     if refused:
         return refused
     flow.record(attempt, attempt.user, steps.totp_proof())

@@ -4,7 +4,6 @@ from __future__ import annotations
 import pyotp
 
 from idp.models import AuditEvent, TotpCredential
-from tests.authn.web import field_value
 from tests.helpers.forms import csrf_token
 from tests.helpers.mfa import code_at, give_recovery_codes, give_totp
 
@@ -103,11 +102,28 @@ def test_login_in_progress_does_not_carry_to_another_browser(app, make_user, pin
     secret = give_totp(app, user)
     first, other = Web(app), Web(app)
     password_then(first, user)
-    response = post_code(other, "/login/totp", code_at(secret)) if other.get("/login/totp").status_code == 200 \
-        else other.get("/login/totp")
-    assert response.status_code == 400 and not other.is_signed_in()
-    # Copying the session row's reference is what the cookie is for; the other browser has none.
+    assert other.get("/login/totp").status_code == 400
+    token = other.token("/login")  # the other browser's own (fresh) login has proved nothing
+    refused = other.post("/login/totp", data={"csrf_token": token, "code": code_at(secret)})
+    assert refused.status_code == 400 and not other.is_signed_in()
     assert post_code(first, "/login/totp", code_at(secret)).status_code == 303
+
+
+def test_later_steps_cannot_be_called_out_of_turn(app, web, make_user):
+    user = make_user()
+    give_totp(app, user)
+    assert web.get("/login/totp/enrol").status_code == 400  # nothing in progress
+    token = web.token("/login")  # a login in progress, nothing proved yet
+    for path in ("/login/totp", "/login/recovery", "/login/totp/enrol"):
+        assert web.post(path, data={"csrf_token": token, "code": "123456"}).status_code == 400, path
+    cont = web.post("/login/continue", data={"csrf_token": token})
+    assert cont.status_code == 303 and cont.headers["Location"].startswith("/login")
+    assert not web.is_signed_in()
+    password_then(web, user)  # now TOTP is due; enrolment is not (a factor exists)
+    assert web.get("/login/totp/enrol").status_code == 400
+    assert web.post("/login/continue", data={"csrf_token": web.token("/login/totp")}).headers["Location"] == \
+        "/login/totp"
+    assert not web.is_signed_in()
 
 
 def test_second_factor_failures_are_throttled(app, web, make_user, pinned):
@@ -201,7 +217,3 @@ def test_recovery_codes_are_stored_as_digests(app, make_user):
         assert db.session.scalar(db.select(db.func.count()).select_from(RecoveryCode).where(
             RecoveryCode.user_id == user["id"])) == 10
     assert not set(again) & set(codes)
-
-
-def test_field_value_helper_is_used(web):
-    assert field_value('<input name="next" value="/x">', "next") == "/x"
