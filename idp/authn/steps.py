@@ -19,12 +19,13 @@ Levels (acr), each one including those below it:
   urn:idp:acr:phr  two factors, one of them WebAuthn (phishing-resistant)
 
 How a factor's view plugs in (idp/authn/flow.py holds the server-side login in progress):
-  attempt = flow.current_attempt()           # None: no login in progress in this browser -> PageError
-  flow.require_step(attempt, WEBAUTHN)       # refuses a factor the state machine is not asking for
+  attempt = flow.current_attempt()           # None: no login in progress in this browser
+  if not flow.is_asking(attempt, WEBAUTHN):  # (flow.is_enrolling for a set-up step)
+      raise PageError(...)                   # a step out of turn is refused
   ... verify the factor for attempt.user (or, passwordless, find the user) ...
   return flow.proved(attempt, user, webauthn_proof(hardware=..., user_verified=...))
 flow.proved records the proof, then redirects to the next step's endpoint (flow.ASK_ENDPOINTS /
-ENROL_ENDPOINTS: WEBAUTHN -> "authn.passkey" / "authn.passkey_enrol") or finishes the login.
+ENROL_ENDPOINTS) or finishes the login (SSO session started, or raised for a step-up).
 """
 from __future__ import annotations
 
