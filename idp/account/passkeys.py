@@ -50,7 +50,7 @@ def _recently_signed_in() -> SsoSession:
     return row
 
 
-def _removal_refused(user, credential) -> str | None:
+def _removal_refused(user) -> str | None:
     """Why this passkey must stay, or None. IDP_MFA_REQUIRED makes a second factor a must."""
     if len(passkeys.credentials_of(user)) > 1:
         return None
@@ -80,7 +80,8 @@ def passkey_registration_options():
 def passkey_add():
     row = _recently_signed_in()
     try:
-        passkeys.register(row.user, request.form.get("credential", "")[:16384], form_value("name", max_length=64))
+        passkeys.register(row.user, request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL],
+                          form_value("name", max_length=passkeys.NAME_MAX))
     except PasskeyFailed:
         db.session.commit()  # the challenge is spent and the failure audited
         return _page(row, {"form": _(REGISTER_FAILED)}, 400)
@@ -114,7 +115,7 @@ def passkey_delete(credential: int):
     found = passkeys.find_credential(row.user, credential)
     if found is None:
         raise PageError(_("This passkey does not exist. Go back to your passkeys."), 404)
-    refusal = _removal_refused(row.user, found)
+    refusal = _removal_refused(row.user)
     if refusal:
         audit.record("authn.passkey.removal_refused", outcome="failure", user=row.user, credential=found.id)
         db.session.commit()

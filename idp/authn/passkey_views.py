@@ -18,7 +18,6 @@ from idp.web.templating import gettext as _
 PASSKEY_FAILED = "That passkey did not work here. Try again, or sign in with your password."
 SECOND_FACTOR_FAILED = "That passkey did not work. Try again, or use another way to sign in."
 ENROL_FAILED = "That passkey could not be set up. Try again, or use another one."
-MAX_CREDENTIAL = 16384  # characters of a browser's JSON answer we read at most
 
 
 @bp.app_context_processor
@@ -33,7 +32,7 @@ def _options(options: str) -> Response:
 
 
 def _credential() -> str:
-    return request.form.get("credential", "")[:MAX_CREDENTIAL]
+    return request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL]
 
 
 def _attempt_for(*, enrol: bool = False):

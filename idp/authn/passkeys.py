@@ -41,6 +41,7 @@ from idp.security.tokens import constant_time_equal, digest, random_token
 REGISTER = "register"
 AUTHENTICATE = "authenticate"
 NAME_MAX = 64
+MAX_CREDENTIAL = 16384  # characters of a browser's JSON answer we read at most
 # Anything a malformed or hostile client JSON can make the parsers raise.
 MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError)
 
