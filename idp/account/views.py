@@ -15,6 +15,3 @@ def home():
 
 from idp.account import passkeys  # noqa: E402,F401  (adds the passkey pages to bp)
 from idp.account import security  # noqa: E402,F401  (adds the security pages to bp)
-
-
-from idp.account import security  # noqa: E402,F401  (adds the security pages to bp)
