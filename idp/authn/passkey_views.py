@@ -8,7 +8,7 @@ from flask import Response, current_app, render_template, request, url_for
 
 from idp.authn import flow, passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
-from idp.authn.step_views import NOT_IN_PROGRESS, STARTED_OVER, _others
+from idp.authn.step_views import NOT_IN_PROGRESS, _others
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
 from idp.web.errors import PageError
@@ -58,12 +58,13 @@ def passwordless():
     if attempt is None or attempt.proofs or not flow.is_asking(attempt, steps.WEBAUTHN):
         attempt = flow.begin(attempt.next, acr=attempt.target, required=attempt.target if attempt.must else None) \
             if attempt is not None else flow.begin(_next_target())
+    next_path = attempt.next  # read now: a racing request may finish this login and delete the row
     try:
         credential, proof = passkeys.authenticate(_credential(), None)
     except PasskeyFailed:
         db.session.commit()  # the challenge is spent and the failure audited
         settings = current_app.config["IDP_SETTINGS"]
-        return render_template("authn/login.html", next=attempt.next, login="", errors={"form": _(PASSKEY_FAILED)},
+        return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
                                registration=settings.registration_enabled), 400
     return flow.proved(attempt, credential.user, proof)
 
@@ -85,9 +86,8 @@ def passkey():
     try:
         proof = passkeys.authenticate(_credential(), attempt.user)[1]
     except PasskeyFailed:
-        if flow.failed(attempt):
-            db.session.commit()
-            raise PageError(_(STARTED_OVER), 400) from None
+        # Audited, but not counted against the login like a wrong code: a signature cannot be
+        # guessed, and a racing request may already have finished (and deleted) this login.
         db.session.commit()
         return render_template("authn/passkey.html", errors={"form": _(SECOND_FACTOR_FAILED)}, **context), 400
     return flow.proved(attempt, attempt.user, proof)

@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import pytest
+import requests
 
 from idp.extensions import db
 from idp.models import AuditEvent, SsoSession, WebAuthnChallenge, WebAuthnCredential
@@ -452,3 +455,48 @@ def test_an_issuer_at_an_ip_address_offers_no_passkeys(app, enrolled):
     _, _, web = enrolled
     page = web.get("/account/passkeys").get_data(as_text=True)
     assert "Laptop" in page and 'data-passkey="register"' not in page and "IP address" in page
+
+
+def test_one_assertion_sent_by_several_threads_signs_in_once(app, live_server, enrolled):
+    """The challenge is consumed atomically (DELETE ... RETURNING): of four identical answers sent
+    together over real HTTP, one signs in and three are refused."""
+    user, authenticator, _ = enrolled
+    http = requests.Session()
+    token = csrf_token(http.get(f"{live_server}/login?next=/account", timeout=10).text)
+    sent = http.post(f"{live_server}/login/passwordless/options", headers={"X-CSRFToken": token}, timeout=10).json()
+    form = {"csrf_token": token, "next": "/account", "credential": json.dumps(authenticator.get(sent, live_server))}
+    cookies = http.cookies.get_dict()
+    barrier = threading.Barrier(4)
+
+    def send(_):
+        barrier.wait(timeout=10)
+        return requests.post(f"{live_server}/login/passwordless", data=form, cookies=cookies, allow_redirects=False,
+                             timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        assert sorted(pool.map(send, range(4))) == [303, 400, 400, 400]
+    assert failures(app, None)[-3:] == ["unknown_challenge"] * 3
+
+
+def test_one_second_factor_answer_sent_by_several_threads_counts_once(app, live_server, enrolled):
+    user, authenticator, _ = enrolled
+    http = requests.Session()
+    page = http.get(f"{live_server}/login?acr=urn:idp:acr:phr&next=/account", timeout=10)
+    asked = http.post(f"{live_server}/login", data={"csrf_token": csrf_token(page.text), "login": user["username"],
+                                                    "password": user["password"]}, allow_redirects=False, timeout=10)
+    assert asked.headers["Location"] == "/login/passkey"
+    token = csrf_token(http.get(f"{live_server}/login/passkey", timeout=10).text)
+    sent = http.post(f"{live_server}/login/passkey/options", headers={"X-CSRFToken": token}, timeout=10).json()
+    form = {"csrf_token": token, "credential": json.dumps(authenticator.get(sent, live_server))}
+    cookies = http.cookies.get_dict()
+    barrier = threading.Barrier(4)
+
+    def send(_):
+        barrier.wait(timeout=10)
+        return requests.post(f"{live_server}/login/passkey", data=form, cookies=cookies, allow_redirects=False,
+                             timeout=30).status_code
+
+    with ThreadPoolExecutor(4) as pool:
+        codes = sorted(pool.map(send, range(4)))
+    # One signs in; the others find the challenge spent (400) or the login already over (400).
+    assert codes == [303, 400, 400, 400]
