@@ -112,6 +112,7 @@ def _logout_option(ctx, param, value):
 @click.option("--signing-alg", type=click.Choice(["RS256", "PS256", "ES256", "HS256"]),
               help="private_key_jwt or client_secret_jwt: the only alg accepted for this client's assertions.")
 @click.option("--first-party", is_flag=True, help="Trusted: consent screen skipped.")
+@click.option("--require-mfa", is_flag=True, help="Every login for this client reaches two factors (urn:idp:acr:mfa).")
 @click.option("--grant-type", "grant_types", multiple=True,
               type=click.Choice(["authorization_code", "refresh_token", "client_credentials"]))
 @click.option("--scope", default="openid profile email offline_access", show_default=True)
@@ -139,8 +140,8 @@ def _logout_option(ctx, param, value):
               help="The client needs `sid` in logout tokens (always sent).")
 @click.option("--client-id", default=None, help="Choose the client_id (default: random).")
 @click.option("--json", "as_json", is_flag=True)
-def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, grant_types,
-                   scope, no_pkce, resource_server, client_id, as_json, subject_type, sector,
+def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri, signing_alg, first_party, require_mfa,
+                   grant_types, scope, no_pkce, resource_server, client_id, as_json, subject_type, sector,
                    **token_lifetimes):
     from idp.extensions import db as database
     from idp.oauth.clients import ClientRejected, create_client, describe, find_client, set_auth_method
@@ -157,7 +158,7 @@ def clients_create(name, redirect_uris, public, auth_method, jwks_file, jwks_uri
         client, secret = create_client(name=name, redirect_uris=list(redirect_uris), public=public,
                                        first_party=first_party, grant_types=list(grant_types) or None,
                                        scope=scope, require_pkce=not no_pkce, client_id=client_id,
-                                       resource_server=resource_server)
+                                       resource_server=resource_server, require_mfa=require_mfa)
     except ClientRejected as rejected:
         raise click.ClickException(str(rejected)) from None
     from idp.oauth.clients import set_subject_type, set_token_lifetimes

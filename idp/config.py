@@ -65,6 +65,10 @@ class Settings:
                                        "Seconds of the first back-off after repeated failed logins; doubles with each further failure.")
     throttle_max_delay: int = setting("IDP_THROTTLE_MAX_DELAY", 900,
                                       "Upper bound in seconds for a login back-off.")
+    mfa_required: bool = setting("IDP_MFA_REQUIRED", False,
+                                 "Whether every login must reach two factors (urn:idp:acr:mfa); people without a second factor set one up at login.")
+    mfa_recent_auth_seconds: int = setting("IDP_MFA_RECENT_AUTH_SECONDS", 300,
+                                           "Seconds after a login during which a person may add or remove factors, regenerate recovery codes or change the password without signing in again.")
     token_access_ttl: int = setting("IDP_TOKEN_ACCESS_TTL", 600, "Lifetime of access tokens in seconds.")
     token_id_ttl: int = setting("IDP_TOKEN_ID_TTL", 600, "Lifetime of ID tokens in seconds.")
     token_refresh_ttl: int = setting("IDP_TOKEN_REFRESH_TTL", 30 * 24 * 3600,
@@ -76,6 +80,8 @@ class Settings:
                                "Seconds a pending authorization request waits for login and consent.")
     outbox_retention: int = setting("IDP_OUTBOX_RETENTION", 7 * 24 * 3600,
                                     "Seconds a delivered or failed outbox message is kept before `idp purge` deletes it.")
+    webauthn_challenge_ttl: int = setting("IDP_WEBAUTHN_CHALLENGE_TTL", 300,
+                                          "Seconds a passkey challenge stays valid (30 to 900); each is single use.")
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
@@ -257,9 +263,11 @@ def validate(s: Settings) -> None:
     for name in ("session_idle_lifetime", "session_absolute_lifetime", "token_access_ttl", "token_id_ttl",
                  "token_refresh_ttl", "token_refresh_idle_ttl", "pending_ttl", "outbox_retention", "keys_cache_seconds",
                  "throttle_base_delay", "throttle_max_delay", "email_verify_ttl", "password_reset_ttl",
-                 "federation_timeout", "federation_state_ttl", "federation_cache_seconds"):
+                 "federation_timeout", "federation_state_ttl", "federation_cache_seconds", "mfa_recent_auth_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
+    if not 30 <= s.webauthn_challenge_ttl <= 900:
+        raise ConfigError("IDP_WEBAUTHN_CHALLENGE_TTL must be between 30 and 900 seconds")
     if s.trusted_proxies < 0:
         raise ConfigError("IDP_TRUSTED_PROXIES must be 0 or more")
     if s.smtp_url:

@@ -190,6 +190,16 @@ def test_clients_create_confidential_prints_the_secret_once_and_stores_a_digest(
     assert "client_secret" not in shown and secret not in json.dumps(shown)
 
 
+def test_clients_create_with_require_mfa(cli):
+    client = cli.json("clients", "create", "--name", "Payroll", "--redirect-uri", "https://app.example.test/cb",
+                      "--require-mfa")
+    assert client["require_mfa"] is True
+    with cli.app.app_context():
+        assert find_client(client["client_id"]).require_mfa is True
+    plain = cli.json("clients", "create", "--name", "Wiki", "--redirect-uri", "https://app.example.test/cb")
+    assert plain["require_mfa"] is False
+
+
 @pytest.mark.parametrize("uri", [
     "https://app.example.test/cb#fragment",
     "https://*.example.test/cb",

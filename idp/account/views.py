@@ -33,3 +33,7 @@ def unlink(link_id: int):
         raise PageError(_("This linked account does not exist. Go back to your account page."), 404)
     db.session.commit()
     return redirect(url_for("account.home"), 303)
+
+
+from idp.account import passkeys  # noqa: E402,F401  (adds the passkey pages to bp)
+from idp.account import security  # noqa: E402,F401  (adds the security pages to bp)

@@ -8,7 +8,8 @@ from __future__ import annotations
 from flask import redirect, render_template, request, session as browser, url_for
 
 from idp.authn import session
-from idp.authn.views import VERIFY_USER_KEY, bp
+from idp.authn.flow import VERIFY_USER_KEY
+from idp.authn.views import bp
 from idp.extensions import db
 from idp.models import User
 from idp.users import email_links, profile, recovery

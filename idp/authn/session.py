@@ -105,6 +105,16 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     return row
 
 
+def elevate(row: SsoSession, amr: list[str], acr: str) -> None:
+    """Record a step-up on this browser's session: more factors proved just now. The session keeps
+    its sid (clients' ID tokens stay tied to it) but gets a new cookie value; the caller commits."""
+    raw = random_token(32)
+    row.token_digest = digest(raw)
+    row.amr, row.acr, row.auth_time = amr, acr, now()
+    g.idp_session = row
+    g.idp_cookie = raw
+
+
 def end(reason: str | None = "logout") -> SsoSession | None:
     """Delete this browser's session row (if any), tell the callbacks (unless reason is None: the
     same person is signing in again) and clear the cookie; the caller commits."""

@@ -1,10 +1,200 @@
-"""Authentication context levels (acr) and the methods (amr, RFC 8176) that reach them."""
+"""The login state machine's vocabulary and its one decision, as pure functions of values.
+
+A login proves factors one after another; each proof carries its RFC 8176 `amr` values. What has
+been proved (a list of Proof), what the person has enrolled and the level this login must reach
+decide the next step: Ask for one of some factors, Enrol one (when MFA is a must and the person
+has none), or Done with the acr/amr the proofs honestly reach.
+
+Factor names (shared with the views that prove them, e.g. authn/passkeys.py for WEBAUTHN):
+  PASSWORD  the account password                       amr ["pwd"]
+  TOTP      an RFC 6238 code from an app               amr ["otp"]
+  RECOVERY  a single-use recovery code                 amr ["otp"] (a one-time code, RFC 8176 2)
+  WEBAUTHN  a passkey / security key                   amr ["hwk"] or ["swk"], plus ["user"]
+            when the authenticator verified the person (UV): then it is two factors on its own
+  FEDERATED sign-in at an upstream provider            amr ["fed"]
+
+Levels (acr), each one including those below it:
+  urn:idp:acr:pwd  one factor (a password, a federated login, a passkey without user verification)
+  urn:idp:acr:mfa  two independent factors (amr contains "mfa")
+  urn:idp:acr:phr  two factors, one of them WebAuthn (phishing-resistant)
+
+How a factor's view plugs in (idp/authn/flow.py holds the server-side login in progress):
+  attempt = flow.current_attempt()           # None: no login in progress in this browser
+  if not flow.is_asking(attempt, WEBAUTHN):  # (flow.is_enrolling for a set-up step)
+      raise PageError(...)                   # a step out of turn is refused
+  ... verify the factor for attempt.user (or, passwordless, find the user) ...
+  return flow.proved(attempt, user, webauthn_proof(hardware=..., user_verified=...))
+flow.proved records the proof, then redirects to the next step's endpoint (flow.ASK_ENDPOINTS /
+ENROL_ENDPOINTS) or finishes the login (SSO session started, or raised for a step-up).
+"""
+from __future__ import annotations
+
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass
+
+PASSWORD = "password"
+TOTP = "totp"
+RECOVERY = "recovery"
+WEBAUTHN = "webauthn"
+FEDERATED = "federated"
+
+PRIMARY = (PASSWORD, WEBAUTHN)            # factors that can start a login (WEBAUTHN = passwordless)
+SECOND = (WEBAUTHN, TOTP, RECOVERY, PASSWORD)  # factors that can follow one, in the order offered
+ENROLLABLE = (WEBAUTHN, TOTP)             # second factors a person can set up during a login
 
 ACR_PASSWORD = "urn:idp:acr:pwd"
-ACR_VALUES_SUPPORTED = [ACR_PASSWORD]
+ACR_MFA = "urn:idp:acr:mfa"
+ACR_PHISHING_RESISTANT = "urn:idp:acr:phr"
+ACR_VALUES_SUPPORTED = [ACR_PASSWORD, ACR_MFA, ACR_PHISHING_RESISTANT]  # ascending strength
+
 AMR_PASSWORD = "pwd"
+AMR_OTP = "otp"
+AMR_HARDWARE_KEY = "hwk"
+AMR_SOFTWARE_KEY = "swk"
+AMR_USER = "user"
+AMR_MFA = "mfa"
+AMR_FEDERATED = "fed"
 
 
-def acr_for(amr: list[str]) -> str:
-    """The level a set of proven methods reaches (only passwords exist so far)."""
+@dataclass(frozen=True)
+class Proof:
+    """One factor proved in this login; `factors` counts the independent factors it proves."""
+
+    factor: str
+    amr: tuple[str, ...]
+    factors: int = 1
+
+
+def password_proof() -> Proof:
+    return Proof(PASSWORD, (AMR_PASSWORD,))
+
+
+def totp_proof() -> Proof:
+    return Proof(TOTP, (AMR_OTP,))
+
+
+def recovery_proof() -> Proof:
+    return Proof(RECOVERY, (AMR_OTP,))
+
+
+def federated_proof() -> Proof:
+    return Proof(FEDERATED, (AMR_FEDERATED,))
+
+
+def webauthn_proof(*, hardware: bool, user_verified: bool) -> Proof:
+    """A WebAuthn assertion: hwk for a device-bound key, swk for a synced passkey; with user
+    verification (PIN or biometric on the authenticator) it is possession plus a second factor."""
+    amr = (AMR_HARDWARE_KEY if hardware else AMR_SOFTWARE_KEY,) + ((AMR_USER,) if user_verified else ())
+    return Proof(WEBAUTHN, amr, 2 if user_verified else 1)
+
+
+@dataclass(frozen=True)
+class Ask:
+    """Prove one of these factors next (in the order given)."""
+
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Enrol:
+    """Set up one of these factors now: the login must reach MFA and the person has none."""
+
+    choices: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Done:
+    acr: str
+    amr: tuple[str, ...]
+
+
+Step = Ask | Enrol | Done
+
+
+def amr_for(proofs: Sequence[Proof]) -> list[str]:
+    """The amr claim: every method used, in order, plus "mfa" when two independent factors were proved."""
+    amr: list[str] = []
+    for proof in proofs:
+        amr.extend(value for value in proof.amr if value not in amr)
+    distinct = {proof.factor: proof.factors for proof in proofs}
+    if sum(distinct.values()) >= 2:
+        amr.append(AMR_MFA)
+    return amr
+
+
+def acr_for(amr: Collection[str]) -> str:
+    """The level a login with these amr values reaches (see the module docstring)."""
+    if AMR_MFA in amr and (AMR_HARDWARE_KEY in amr or AMR_SOFTWARE_KEY in amr):
+        return ACR_PHISHING_RESISTANT
+    if AMR_MFA in amr:
+        return ACR_MFA
     return ACR_PASSWORD
+
+
+def rank(acr: str | None) -> int:
+    """0 for pwd (and for anything unknown), 1 for mfa, 2 for phr."""
+    return ACR_VALUES_SUPPORTED.index(acr) if acr in ACR_VALUES_SUPPORTED else 0
+
+
+def meets(acr: str | None, wanted: str | None) -> bool:
+    """Whether a login at `acr` satisfies a requirement of `wanted` (levels include those below)."""
+    return acr is not None and rank(acr) >= rank(wanted)
+
+
+def stronger(*levels: str | None) -> str:
+    """The strongest of some levels (None and unknown values count as pwd)."""
+    return max((level for level in levels if level in ACR_VALUES_SUPPORTED), key=rank, default=ACR_PASSWORD)
+
+
+def first_supported(acr_values: Sequence[str]) -> str | None:
+    """The most preferred level we know from a request's acr_values (OIDC Core 3.1.2.1: in order
+    of preference, and voluntary, so unknown values are ignored)."""
+    return next((value for value in acr_values if value in ACR_VALUES_SUPPORTED), None)
+
+
+def proofs_from_amr(amr: Collection[str]) -> list[Proof]:
+    """The proofs behind an SSO session's amr, so a step-up adds to them instead of starting over."""
+    proofs = []
+    if AMR_PASSWORD in amr:
+        proofs.append(password_proof())
+    if AMR_FEDERATED in amr:
+        proofs.append(federated_proof())
+    if AMR_OTP in amr:
+        proofs.append(totp_proof())
+    if AMR_HARDWARE_KEY in amr or AMR_SOFTWARE_KEY in amr:
+        proofs.append(webauthn_proof(hardware=AMR_HARDWARE_KEY in amr, user_verified=AMR_USER in amr))
+    return proofs
+
+
+def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str,
+              required: str | None = None) -> Step:
+    """What this login does next.
+
+    proofs:   what this login has proved so far, in order (server-side state, never the client's word)
+    enrolled: the factors this person has set up (PASSWORD when they have a password)
+    target:   the level this login tries to reach with the factors the person has (a request's
+              acr_values is voluntary: OIDC Core 3.1.2.1); at least MFA for a person who has a
+              second factor
+    required: the level it must reach (client or global policy, an essential acr claim): a person
+              without a suitable factor is led through enrolling one. Below it, the login still
+              ends (Done) when nothing more can be asked, and the caller refuses the result.
+    """
+    if not proofs:
+        return Ask(PRIMARY)  # nobody is known yet: a password, or a passkey (passwordless)
+    amr = amr_for(proofs)
+    acr = acr_for(amr)
+    proved = {proof.factor for proof in proofs}
+    if TOTP in enrolled or WEBAUTHN in enrolled:
+        target = stronger(target, ACR_MFA)  # whoever set up a second factor is always asked for one
+    for level in (stronger(target, required), required):
+        if level is None or meets(acr, level):
+            continue
+        useful = (WEBAUTHN,) if rank(level) >= rank(ACR_PHISHING_RESISTANT) and WEBAUTHN not in proved else SECOND
+        choices = tuple(f for f in useful if f in enrolled and f not in proved)
+        if choices:
+            return Ask(choices)
+        if level == required:
+            can_enrol = tuple(f for f in ENROLLABLE if f in useful and f not in proved)
+            if can_enrol:
+                return Enrol(can_enrol)
+    return Done(acr, tuple(amr))

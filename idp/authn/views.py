@@ -5,10 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, session as browser, url_for
 
 from idp import audit
+from idp.authn import flow, session, steps
 from idp.authn import password as password_step
-from idp.authn import session
 from idp.authn.errors import LoginFailed, Throttled
-from idp.authn.steps import AMR_PASSWORD, acr_for
 from idp.extensions import db
 from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
@@ -21,12 +20,6 @@ from idp.web.templating import gettext as _
 bp = Blueprint("authn", __name__)
 
 LOGIN_FAILED = N_("The username, email or password is not right.")
-VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
-
-
-def _after_login(user, target: str) -> str:
-    """Where a fresh sign-in goes: the terms page first when the current version is not accepted."""
-    return url_for("authn.accept_terms", next=target) if terms.needs_acceptance(user) else target
 
 
 def _upstreams() -> list[UpstreamProvider]:
@@ -42,36 +35,40 @@ def _next_target() -> str:
 
 @bp.route("/login", methods=["GET", "POST"])
 def login():
-    target = _next_target()
+    """The first step of every login (and the password step after a passkey without user
+    verification): GET starts a login in progress, POST proves the password for it."""
     settings = current_app.config["IDP_SETTINGS"]
+    attempt = flow.current_attempt()
     if request.method == "GET":
+        if not (request.args.get("resume") and attempt is not None and attempt.proofs
+                and flow.is_asking(attempt, steps.PASSWORD)):
+            attempt = flow.begin(_next_target(), acr=request.args.get("acr"), required=request.args.get("required"),
+                                 step_up=request.args.get("step_up") == "1")
+            if attempt.step_up:
+                return flow.advance(attempt)  # signed in already: only the missing factors
+            db.session.commit()
         hint = request.args.get("login_hint", "")[:320]
-        return render_template("authn/login.html", next=target, login=hint, errors={},
+        return render_template("authn/login.html", next=attempt.next, login=hint, errors={},
                                registration=settings.registration_enabled, upstreams=_upstreams())
+    if not flow.is_asking(attempt, steps.PASSWORD):
+        attempt = flow.begin(attempt.next, acr=attempt.target, required=attempt.target if attempt.must else None) \
+            if attempt is not None else flow.begin(_next_target())
+    if "next" in request.form:
+        attempt.next = _next_target()  # the form's own (local) target, as before the state machine
     login_value = form_value("login", max_length=320)
     try:
         user = password_step.authenticate(login_value, request.form.get("password", ""))
-    except (LoginFailed, Throttled) as failure:
-        db.session.commit()  # keep the throttle counters and the audit event
-        message = _(LOGIN_FAILED) if isinstance(failure, LoginFailed) else \
+        return flow.proved(attempt, user, steps.password_proof())
+    except (LoginFailed, Throttled, flow.WrongUser) as failure:
+        db.session.commit()  # keep the throttle counters, the audit event and the login in progress
+        message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
-        status = 400 if isinstance(failure, LoginFailed) else 429
-        page = render_template("authn/login.html", next=target, login=login_value,
-                               errors={"form": message}, registration=settings.registration_enabled,
-                               upstreams=_upstreams())
+        status = 429 if isinstance(failure, Throttled) else 400
+        page = render_template("authn/login.html", next=attempt.next, login=login_value,
+                               errors={"form": message}, registration=settings.registration_enabled, upstreams=_upstreams())
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
         headers = {"Retry-After": str(failure.retry_after)} if isinstance(failure, Throttled) else {}
         return page, status, headers
-    if settings.email_verification_required and not user.email_verified:
-        audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
-        db.session.commit()
-        browser[VERIFY_USER_KEY] = user.id
-        return render_template("authn/verify_first.html", user=user), 403
-    amr = [AMR_PASSWORD]
-    session.start(user, amr=amr, acr=acr_for(amr))
-    audit.record("authn.login.succeeded", user=user, amr=amr)
-    db.session.commit()
-    return redirect(_after_login(user, target), 303)
 
 
 @bp.route("/register", methods=["GET", "POST"])
@@ -95,13 +92,10 @@ def register():
     recovery.send_verification(user)
     if settings.email_verification_required:
         db.session.commit()
-        browser[VERIFY_USER_KEY] = user.id
+        browser[flow.VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_sent.html", user=user, message=None)
-    amr = [AMR_PASSWORD]
-    session.start(user, amr=amr, acr=acr_for(amr))
-    audit.record("authn.login.succeeded", user=user, amr=amr, via="registration")
-    db.session.commit()
-    return redirect(target, 303)
+    # A new account goes through the same state machine (IDP_MFA_REQUIRED leads to enrolment).
+    return flow.proved(flow.begin(target), user, steps.password_proof())
 
 
 @bp.route("/logout", methods=["GET", "POST"])
@@ -118,3 +112,7 @@ def logout():
 @bp.route("/logged-out")
 def logged_out():
     return render_template("authn/logged_out.html")
+
+
+from idp.authn import passkey_views  # noqa: E402,F401  (adds passwordless sign-in to bp)
+from idp.authn import step_views  # noqa: E402,F401  (adds the second-factor steps to bp)

@@ -17,11 +17,12 @@ from idp.federation.errors import (EmailMissing, FederationError, RegistrationCl
 from idp.models import UpstreamProvider, User
 from idp.web.errors import PageError, request_id
 from idp.web.forms import form_value, is_local_path
+from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 bp = Blueprint("federation", __name__)
 
-LOGIN_FAILED = "The username, email or password is not right."
+LOGIN_FAILED = N_("The username, email or password is not right.")
 
 
 def _next_target(value: str | None) -> str:

@@ -43,10 +43,14 @@ class KeyRing:
     switch_at: datetime | None = None  # when another key starts or stops signing; reload then
 
 
-def _fernet(secret_key: str) -> Fernet:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"idp signing key encryption").derive(secret_key.encode())
+def fernet_for(secret_key: str, info: bytes) -> Fernet:
+    """A Fernet key derived from IDP_SECRET_KEY with HKDF; each purpose has its own `info`."""
+    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret_key.encode())
     return Fernet(base64.urlsafe_b64encode(derived))
+
+
+def _fernet(secret_key: str) -> Fernet:
+    return fernet_for(secret_key, b"idp signing key encryption")
 
 
 def create_key(settings, alg: str | None = None) -> SigningKey:

@@ -24,6 +24,7 @@ class Client(db.Model, ClientMixin):
     refresh_without_offline: Mapped[bool] = mapped_column(Boolean, default=False)
     # RFC 7662: a resource server may introspect access tokens issued to any client, not only its own.
     resource_server: Mapped[bool] = mapped_column(Boolean, default=False)
+    require_mfa: Mapped[bool] = mapped_column(Boolean, default=False)  # every login for it reaches urn:idp:acr:mfa
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     updated_at = mapped_column(UtcDateTime)
 

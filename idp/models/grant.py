@@ -111,6 +111,7 @@ class PendingAuthorization(db.Model):
     id_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
     browser_digest: Mapped[str] = mapped_column(String(64))
     params: Mapped[dict] = mapped_column(JSON)
+    step_up_acr: Mapped[str | None] = mapped_column(String(64))  # the level a step-up login was sent for
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
 

@@ -1,4 +1,4 @@
-from sqlalchemy import JSON, ForeignKey, Integer, String
+from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from idp.clock import now
@@ -36,3 +36,24 @@ class LoginThrottle(db.Model):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     blocked_until = mapped_column(UtcDateTime)
     updated_at = mapped_column(UtcDateTime, default=now, nullable=False)
+
+
+class LoginAttempt(db.Model):
+    """A login in progress: what has been proved so far and what is still required. Referenced
+    by a random value in the Flask session (stored here as its digest), so it stays in one
+    browser, and the browser never says what was proved."""
+
+    __tablename__ = "login_attempts"
+
+    token_digest: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    proofs: Mapped[list] = mapped_column(JSON, default=list)  # [[factor, [amr...], factors], ...]
+    target: Mapped[str] = mapped_column(String(64))  # the acr this login should reach
+    must: Mapped[bool] = mapped_column(Boolean, default=False)  # falling short is not acceptable
+    step_up: Mapped[bool] = mapped_column(Boolean, default=False)  # adds factors to the SSO session
+    next: Mapped[str] = mapped_column(String(2048))  # a local path to return to
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    created_at = mapped_column(UtcDateTime, default=now, nullable=False)
+    expires_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+    user = relationship("User")

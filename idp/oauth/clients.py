@@ -120,7 +120,7 @@ def new_client_id() -> str:
 def create_client(*, name: str, redirect_uris: list[str], public: bool = False, first_party: bool = False,
                   grant_types: list[str] | None = None, scope: str = "openid profile email offline_access",
                   require_pkce: bool = True, client_id: str | None = None,
-                  resource_server: bool = False) -> tuple[Client, str | None]:
+                  resource_server: bool = False, require_mfa: bool = False) -> tuple[Client, str | None]:
     """Add a client; returns it and its secret (None for public clients). The caller commits.
     A resource server may introspect access tokens issued to any client (RFC 7662)."""
     grant_types = grant_types or ["authorization_code", "refresh_token"]
@@ -143,10 +143,10 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
                     token_endpoint_auth_method="none" if public else "client_secret_basic",
                     redirect_uris=list(dict.fromkeys(redirect_uris)), grant_types=list(grant_types),
                     scope=scope, require_pkce=True if public else require_pkce, first_party=first_party,
-                    resource_server=resource_server)
+                    resource_server=resource_server, require_mfa=require_mfa)
     db.session.add(client)
     audit.record("oauth.client.created", client=client, public=public, first_party=first_party,
-                 resource_server=resource_server)
+                 resource_server=resource_server, require_mfa=require_mfa)
     return client, secret
 
 
@@ -283,6 +283,7 @@ def describe(client: Client) -> dict:
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
             **{name: getattr(client, name) for name in lifetimes.LIMITS},
             "resource_server": client.resource_server,
+            "require_mfa": client.require_mfa,
             "created_at": client.created_at.isoformat() if client.created_at else None}
 
 

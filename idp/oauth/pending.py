@@ -18,12 +18,12 @@ def _browser_id() -> str:
     return session["bid"]
 
 
-def save(params: dict) -> str:
+def save(params: dict, *, step_up_acr: str | None = None) -> str:
     """Store the request and return its opaque id; the caller commits."""
     settings = current_app.config["IDP_SETTINGS"]
     pending_id = random_token(24)
     db.session.add(PendingAuthorization(id_digest=digest(pending_id), browser_digest=digest(_browser_id()),
-                                        params=params, created_at=now(),
+                                        params=params, step_up_acr=step_up_acr, created_at=now(),
                                         expires_at=now() + timedelta(seconds=settings.pending_ttl)))
     return pending_id
 

@@ -10,11 +10,13 @@ from flask import Blueprint, Response, abort, current_app, g, redirect, render_t
 
 from idp import audit
 from idp.authn.session import current_session
+from idp.authn.steps import meets
 from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
 from idp.models import UpstreamProvider
 from idp.oauth import claims as claims_mod
+from idp.oauth import acr as acr_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
 from idp.oauth.discovery import metadata_json
 from idp.oauth.introspection import IntrospectionEndpoint
@@ -31,6 +33,12 @@ from idp.web.templating import gettext as _
 bp = Blueprint("oauth", __name__)
 
 EXPIRED = N_("This sign-in request has expired or was opened in another browser. Go back to the application and start again.")
+
+
+class UnmetAuthenticationRequirements(OAuth2Error):
+    """OpenID Connect Core Unmet Authentication Requirements 1.0."""
+
+    error = "unmet_authentication_requirements"
 
 
 class RequestNotSupported(OAuth2Error):
@@ -70,6 +78,9 @@ def consent_decision():
         extras = _validate_extras(grant, row.params)
     except OAuth2Error as error:
         return _error_response(error, row.params)
+    required = extras["acr"].required
+    if required is not None and not meets(sso.acr, required):  # the session changed since the consent page
+        return redirect(url_for("oauth.resume", pending_id=pending_id), 303)
     if request.form.get("decision") != "allow":
         audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
         pending.drop(row)
@@ -108,10 +119,15 @@ def _validate_extras(grant, params: dict) -> dict:
         hint = verify_id_token_hint(params["id_token_hint"])
         if hint is None:
             raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
+    settings = current_app.config["IDP_SETTINGS"]
+    acr_request = acr_mod.requested_acr(params.get("acr_values"), claims_request,
+                                        policy_mfa=grant.client.require_mfa or settings.mfa_required)
+    if acr_request.impossible:
+        raise UnmetAuthenticationRequirements("the essential acr values are not supported", **where)
     # OIDC Registration 2: the client's default_max_age applies when the request has no max_age.
     max_age = int(max_age) if max_age is not None else grant.client.default_max_age
     return {"max_age": max_age, "claims": claims_request,
-            "hint_sub": hint.get("sub") if hint else None,
+            "hint_sub": hint.get("sub") if hint else None, "acr": acr_request,
             "prompts": prompts}
 
 
@@ -134,8 +150,17 @@ def _authorize(params: dict, row, pending_id: str | None):
         session_age=int((now() - sso.auth_time).total_seconds()) if sso else None,
         max_age=extras["max_age"], hint_matches=hint_matches,
         consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
-        first_party=grant.client.first_party)
-    if user is not None and not isinstance(step, interaction.Login) and terms.needs_acceptance(user):
+        first_party=grant.client.first_party, session_acr=sso.acr if sso else None,
+        target=extras["acr"].target, required=extras["acr"].required,
+        stepped_up=row is not None and row.step_up_acr is not None)
+    if isinstance(step, interaction.Unmet):
+        audit.record("oauth.authentication.unmet", outcome="failure", user=user, client=grant.client,
+                     required=extras["acr"].required, acr=sso.acr)
+        db.session.commit()
+        return _error_response(UnmetAuthenticationRequirements("the required authentication level was not reached",
+                                                               **where), params)
+    if user is not None and not isinstance(step, (interaction.Login, interaction.StepUp)) \
+            and terms.needs_acceptance(user):
         if "none" in extras["prompts"]:
             return _error_response(InteractionRequiredError("the terms of service must be accepted", **where), params)
         if pending_id is None:
@@ -143,21 +168,28 @@ def _authorize(params: dict, row, pending_id: str | None):
             db.session.commit()
         return redirect(url_for("authn.accept_terms", next=url_for("oauth.resume", pending_id=pending_id)), 302)
     if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
-        error = LoginRequiredError(**where) if isinstance(step, interaction.Login) else ConsentRequiredError(**where)
+        error = ConsentRequiredError(**where) if isinstance(step, interaction.Consent) else LoginRequiredError(**where)
         return _error_response(error, params)
     if isinstance(step, interaction.Issue):
         return _issue(grant, sso, params, extras, row)
+    step_up_acr = step.acr if isinstance(step, interaction.StepUp) else None
     if pending_id is None:
-        pending_id = pending.save(params)
-        db.session.commit()
+        pending_id = pending.save(params, step_up_acr=step_up_acr)
+    elif step_up_acr is not None:
+        row.step_up_acr = step_up_acr
+    db.session.commit()
+    resume_path = url_for("oauth.resume", pending_id=pending_id)
     if isinstance(step, interaction.Login) and step.reason == "create":
-        return redirect(url_for("authn.register", next=url_for("oauth.resume", pending_id=pending_id)), 302)
-    if isinstance(step, interaction.Login):
-        resume_path = url_for("oauth.resume", pending_id=pending_id)
-        upstream = _hinted_upstream(params.get("idp_hint"))
+        return redirect(url_for("authn.register", next=resume_path), 302)
+    if isinstance(step, (interaction.Login, interaction.StepUp)):
+        upstream = _hinted_upstream(params.get("idp_hint")) if isinstance(step, interaction.Login) else None
         if upstream is not None:  # straight to the named upstream provider (federation room)
             return redirect(url_for("federation.start", provider_id=upstream.id, next=resume_path), 302)
-        login_url = url_for("authn.login", next=resume_path, login_hint=params.get("login_hint", "")[:320] or None)
+        # authn gets a local path and the level to reach; oauth checks the result on resume.
+        login_url = url_for("authn.login", next=resume_path,
+                            login_hint=params.get("login_hint", "")[:320] or None,
+                            acr=extras["acr"].target, required=extras["acr"].required,
+                            step_up=1 if step_up_acr else None)
         return redirect(login_url, 302)
     return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
                            scopes=consent.describe(grant.request.scope))
@@ -172,7 +204,8 @@ def _hinted_upstream(hint) -> UpstreamProvider | None:
 
 
 def _issue(grant, sso, params: dict, extras: dict, row):
-    g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()), "acr": sso.acr,
+    g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()),
+                           "acr": acr_mod.reported_acr(sso.acr, extras["acr"]),
                            "amr": sso.amr, "claims": extras["claims"]}
     server = get_server()
     response = server.create_authorization_response(request=params, grant=grant, grant_user=sso.user)

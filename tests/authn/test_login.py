@@ -105,7 +105,7 @@ def test_successful_login_is_audited(app, web, make_user):
     user = make_user()
     assert web.login(user["email"], user["password"]).status_code == 303
     event = last_event(app, user_id=user["id"])
-    assert (event["type"], event["outcome"], event["details"]) == ("authn.login.succeeded", "success", {"amr": ["pwd"]})
+    assert (event["type"], event["outcome"], event["details"]) == ("authn.login.succeeded", "success", {"amr": ["pwd"], "acr": "urn:idp:acr:pwd"})
     assert event["ip"] == web.ip
 
 

@@ -1,0 +1,128 @@
+"""Self-service passkeys and security keys: list, add, rename, remove.
+
+Adding or removing one changes how the account can be entered, so it needs a recent sign-in
+(IDP_MFA_RECENT_AUTH_SECONDS); renaming does not. Removing the last passkey is refused when it
+would leave no way in (no password) or no second factor where two are required. Every change
+is an audit event (in authn.passkeys)."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import Response, current_app, redirect, render_template, request, url_for
+
+from idp import audit
+from idp.account.views import bp
+from idp.authn import passkeys, recovery, steps
+from idp.authn.errors import PasskeyFailed
+from idp.authn.factors import enrolled_factors, has_second_factor
+from idp.authn.session import current_session
+from idp.clock import now
+from idp.extensions import db
+from idp.models import SsoSession
+from idp.web.errors import PageError
+from idp.web.forms import form_value
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
+
+REGISTER_FAILED = N_("That passkey could not be added. Try again, or use another one.")
+LAST_FACTOR = N_("This is your last way to sign in with two steps. Add another passkey or an authenticator app first.")
+LAST_WAY_IN = N_("This passkey is your only way to sign in. Add another passkey or set a password first.")
+
+
+def _is_recent(row: SsoSession) -> bool:
+    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
+    return row.auth_time + timedelta(seconds=window) > now()
+
+
+def _page(row: SsoSession, errors: dict | None = None, status: int = 200):
+    return render_template("account/passkeys.html", user=row.user, credentials=passkeys.credentials_of(row.user),
+                           recent=_is_recent(row), errors=errors or {}), status
+
+
+def _signed_in() -> SsoSession | Response:
+    row = current_session()
+    return row if row is not None else redirect(url_for("authn.login", next=url_for("account.passkeys_page")))
+
+
+def _recently_signed_in() -> SsoSession:
+    row = current_session()
+    if row is None or not _is_recent(row):
+        raise PageError(_("Sign in again to change how you sign in, then try once more."), 403)
+    return row
+
+
+def _removal_refused(user) -> str | None:
+    """Why this passkey must stay, or None. IDP_MFA_REQUIRED makes a second factor a must."""
+    if len(passkeys.credentials_of(user)) > 1:
+        return None
+    factors = enrolled_factors(user)
+    if steps.PASSWORD not in factors:
+        return LAST_WAY_IN
+    if current_app.config["IDP_SETTINGS"].mfa_required and steps.TOTP not in factors:
+        return LAST_FACTOR
+    return None
+
+
+@bp.route("/account/passkeys")
+def passkeys_page():
+    row = _signed_in()
+    return row if isinstance(row, Response) else _page(row)
+
+
+@bp.route("/account/passkeys/options", methods=["POST"])
+def passkey_registration_options():
+    row = _recently_signed_in()
+    options = passkeys.registration_options(row.user)
+    db.session.commit()
+    return Response(options, mimetype="application/json")
+
+
+@bp.route("/account/passkeys", methods=["POST"])
+def passkey_add():
+    row = _recently_signed_in()
+    try:
+        passkeys.register(row.user, request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL],
+                          form_value("name", max_length=passkeys.NAME_MAX))
+    except PasskeyFailed:
+        db.session.commit()  # the challenge is spent and the failure audited
+        return _page(row, {"form": _(REGISTER_FAILED)}, 400)
+    # The first second factor comes with recovery codes, as with an authenticator app.
+    codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
+    db.session.commit()
+    if codes:
+        return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
+    return redirect(url_for("account.passkeys_page"), 303)
+
+
+@bp.route("/account/passkeys/<int:credential>/rename", methods=["POST"])
+def passkey_rename(credential: int):
+    row = _signed_in()
+    if isinstance(row, Response):
+        return row
+    found = passkeys.find_credential(row.user, credential)
+    if found is None:
+        raise PageError(_("This passkey does not exist. Go back to your passkeys."), 404)
+    name = form_value("name", max_length=passkeys.NAME_MAX)
+    if not name:
+        return _page(row, {f"name-{found.id}": _("Give the passkey a name.")}, 400)
+    passkeys.rename(found, name)
+    db.session.commit()
+    return redirect(url_for("account.passkeys_page"), 303)
+
+
+@bp.route("/account/passkeys/<int:credential>/delete", methods=["POST"])
+def passkey_delete(credential: int):
+    row = _recently_signed_in()
+    found = passkeys.find_credential(row.user, credential)
+    if found is None:
+        raise PageError(_("This passkey does not exist. Go back to your passkeys."), 404)
+    refusal = _removal_refused(row.user)
+    if refusal:
+        audit.record("authn.passkey.removal_refused", outcome="failure", user=row.user, credential=found.id)
+        db.session.commit()
+        return _page(row, {"form": _(refusal)}, 409)
+    passkeys.remove(found)
+    if not has_second_factor(row.user):
+        recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone
+    db.session.commit()
+    return redirect(url_for("account.passkeys_page"), 303)

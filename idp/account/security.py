@@ -1,0 +1,132 @@
+"""Self-service security: the authenticator app (TOTP), recovery codes and the password.
+
+Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event, and can end
+the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, redirect, render_template, request, url_for
+
+from idp import audit
+from idp.account.views import bp
+from idp.authn import recovery, session, steps, totp
+from idp.authn.factors import enrolled_factors, has_second_factor
+from idp.clock import now
+from idp.extensions import db
+from idp.models import SsoSession
+from idp.security import passwords
+from idp.users import directory
+from idp.users.errors import RegistrationRejected
+from idp.web.errors import PageError
+from idp.web.forms import form_value
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
+
+SIGN_IN_AGAIN = N_("Sign in again to change how you sign in, then try once more.")
+LAST_FACTOR = N_("Two-step sign-in is required here. Add a passkey before you remove your authenticator app.")
+WRONG_CODE = N_("That code is not right. Check your authenticator app and try again.")
+WRONG_PASSWORD = N_("Your current password is not right.")
+
+
+def _is_recent(row: SsoSession) -> bool:
+    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
+    return row.auth_time + timedelta(seconds=window) > now()
+
+
+def _recently_signed_in() -> SsoSession:
+    row = session.current_session()
+    if row is None or not _is_recent(row):
+        raise PageError(_(SIGN_IN_AGAIN), 403)
+    return row
+
+
+def _after_change(row: SsoSession, event: str, **details) -> None:
+    """Audit the change and, when the person asked for it, end their other sessions; commits."""
+    ended = session.end_other_sessions(row.user_id, row.id) if request.form.get("end_other_sessions") else 0
+    audit.record(event, user=row.user, other_sessions_ended=ended)
+    db.session.commit()
+
+
+@bp.route("/account/security")
+def security():
+    row = session.current_session()
+    if row is None:
+        return redirect(url_for("authn.login", next=request.path))
+    user = row.user
+    return render_template("account/security.html", user=user, recent=_is_recent(row),
+                           totp_on=totp.confirmed_totp(user) is not None,
+                           codes_left=recovery.remaining_codes(user), warn_at=recovery.WARN_AT,
+                           has_second_factor=has_second_factor(user),
+                           passkeys_url=url_for("account.passkeys_page")
+                           if "account.passkeys_page" in current_app.view_functions else None,
+                           reauth_url=url_for("authn.login", next=request.path))
+
+
+@bp.route("/account/security/totp", methods=["GET", "POST"])
+def totp_setup():
+    row = _recently_signed_in()
+    pending = totp.begin_enrolment(row.user)
+    context = {"qr": totp.qr_svg(totp.provisioning_uri(row.user, pending)), "secret": totp.secret_of(pending),
+               "action": url_for("account.totp_setup")}
+    if request.method == "GET":
+        db.session.commit()
+        return render_template("account/totp.html", errors={}, **context)
+    if not totp.confirm_enrolment(row.user, pending, form_value("code", max_length=16)):
+        db.session.commit()  # the pending secret stays for the next try
+        return render_template("account/totp.html", errors={"code": _(WRONG_CODE)}, **context), 400
+    codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
+    _after_change(row, "account.totp.enrolled")
+    if codes:
+        return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
+    return redirect(url_for("account.security"), 303)
+
+
+@bp.route("/account/security/totp/remove", methods=["POST"])
+def totp_remove():
+    row = _recently_signed_in()
+    user = row.user
+    if current_app.config["IDP_SETTINGS"].mfa_required and not _has_other_second_factor(user):
+        audit.record("account.totp.remove_refused", outcome="failure", user=user, reason="last_factor")
+        db.session.commit()
+        raise PageError(_(LAST_FACTOR), 409)
+    totp.remove_totp(user)
+    if not has_second_factor(user):
+        recovery.discard_recovery_codes(user)  # recovery codes stand in for a second factor that is gone
+    _after_change(row, "account.totp.removed")
+    return redirect(url_for("account.security"), 303)
+
+
+def _has_other_second_factor(user) -> bool:
+    return steps.WEBAUTHN in enrolled_factors(user)
+
+
+@bp.route("/account/security/recovery-codes", methods=["POST"])
+def recovery_regenerate():
+    row = _recently_signed_in()
+    if not has_second_factor(row.user):
+        raise PageError(_("Recovery codes come with two-step sign-in. Set up an authenticator app first."), 409)
+    codes = recovery.issue_recovery_codes(row.user)  # the old ones stop working now
+    _after_change(row, "account.recovery.regenerated")
+    return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
+
+
+@bp.route("/account/security/password", methods=["GET", "POST"])
+def password_change():
+    row = _recently_signed_in()
+    if request.method == "GET":
+        return render_template("account/password.html", errors={})
+    user = row.user
+    current = request.form.get("current_password", "")[:1024]
+    if not user.password_hash or not passwords.verify_password(directory.hasher(), user.password_hash, current):
+        audit.record("account.password.change_failed", outcome="failure", user=user, reason="bad_password")
+        db.session.commit()
+        return render_template("account/password.html", errors={"current_password": _(WRONG_PASSWORD)}), 400
+    try:
+        directory.set_password(user, request.form.get("new_password", ""))
+    except RegistrationRejected as rejected:
+        db.session.rollback()
+        return render_template("account/password.html",
+                               errors={"new_password": rejected.errors.get("password")}), 400
+    _after_change(row, "account.password.changed")
+    return redirect(url_for("account.security"), 303)

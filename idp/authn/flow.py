@@ -1,0 +1,169 @@
+"""The login in progress: a LoginAttempt row (what this login proved, what it must reach, where
+it returns) found through a random value in the Flask session. Each factor's view asks
+`is_asking` before it checks anything, records success with `proved`, and the state machine in
+steps.next_step picks the next page, so no step can be skipped by calling a later URL."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app, redirect, render_template, session, url_for
+from sqlalchemy import delete
+
+from idp import audit
+from idp.authn import session as sso
+from idp.authn import steps
+from idp.authn.factors import enrolled_factors
+from idp.clock import now
+from idp.extensions import db
+from idp.models import LoginAttempt, User
+from idp.security.tokens import digest, random_token
+from idp.users import terms
+
+TTL = timedelta(minutes=10)
+MAX_FAILURES = 5  # wrong second-factor codes before the login starts again from the password
+SESSION_KEY = "login"
+ASK_ENDPOINTS = {steps.PASSWORD: "authn.login", steps.TOTP: "authn.totp", steps.RECOVERY: "authn.recovery",
+                 steps.WEBAUTHN: "authn.passkey"}
+ENROL_ENDPOINTS = {steps.TOTP: "authn.totp_enrol", steps.WEBAUTHN: "authn.passkey_enrol"}
+
+
+class WrongUser(Exception):
+    """A factor was proved for someone other than the person this login is about."""
+
+
+VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
+
+
+def begin(next_path: str, *, acr: str | None = None, required: str | None = None,
+          step_up: bool = False) -> LoginAttempt:
+    """Start a login in this browser (replacing any other); the caller commits.
+
+    acr is the level to try for, required the level that must be met (IDP_MFA_REQUIRED adds
+    urn:idp:acr:mfa to both). With step_up, a signed-in person below the level keeps what the
+    session proved and is asked only for more."""
+    settings = current_app.config["IDP_SETTINGS"]
+    required = required if required in steps.ACR_VALUES_SUPPORTED else None
+    if settings.mfa_required:
+        required = steps.stronger(required, steps.ACR_MFA)
+    target = steps.stronger(acr, required)
+    drop(current_attempt())
+    db.session.execute(delete(LoginAttempt).where(LoginAttempt.expires_at <= now()))
+    raw = random_token(32)
+    row = LoginAttempt(token_digest=digest(raw), proofs=[], target=target, must=required is not None,
+                       step_up=False, next=next_path, failures=0, created_at=now(), expires_at=now() + TTL)
+    current = sso.current_session()
+    if step_up and current is not None and not steps.meets(current.acr, target):
+        row.user, row.step_up = current.user, True
+        row.proofs = [_dump(p) for p in steps.proofs_from_amr(current.amr or [])]
+    db.session.add(row)
+    db.session.flush()
+    session[SESSION_KEY] = raw
+    return row
+
+
+def current_attempt() -> LoginAttempt | None:
+    raw = session.get(SESSION_KEY)
+    if not isinstance(raw, str) or len(raw) > 128:
+        return None
+    row = db.session.get(LoginAttempt, digest(raw))
+    return row if row is not None and row.expires_at > now() else None
+
+
+def drop(row: LoginAttempt | None) -> None:
+    if row is not None:
+        db.session.delete(row)
+    session.pop(SESSION_KEY, None)
+
+
+def _dump(proof: steps.Proof) -> list:
+    return [proof.factor, list(proof.amr), proof.factors]
+
+
+def proofs_of(row: LoginAttempt) -> list[steps.Proof]:
+    return [steps.Proof(factor, tuple(amr), count) for factor, amr, count in row.proofs]
+
+
+def next_step(row: LoginAttempt) -> steps.Step:
+    enrolled = enrolled_factors(row.user) if row.user_id is not None else set()
+    return steps.next_step(proofs_of(row), enrolled=enrolled, target=row.target,
+                           required=row.target if row.must else None)
+
+
+def is_asking(row: LoginAttempt | None, factor: str) -> bool:
+    """Whether this login's next step is to prove `factor` (the guard of every factor view)."""
+    step = next_step(row) if row is not None else None
+    return isinstance(step, steps.Ask) and factor in step.choices
+
+
+def is_enrolling(row: LoginAttempt | None, factor: str) -> bool:
+    step = next_step(row) if row is not None else None
+    return isinstance(step, steps.Enrol) and factor in step.choices
+
+
+def record(row: LoginAttempt, user: User, proof: steps.Proof) -> None:
+    """Add a proof to the login (the first one names the person); the caller commits."""
+    if row.user_id is not None and row.user_id != user.id:
+        raise WrongUser()
+    row.user_id = user.id
+    row.user = user
+    row.proofs = row.proofs + [_dump(proof)]  # a new list, so the JSON column is seen as changed
+    row.failures = 0
+
+
+def proved(row: LoginAttempt, user: User, proof: steps.Proof):
+    """Record a proof and go on: the next factor's page, enrolment, or the end of the login."""
+    record(row, user, proof)
+    return advance(row)
+
+
+def failed(row: LoginAttempt) -> bool:
+    """Count a wrong code; True when this login is over (too many) and was dropped. Caller commits."""
+    row.failures += 1
+    if row.failures >= MAX_FAILURES:
+        audit.record("authn.login.abandoned", outcome="failure", user=row.user, reason="too_many_failures")
+        drop(row)
+        return True
+    return False
+
+
+def advance(row: LoginAttempt):
+    """Redirect to what the state machine asks for next, or finish the login; commits."""
+    step = next_step(row)
+    if isinstance(step, steps.Ask):
+        db.session.commit()
+        endpoint = ASK_ENDPOINTS[step.choices[0]]
+        return redirect(url_for(endpoint, resume=1) if endpoint == "authn.login" else url_for(endpoint), 303)
+    if isinstance(step, steps.Enrol):
+        enrol = [f for f in step.choices if ENROL_ENDPOINTS[f] in current_app.view_functions]
+        if enrol:
+            db.session.commit()  # the TOTP page offers a passkey instead when that page exists
+            return redirect(url_for(ENROL_ENDPOINTS[steps.TOTP if steps.TOTP in enrol else enrol[0]]), 303)
+        amr = steps.amr_for(proofs_of(row))
+        step = steps.Done(steps.acr_for(amr), tuple(amr))
+    return _finish(row, step)
+
+
+def _finish(row: LoginAttempt, done: steps.Done):
+    """Start the SSO session (or raise this one, for a step-up) and return to `next` (through the
+    terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
+    unverified person gets no session but a page that offers a new link."""
+    user, amr, target = row.user, list(done.amr), row.next
+    if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
+        audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
+        drop(row)
+        db.session.commit()
+        session[VERIFY_USER_KEY] = user.id
+        return render_template("authn/verify_first.html", user=user), 403
+    if terms.needs_acceptance(user):
+        target = url_for("authn.accept_terms", next=target)
+    current = sso.current_session()
+    if row.step_up and current is not None and current.user_id == user.id:
+        if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
+            sso.elevate(current, amr, done.acr)
+            audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
+    else:
+        sso.start(user, amr=amr, acr=done.acr)
+        audit.record("authn.login.succeeded", user=user, amr=amr, acr=done.acr)
+    drop(row)
+    db.session.commit()
+    return redirect(target, 303)

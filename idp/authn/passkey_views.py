@@ -1,0 +1,121 @@
+"""The passkey pages of a login: passwordless sign-in (the button and the browser's passkey
+autofill on the sign-in page), a passkey as the second factor, and setting one up during a
+login that must reach two factors. Like every step, each asks the login in progress
+(authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token."""
+from __future__ import annotations
+
+from flask import Response, current_app, render_template, request, url_for
+
+from idp.authn import flow, passkeys, recovery, steps
+from idp.authn.errors import PasskeyFailed
+from idp.authn.step_views import NOT_IN_PROGRESS, _others
+from idp.authn.views import _next_target, bp
+from idp.extensions import db
+from idp.web.errors import PageError
+from idp.web.forms import form_value
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
+
+PASSKEY_FAILED = N_("That passkey did not work here. Try again, or sign in with your password.")
+SECOND_FACTOR_FAILED = N_("That passkey did not work. Try again, or use another way to sign in.")
+ENROL_FAILED = N_("That passkey could not be set up. Try again, or use another one.")
+
+
+@bp.app_context_processor
+def _passkeys_available() -> dict:
+    """Templates offer passkeys (sign-in button, autofill, account page) only where they can work."""
+    return {"passkeys_available": passkeys.is_available()}
+
+
+def _options(options: str) -> Response:
+    db.session.commit()  # the challenge row
+    return Response(options, mimetype="application/json")
+
+
+def _credential() -> str:
+    return request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL]
+
+
+def _attempt_for(*, enrol: bool = False):
+    """The login in progress when a known person is due to prove (or set up) a passkey."""
+    attempt = flow.current_attempt()
+    due = flow.is_enrolling(attempt, steps.WEBAUTHN) if enrol else flow.is_asking(attempt, steps.WEBAUTHN)
+    if not due or attempt.user_id is None:
+        raise PageError(_(NOT_IN_PROGRESS), 400)
+    return attempt
+
+
+# --- passwordless ------------------------------------------------------------------------------
+
+@bp.route("/login/passwordless/options", methods=["POST"])
+def passwordless_options():
+    return _options(passkeys.authentication_options(None))
+
+
+@bp.route("/login/passwordless", methods=["POST"])
+def passwordless():
+    """A passkey alone (discoverable, user-verified) starts a login and usually completes it."""
+    attempt = flow.current_attempt()
+    if attempt is None or attempt.proofs or not flow.is_asking(attempt, steps.WEBAUTHN):
+        attempt = flow.begin(attempt.next, acr=attempt.target, required=attempt.target if attempt.must else None) \
+            if attempt is not None else flow.begin(_next_target())
+    next_path = attempt.next  # read now: a racing request may finish this login and delete the row
+    try:
+        credential, proof = passkeys.authenticate(_credential(), None)
+    except PasskeyFailed:
+        db.session.commit()  # the challenge is spent and the failure audited
+        settings = current_app.config["IDP_SETTINGS"]
+        return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
+                               registration=settings.registration_enabled), 400
+    return flow.proved(attempt, credential.user, proof)
+
+
+# --- second factor -----------------------------------------------------------------------------
+
+@bp.route("/login/passkey/options", methods=["POST"])
+def passkey_options():
+    attempt = _attempt_for()
+    return _options(passkeys.authentication_options(attempt.user))
+
+
+@bp.route("/login/passkey", methods=["GET", "POST"])
+def passkey():
+    attempt = _attempt_for()
+    context = {"others": _others(attempt, steps.WEBAUTHN)}
+    if request.method == "GET":
+        return render_template("authn/passkey.html", errors={}, **context)
+    try:
+        proof = passkeys.authenticate(_credential(), attempt.user)[1]
+    except PasskeyFailed:
+        # Audited, but not counted against the login like a wrong code: a signature cannot be
+        # guessed, and a racing request may already have finished (and deleted) this login.
+        db.session.commit()
+        return render_template("authn/passkey.html", errors={"form": _(SECOND_FACTOR_FAILED)}, **context), 400
+    return flow.proved(attempt, attempt.user, proof)
+
+
+# --- set up during a login -----------------------------------------------------------------------
+
+@bp.route("/login/passkey/enrol/options", methods=["POST"])
+def passkey_enrol_options():
+    attempt = _attempt_for(enrol=True)
+    return _options(passkeys.registration_options(attempt.user))
+
+
+@bp.route("/login/passkey/enrol", methods=["GET", "POST"])
+def passkey_enrol():
+    """Set up a passkey as the second factor; like TOTP set-up it ends with recovery codes."""
+    attempt = _attempt_for(enrol=True)
+    context = {"totp_url": url_for(flow.ENROL_ENDPOINTS[steps.TOTP])
+               if flow.is_enrolling(attempt, steps.TOTP) else None}
+    if request.method == "GET":
+        return render_template("authn/passkey_enrol.html", errors={}, **context)
+    try:
+        proof = passkeys.register(attempt.user, _credential(), form_value("name", max_length=passkeys.NAME_MAX))[1]
+    except PasskeyFailed:
+        db.session.commit()
+        return render_template("authn/passkey_enrol.html", errors={"form": _(ENROL_FAILED)}, **context), 400
+    flow.record(attempt, attempt.user, proof)
+    codes = recovery.issue_recovery_codes(attempt.user)
+    db.session.commit()
+    return render_template("authn/recovery_codes.html", codes=codes, continue_url=url_for("authn.login_continue"))
