@@ -44,7 +44,7 @@ def user_row(app, username: str) -> User:
 def events(app, user_id: int, prefix: str) -> list[AuditEvent]:
     with app.app_context():
         rows = db.session.scalars(db.select(AuditEvent).where(AuditEvent.user_id == user_id,
-                                                              AuditEvent.type.startswith(prefix))).all()
+                                                              AuditEvent.type.startswith(prefix)).order_by(AuditEvent.id)).all()
         return [(e.type, e.outcome, e.details) for e in rows]
 
 
