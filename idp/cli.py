@@ -682,7 +682,19 @@ def purge_expired(batch: int) -> dict[str, int]:
     counts["sso_sessions"] = _in_batches(end_expired_sessions, batch)  # through logout: the apps hear of it
     counts["login_throttles"] = purge_quiet_throttles(batch)
     counts["outbox"] = delete_finished(now() - timedelta(seconds=settings.outbox_retention), batch)
+    counts.update(_purge_short_lived(batch))
     return counts
+
+
+def _purge_short_lived(batch: int) -> dict[str, int]:
+    """Rows that are useless once expired: emailed links, logins in progress, passkey
+    challenges, federation round trips and identities waiting to be linked."""
+    from idp.clock import now
+    from idp.models import FederationState, LoginAttempt, PendingLink, UserToken, WebAuthnChallenge
+    from idp.models.batches import delete_in_batches
+    moment = now()
+    return {model.__tablename__: delete_in_batches(model, model.expires_at <= moment, batch)
+            for model in (UserToken, LoginAttempt, WebAuthnChallenge, FederationState, PendingLink)}
 
 
 @main.command(help="Delete expired codes, tokens, pending requests and sessions, quiet login throttles and old "

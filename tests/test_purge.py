@@ -230,5 +230,34 @@ def test_purge_prints_json_counts_for_every_table(purge_cli):
     counts = json.loads(purge_cli("purge", "--json").stdout)
     assert set(counts) == {"authorization_codes", "pending_authorizations", "refresh_tokens", "grants",
                            "revoked_tokens", "client_assertions", "initial_access_tokens", "sso_sessions",
-                           "login_throttles", "outbox"}
+                           "login_throttles", "outbox", "user_tokens", "login_attempts", "webauthn_challenges",
+                           "federation_states", "pending_links"}
     assert all(isinstance(v, int) and v >= 0 for v in counts.values())
+
+
+def test_purge_removes_expired_short_lived_rows_and_keeps_live_ones(app, make_user, purge_cli):
+    """Emailed links, logins in progress and passkey challenges go once expired."""
+    from datetime import timedelta
+
+    from idp.clock import now
+    from idp.extensions import db
+    from idp.models import LoginAttempt, UserToken, WebAuthnChallenge
+    from idp.security.tokens import digest, random_token
+
+    user = make_user()
+    moment = now()
+    with app.app_context():
+        for offset in (-60, 600):
+            db.session.add(UserToken(token_digest=digest(random_token()), user_id=user["id"], purpose="verify_email",
+                                     email=user["email"], expires_at=moment + timedelta(seconds=offset)))
+            db.session.add(LoginAttempt(token_digest=digest(random_token()), target="urn:idp:acr:pwd", next="/account",
+                                        expires_at=moment + timedelta(seconds=offset)))
+        db.session.commit()
+    counts = json.loads(purge_cli("purge", "--json").stdout)
+    assert counts["user_tokens"] >= 1 and counts["login_attempts"] >= 1
+    with app.app_context():
+        for model in (UserToken, LoginAttempt):
+            assert db.session.scalar(db.select(db.func.count()).select_from(model)
+                                     .where(model.expires_at <= moment)) == 0
+            assert db.session.scalar(db.select(db.func.count()).select_from(model)) >= 1
+        assert WebAuthnChallenge.__tablename__ == "webauthn_challenges"
