@@ -16,6 +16,7 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc7591 import ClientMetadataClaims as OAuthClaims
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oidc.registration import ClientMetadataClaims as OpenIDClaims
+from flask import current_app
 
 from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, _loopback, check_jwks, check_jwks_uri,
                                check_redirect_uri)
@@ -351,6 +352,9 @@ class OpenIDRegistrationClaims(OpenIDClaims):
                 raise invalid(f"post_logout_redirect_uris[{index}]", "has characters that must be percent-encoded")
         self["post_logout_redirect_uris"] = list(dict.fromkeys(uris))
         if "backchannel_logout_uri" in self:
-            # Back-Channel Logout 1.0 2.2: absolute, may have a query, must not have a fragment.
-            check_web_uri("backchannel_logout_uri", self["backchannel_logout_uri"], allow_loopback_http=True)
+            # Back-Channel Logout 1.0 2.2: absolute, may have a query, must not have a fragment. Loopback
+            # http only in development: in production a registered client must not make the server
+            # POST to its own local services.
+            check_web_uri("backchannel_logout_uri", self["backchannel_logout_uri"],
+                          allow_loopback_http=current_app.config["IDP_SETTINGS"].is_development)
         self.setdefault("backchannel_logout_session_required", False)

@@ -663,3 +663,20 @@ def test_cli_initial_token_is_printed_once_stored_as_a_digest_and_registers_one_
     assert web.post("/oauth/register", **post).status_code == 401
     shown = cli.json("clients", "show", first.get_json()["client_id"])
     assert shown["registered_via"] == "dynamic"
+
+
+def test_production_refuses_a_loopback_http_backchannel_logout_uri(settings, app):
+    """Otherwise anyone who may register a client could make the server POST to its own local
+    services at every logout."""
+    production = create_app(dataclasses.replace(settings, client_registration="open", env="production",
+                                                issuer="https://127.0.0.1"))
+    web = production.test_client()
+
+    def register_here(uri):
+        return web.post("/oauth/register", base_url="https://127.0.0.1",
+                        json={"redirect_uris": ["https://app.example.com/cb"], "backchannel_logout_uri": uri})
+
+    refused = register_here("http://127.0.0.1:6379/")
+    assert refused.status_code == 400 and refused.json["error"] == "invalid_client_metadata"
+    assert "backchannel_logout_uri" in refused.json["error_description"]
+    assert register_here("https://app.example.com/bcl").status_code == 201
