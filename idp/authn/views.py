@@ -60,11 +60,12 @@ def login():
         user = password_step.authenticate(login_value, request.form.get("password", ""))
         return flow.proved(attempt, user, steps.password_proof())
     except (LoginFailed, Throttled, flow.WrongUser) as failure:
+        next_path = attempt.next  # read before the commit: a racing request may end this login
         db.session.commit()  # keep the throttle counters, the audit event and the login in progress
         message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 429 if isinstance(failure, Throttled) else 400
-        page = render_template("authn/login.html", next=attempt.next, login=login_value,
+        page = render_template("authn/login.html", next=next_path, login=login_value,
                                errors={"form": message}, registration=settings.registration_enabled, upstreams=_upstreams())
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
         headers = {"Retry-After": str(failure.retry_after)} if isinstance(failure, Throttled) else {}
