@@ -3,18 +3,20 @@
 /federation/link/<id> lets a person prove they own the account an upstream identity would join."""
 from __future__ import annotations
 
-from flask import Blueprint, redirect, render_template, request, session, url_for
+from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from idp import audit
 from idp.authn import password as password_step
 from idp.authn import session as sso
 from idp.authn.errors import LoginFailed, Throttled
+from idp.authn.flow import VERIFY_USER_KEY
 from idp.authn.steps import AMR_PASSWORD
 from idp.extensions import db
 from idp.federation import flow, linking, providers
 from idp.federation.errors import (EmailMissing, FederationError, RegistrationClosed, StateInvalid, UpstreamDenied,
                                   UpstreamInvalid, UpstreamUnavailable)
 from idp.models import UpstreamProvider, User
+from idp.users import terms
 from idp.web.errors import PageError, request_id
 from idp.web.forms import form_value, is_local_path
 from idp.web.templating import N_
@@ -100,11 +102,23 @@ def callback(provider_id: str):
 
 
 def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str):
+    """Start the session, as a password login would end: refused (with a page that offers a new
+    link) while IDP_EMAIL_VERIFICATION_REQUIRED and the address is unproved; through the terms
+    page when the current terms are not accepted."""
+    if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
+        audit.record("federation.login.failed", outcome="failure", user=user, provider=provider_id,
+                     reason="email_not_verified")
+        db.session.commit()
+        session[VERIFY_USER_KEY] = user.id
+        return render_template("authn/verify_first.html", user=user), 403
     sso.start(user, amr=amr, acr=acr)
     audit.record("federation.login.succeeded", user=user, provider=provider_id, amr=amr)
     audit.record("authn.login.succeeded", user=user, amr=amr, via="federation")
     db.session.commit()
-    return redirect(_next_target(next_path), 303)
+    target = _next_target(next_path)
+    if terms.needs_acceptance(user):
+        target = url_for("authn.accept_terms", next=target)
+    return redirect(target, 303)
 
 
 @bp.route("/federation/link/<link_id>", methods=["GET", "POST"])
@@ -121,7 +135,7 @@ def link(link_id: str):
         user = password_step.authenticate(login_value, request.form.get("password", ""))
     except (LoginFailed, Throttled) as failure:
         db.session.commit()  # keep the throttle counters and the audit event
-        message = LOGIN_FAILED if isinstance(failure, LoginFailed) else \
+        message = _(LOGIN_FAILED) if isinstance(failure, LoginFailed) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
         return page, 400 if isinstance(failure, LoginFailed) else 429

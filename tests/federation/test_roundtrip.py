@@ -299,3 +299,39 @@ def test_a_disabled_account_cannot_sign_in_through_its_link(app, live_server, up
     assert sessions_of(app, created["id"]) == 0
     assert events(app, provider_id)[-1] == ("federation.login.failed",
                                             {"provider": provider_id, "reason": "account_disabled"})
+
+
+def test_when_verification_is_required_an_unverified_federated_account_cannot_sign_in(
+        app, live_server, upstream, make_provider, monkeypatch):
+    """IDP_EMAIL_VERIFICATION_REQUIRED applies to every way in, the upstream included."""
+    import dataclasses
+
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    monkeypatch.setitem(app.config, "IDP_SETTINGS",
+                        dataclasses.replace(app.config["IDP_SETTINGS"], email_verification_required=True))
+    person = Person()
+    callback = federated(person, live_server, provider_id, upstream.issuer, person_upstream)
+    response = person.get(callback)
+    assert response.status_code == 403 and "Confirm your email address first" in response.text
+    created = user_by_email(app, person_upstream["email"])
+    assert created is not None and created["email_verified"] is False
+    assert sessions_of(app, created["id"]) == 0
+    with app.app_context():
+        db.session.get(User, created["id"]).email_verified = True
+        db.session.commit()
+    again = Person()
+    response = again.get(federated(again, live_server, provider_id, upstream.issuer, person_upstream))
+    assert response.status_code == 303 and sessions_of(app, created["id"]) == 1
+
+
+def test_a_federated_sign_in_asks_for_the_current_terms(app, live_server, upstream, make_provider, monkeypatch):
+    import dataclasses
+
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    monkeypatch.setitem(app.config, "IDP_SETTINGS", dataclasses.replace(
+        app.config["IDP_SETTINGS"], terms_url="https://example.test/terms", terms_version="7"))
+    person = Person()
+    response = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    assert response.status_code == 303 and response.headers["Location"].startswith("/terms?next=")
