@@ -107,6 +107,8 @@ class Settings:
                                         "Seconds a sign-in through an upstream provider may take, and an upstream identity may wait to be linked.")
     federation_cache_seconds: int = setting("IDP_FEDERATION_CACHE_SECONDS", 3600,
                                             "How long each process caches an upstream provider's discovery document and JWKS.")
+    outbound_allow_private: str = setting("IDP_OUTBOUND_ALLOW_PRIVATE", "",
+                                          "Comma-separated networks (CIDR, e.g. `10.20.0.0/16`) that outbound requests (client jwks_uri, backchannel_logout_uri, upstream providers) may reach although they are not public. Empty: only public addresses outside development.")
     log_level: str = setting("IDP_LOG_LEVEL", "INFO", "Python logging level.")
     smtp_url: str = setting("IDP_SMTP_URL", "",
                             "Outgoing mail server: `smtp://user:password@host:587` (STARTTLS), `smtps://...:465` (TLS) or `smtp://host:25?tls=none` (plain, local relays only). Empty: in development each message is written to the log; in production nothing is sent (and the log says so).")
@@ -143,6 +145,12 @@ class Settings:
     def is_loopback_http(self) -> bool:
         parts = urlsplit(self.issuer)
         return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+
+    @property
+    def outbound_allowed_networks(self) -> tuple:
+        """IDP_OUTBOUND_ALLOW_PRIVATE as networks (validated at start-up)."""
+        return tuple(ipaddress.ip_network(part.strip(), strict=False)
+                     for part in self.outbound_allow_private.split(",") if part.strip())
 
     @property
     def sqlalchemy_url(self) -> str:
@@ -307,5 +315,10 @@ def validate(s: Settings) -> None:
     if s.client_registration not in CLIENT_REGISTRATION_MODES:
         raise ConfigError(f"IDP_CLIENT_REGISTRATION must be one of {', '.join(CLIENT_REGISTRATION_MODES)}, "
                           f"not {s.client_registration!r}")
+    try:
+        s.outbound_allowed_networks
+    except ValueError:
+        raise ConfigError("IDP_OUTBOUND_ALLOW_PRIVATE must be comma-separated networks like 10.20.0.0/16, "
+                          f"not {s.outbound_allow_private!r}") from None
     if s.log_level not in LOG_LEVELS:
         raise ConfigError(f"IDP_LOG_LEVEL must be one of {', '.join(LOG_LEVELS)}, not {s.log_level!r}")

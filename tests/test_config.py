@@ -214,3 +214,14 @@ def test_every_setting_has_a_meaning_and_an_idp_name():
 def test_instance_path_defaults_to_the_checkout_instance_folder():
     assert Settings().instance_path == str(PROJECT_ROOT / "instance")
     assert os.path.isabs(Settings().instance_path)
+
+
+@pytest.mark.parametrize("value", ["10.0.0.0/33", "intranet", "10.0.0.0/8;192.168.0.0/16"])
+def test_outbound_allow_private_must_be_networks(env, value):
+    assert "networks" in refused({**env, "IDP_OUTBOUND_ALLOW_PRIVATE": value}, "IDP_OUTBOUND_ALLOW_PRIVATE")
+
+
+def test_outbound_allow_private_lists_networks(env):
+    settings = from_env({**env, "IDP_OUTBOUND_ALLOW_PRIVATE": "10.20.0.0/16, fd00::/8"})
+    assert [str(n) for n in settings.outbound_allowed_networks] == ["10.20.0.0/16", "fd00::/8"]
+    assert from_env(env).outbound_allowed_networks == ()

@@ -3,8 +3,9 @@ URL (state, nonce, PKCE S256), and the response: `iss` (RFC 9207), the code exch
 token (signature against the upstream JWKS, iss, aud, azp, exp, iat, nonce) and user info; for
 GitHub, its user and e-mail APIs. Discovery and JWKS are cached per process.
 
-Every outbound request has IDP_FEDERATION_TIMEOUT, verifies TLS, and goes only to https URLs
-(http only on loopback hosts)."""
+Every outbound request has IDP_FEDERATION_TIMEOUT, verifies TLS, goes only to https URLs (http
+only on loopback hosts), follows no redirect, and connects only to public addresses or networks
+in IDP_OUTBOUND_ALLOW_PRIVATE (idp.security.outbound); a refused address is "unreachable"."""
 from __future__ import annotations
 
 import re
@@ -23,6 +24,7 @@ from idp.clock import timestamp
 from idp.federation.errors import IssuerMismatch, UpstreamDenied, UpstreamInvalid, UpstreamUnavailable
 from idp.federation.providers import PROFILES, ProviderRejected, check_url, decrypt
 from idp.models import UpstreamProvider
+from idp.security import outbound
 from idp.security.tokens import constant_time_equal, digest
 
 # Asymmetric algorithms only: never `none`, never HS* (which would turn a public key into a secret).
@@ -55,8 +57,11 @@ def _http(method: str, url: str, **kwargs) -> requests.Response:
     """One outbound request with the timeout; failures become UpstreamUnavailable / UpstreamInvalid."""
     _secure(url)
     try:
-        response = requests.request(method, url, timeout=_settings().federation_timeout, allow_redirects=False,
-                                    **kwargs)
+        with outbound.session(outbound.policy_for(_settings())) as session:
+            response = session.request(method, url, timeout=_settings().federation_timeout, allow_redirects=False,
+                                       **kwargs)
+    except outbound.AddressRefused:
+        raise UpstreamUnavailable("address_not_public") from None
     except requests.Timeout:
         raise UpstreamUnavailable("timeout") from None
     except requests.RequestException:
@@ -192,10 +197,12 @@ def exchange(provider: UpstreamProvider, redirect_uri: str, code: str, code_veri
     meta = metadata(provider)
     _secure(meta["token_endpoint"])
     try:
-        with _session(provider, redirect_uri, meta) as session:
+        with outbound.mount(_session(provider, redirect_uri, meta), outbound.policy_for(_settings())) as session:
             return dict(session.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier,
                                             grant_type="authorization_code", headers={"Accept": "application/json"},
                                             timeout=_settings().federation_timeout, allow_redirects=False))
+    except outbound.AddressRefused:
+        raise UpstreamUnavailable("address_not_public") from None
     except requests.Timeout:
         raise UpstreamUnavailable("timeout") from None
     except requests.RequestException:

@@ -26,7 +26,7 @@ class UpstreamUnavailable(FederationError):
 
     def __init__(self, why: str):
         super().__init__(why)
-        self.reason = why  # "timeout" or "unreachable"
+        self.reason = why  # "timeout", "unreachable" or "address_not_public"
 
 
 class UpstreamInvalid(FederationError):

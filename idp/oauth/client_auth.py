@@ -35,6 +35,7 @@ from idp.models import Client, ClientAssertion
 from idp.oauth import jwks_fetch
 from idp.oauth.client_secrets import clear_secret
 from idp.oauth.clients import SIGNING_ALGS
+from idp.security import outbound
 
 LEEWAY = 30                 # seconds of clock skew tolerated for exp, nbf and iat
 MAX_ASSERTION_LENGTH = 8192
@@ -118,7 +119,8 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
             raise _reject("the client has registered no public keys", client, "no_keys")
         try:
             return jwks_fetch.key_set(client.jwks_uri, timeout=_settings().jwks_fetch_timeout,
-                                      cache_seconds=_settings().jwks_cache_seconds, refresh=refresh)
+                                      cache_seconds=_settings().jwks_cache_seconds,
+                                      policy=outbound.policy_for(_settings()), refresh=refresh)
         except jwks_fetch.JwksUnavailable as failure:
             raise _reject("the client's jwks_uri could not be used", client, f"jwks_uri: {failure}") from None
 

@@ -2,7 +2,8 @@
 
 Only the URI stored on the client is ever fetched (never `jku`/`x5u` from an assertion). The fetch
 has a timeout for the whole response, a size limit read in a stream, no redirects and no cookies,
-so a slow, huge or hostile endpoint cannot tie up a worker. Each key set is kept for
+so a slow, huge or hostile endpoint cannot tie up a worker; it connects only to public addresses
+(idp.security.outbound), so a jwks_uri cannot reach our own network. Each key set is kept for
 IDP_JWKS_CACHE_SECONDS; an unknown `kid` may force one early refetch, at most once per
 REFETCH_INTERVAL per URI, and a failure is remembered for as long, so a dead endpoint costs one
 timeout per interval, not one per request.
@@ -21,6 +22,7 @@ from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
 from idp.oauth.clients import JWKS_MAX_BYTES, ClientRejected, check_jwks, check_jwks_uri
+from idp.security import outbound
 
 REFETCH_INTERVAL = 30  # seconds between two fetches of one URI, whatever the reason
 MAX_ENTRIES = 1000     # URIs cached per process; the least recently used is dropped
@@ -42,7 +44,8 @@ _locks: dict[str, threading.Lock] = {}
 _guard = threading.Lock()
 
 
-def key_set(uri: str, *, timeout: float, cache_seconds: int, refresh: bool = False) -> KeySet:
+def key_set(uri: str, *, timeout: float, cache_seconds: int, policy: outbound.Policy,
+            refresh: bool = False) -> KeySet:
     """The key set at `uri`, from the cache when fresh; `refresh` asks for a refetch (an unknown
     kid), which happens only when the last fetch is at least REFETCH_INTERVAL old."""
     with _guard:
@@ -53,7 +56,7 @@ def key_set(uri: str, *, timeout: float, cache_seconds: int, refresh: bool = Fal
         stale = entry is None or age >= cache_seconds or (refresh or entry.keys is None) and age >= REFETCH_INTERVAL
         if stale:
             try:
-                entry = _Entry(timestamp(), fetch_jwks(uri, timeout))
+                entry = _Entry(timestamp(), fetch_jwks(uri, timeout, policy))
             except JwksUnavailable as failure:
                 entry = _Entry(timestamp(), None, str(failure))
             _remember(uri, entry)
@@ -71,13 +74,13 @@ def _remember(uri: str, entry: _Entry) -> None:
             _locks.pop(old, None)
 
 
-def fetch_jwks(uri: str, timeout: float) -> KeySet:
+def fetch_jwks(uri: str, timeout: float, policy: outbound.Policy) -> KeySet:
     """GET the JWK Set at `uri`: 200, JSON, at most JWKS_MAX_BYTES, within `timeout` seconds overall."""
     try:
         check_jwks_uri(uri)
     except ClientRejected as rejected:
         raise JwksUnavailable(str(rejected)) from None
-    body = _get_bounded(uri, timeout)
+    body = _get_bounded(uri, timeout, policy)
     try:
         jwks = json.loads(body)
         check_jwks(jwks)
@@ -86,14 +89,15 @@ def fetch_jwks(uri: str, timeout: float) -> KeySet:
     return KeySet.import_key_set(jwks)
 
 
-def _get_bounded(uri: str, timeout: float) -> bytes:
+def _get_bounded(uri: str, timeout: float, policy: outbound.Policy) -> bytes:
     """The body, read with read1 so the deadline and the size limit hold even for a body that
     trickles in; compressed bodies are refused rather than inflated."""
     deadline = time.monotonic() + timeout
     try:
-        with requests.get(uri, timeout=timeout, stream=True, allow_redirects=False,
-                          headers={"Accept": "application/jwk-set+json, application/json",
-                                   "Accept-Encoding": "identity"}) as response:
+        with outbound.session(policy) as session, session.get(
+                uri, timeout=timeout, stream=True, allow_redirects=False,
+                headers={"Accept": "application/jwk-set+json, application/json",
+                         "Accept-Encoding": "identity"}) as response:
             if response.status_code != 200:
                 raise JwksUnavailable(f"jwks_uri answered HTTP {response.status_code}")
             if response.headers.get("Content-Encoding", "identity").lower() != "identity":
@@ -109,5 +113,7 @@ def _get_bounded(uri: str, timeout: float) -> bytes:
                 if time.monotonic() > deadline:
                     raise JwksUnavailable(f"jwks_uri did not answer within {timeout} seconds")
             return bytes(body)
+    except outbound.AddressRefused:
+        raise JwksUnavailable("jwks_uri refused: its host has an address that is not public") from None
     except (requests.RequestException, urllib3.exceptions.HTTPError, OSError) as failure:
         raise JwksUnavailable(f"jwks_uri could not be fetched ({type(failure).__name__})") from None

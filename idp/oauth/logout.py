@@ -14,11 +14,9 @@ The logout token is signed when it is delivered, so a retry hours later carries 
 from __future__ import annotations
 
 import logging
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from urllib.parse import urlencode
 
+import requests
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
 from sqlalchemy import select
@@ -32,6 +30,7 @@ from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import sign, verify_id_token_hint
 from idp.outbox import DeliveryFailed, enqueue, register_handler
+from idp.security import outbound
 from idp.security.tokens import random_token
 from idp.users.directory import identifier_key
 
@@ -88,34 +87,26 @@ def logout_token(client: Client, sid: str, sub: str | None) -> str:
     return sign({"typ": "logout+jwt"}, claims)
 
 
-class _NoRedirects(urllib.request.HTTPRedirectHandler):
-    def redirect_request(self, *args, **kwargs):
-        return None  # a 3xx is an answer like any other: not delivered
-
-
-_opener = urllib.request.build_opener(_NoRedirects)
-
-
 def deliver_logout_token(payload: dict) -> None:
     """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
-    too: it may come from an RP whose key cache is stale after a rotation) is retried."""
+    too: it may come from an RP whose key cache is stale after a rotation, or a 3xx: redirects
+    are not followed) is retried. Only public addresses are reached (idp.security.outbound)."""
     client = find_client(payload["client_id"])
     if client is None or not client.backchannel_logout_uri:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
         return
-    body = urlencode({"logout_token": logout_token(client, payload["sid"], payload["sub"])}).encode()
-    request = urllib.request.Request(client.backchannel_logout_uri, data=body, method="POST", headers={
-        "Content-Type": "application/x-www-form-urlencoded", "User-Agent": "idp back-channel logout"})
-    timeout = current_app.config["IDP_SETTINGS"].backchannel_logout_timeout
+    settings = current_app.config["IDP_SETTINGS"]
+    body = {"logout_token": logout_token(client, payload["sid"], payload["sub"])}
     try:
-        with _opener.open(request, timeout=timeout) as response:
-            status = response.status
-    except urllib.error.HTTPError as error:
-        status = error.code
-        error.close()
-    except (urllib.error.URLError, OSError, ValueError) as error:
-        reason = getattr(error, "reason", error)
-        raise DeliveryFailed(f"backchannel_logout_uri unreachable: {type(reason).__name__}") from None
+        with outbound.session(outbound.policy_for(settings)) as session, session.post(
+                client.backchannel_logout_uri, data=body, timeout=settings.backchannel_logout_timeout,
+                allow_redirects=False, stream=True,
+                headers={"User-Agent": "idp back-channel logout", "Accept-Encoding": "identity"}) as response:
+            status = response.status_code
+    except outbound.AddressRefused:
+        raise DeliveryFailed("backchannel_logout_uri refused: its host has an address that is not public") from None
+    except (requests.RequestException, OSError, ValueError) as error:
+        raise DeliveryFailed(f"backchannel_logout_uri unreachable: {type(error).__name__}") from None
     if status not in DELIVERED:
         raise DeliveryFailed(f"backchannel_logout_uri answered HTTP {status}")
     audit.record("oauth.logout_token.delivered", user=payload["user_id"], client=client.client_id,

@@ -3,6 +3,7 @@ mix-up; forged ID tokens; the person saying no; an upstream that is down or too 
 ends on our page (never a 500), with an audit event, and without a session or an account."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import datetime, timezone
 from urllib.parse import urlencode, urlsplit
 
@@ -261,3 +262,20 @@ def test_nothing_secret_is_audited(app, live_server, upstream, upstream_provider
         assert value not in recorded
     assert read(app, lambda: db.session.scalar(db.select(db.func.count()).select_from(User)
                                                .where(User.email == person_upstream["email"]))) == 1
+
+
+def test_production_refuses_an_upstream_on_loopback_unless_its_network_is_allowed(app, settings, fake_op,
+                                                                                   make_provider):
+    """The upstream's address is not public: the same page as an unreachable upstream, with the
+    reason in the audit; IDP_OUTBOUND_ALLOW_PRIVATE opens that network on purpose."""
+    from idp import create_app
+
+    provider_id = make_provider(fake_op.url)
+    production = dataclasses.replace(settings, env="production", issuer="https://127.0.0.1")
+    refused = create_app(production).test_client().get(f"/federation/{provider_id}/start",
+                                                       base_url="https://127.0.0.1")
+    assert_refused(refused, 504, "not answering")
+    assert failures(app, provider_id)[-1] == {"provider": provider_id, "reason": "address_not_public"}
+    allowed = create_app(dataclasses.replace(production, outbound_allow_private="127.0.0.0/8, ::1/128"))
+    started = allowed.test_client().get(f"/federation/{provider_id}/start", base_url="https://127.0.0.1")
+    assert started.status_code == 302 and started.headers["Location"].startswith(fake_op.url)

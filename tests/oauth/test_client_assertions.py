@@ -7,6 +7,7 @@ import base64
 import dataclasses
 import hashlib
 import hmac
+import socket
 import json
 import threading
 import time
@@ -623,3 +624,32 @@ def test_introspection_accepts_client_secret_jwt(live_server, jwt_client):
                             revocation_endpoint_auth_method=auth)
     token = session.fetch_token(f"{live_server}/token", grant_type="client_credentials")["access_token"]
     assert session.introspect_token(f"{live_server}/introspect", token=token).json()["active"] is True
+
+
+# --- a jwks_uri on our own network -----------------------------------------------------------
+@pytest.mark.parametrize("host", ["localhost", "metadata.example.test"])
+def test_production_refuses_a_jwks_uri_whose_host_is_not_public(app, settings, jwt_client, jwks_server,
+                                                                 monkeypatch, host):
+    """A name that resolves to loopback or to the cloud metadata address (faked DNS) is never
+    fetched outside development: the assertion is invalid_client, and the audit says why."""
+    from idp import create_app
+
+    real = socket.getaddrinfo
+
+    def getaddrinfo(name, port, *args, **kwargs):  # DNS is not ours to run in a test
+        if name == "metadata.example.test":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, "", ("169.254.169.254", port))]
+        return real(name, port, *args, **kwargs)
+    monkeypatch.setattr(socket, "getaddrinfo", getaddrinfo)
+    key = rsa_key()
+    server = jwks_server()
+    server.serve(key_set(key))
+    uri = f"https://{host}:{server.httpd.server_port}/jwks/{uuid.uuid4().hex}"
+    client = jwt_client(jwks_uri=uri)
+    production = create_app(dataclasses.replace(settings, env="production", issuer="https://127.0.0.1"))
+    response = production.test_client().post("/token", base_url="https://127.0.0.1", data={
+        "grant_type": "client_credentials", "client_assertion_type": ASSERTION_TYPE,
+        "client_assertion": sign(key, claims_for(client["client_id"], "https://127.0.0.1/token"))})
+    assert response.status_code in (400, 401) and response.json["error"] == "invalid_client"
+    assert "not public" in rejection_reasons(app, client["client_id"])[-1]
+    assert server.hits == 0

@@ -3,6 +3,7 @@ Back-Channel Logout 1.0 to a tiny relying party receiver on loopback (http.serve
 that records every logout token POSTed to it."""
 from __future__ import annotations
 
+import dataclasses
 import socket
 import threading
 from datetime import timedelta
@@ -14,7 +15,7 @@ from joserfc import jwt
 
 from idp import clock, outbox
 from idp.extensions import db
-from idp.models import AuditEvent, Grant, OutboxMessage, SsoSession
+from idp.models import AuditEvent, Client, Grant, OutboxMessage, SsoSession
 from idp.oauth.logout import EVENT, KIND
 from tests.helpers.forms import csrf_token
 from tests.helpers.rp import Browser, jwks, verify_id_token
@@ -613,3 +614,27 @@ def test_a_logout_token_is_not_an_id_token_hint(live_server, app, make_user, log
     response = end_session(second, live_server, id_token_hint=logout_token, post_logout_redirect_uri=PLR)
     confirmation_page(response)                             # not trusted as a hint
     assert_signed_in(live_server, second, client)
+
+
+def test_production_does_not_post_logout_tokens_to_a_loopback_receiver(app, settings, make_user, logout_client,
+                                                                      receivers):
+    """The delivery of a client whose backchannel_logout_uri names a loopback host fails like an
+    unreachable receiver (retried later), and nothing reaches the receiver."""
+    from idp import create_app
+
+    user = make_user()
+    receiver = receivers()
+    client = logout_client()
+    with app.app_context():  # as if DNS had moved the name since its registration
+        stored = db.session.scalar(db.select(Client).where(Client.client_id == client["client_id"]))
+        stored.backchannel_logout_uri = f"https://localhost:{receiver.port}/backchannel-logout"
+        db.session.commit()
+    production = create_app(dataclasses.replace(settings, env="production", issuer="https://127.0.0.1"))
+    with production.app_context():
+        message = outbox.enqueue(KIND, {"client_id": client["client_id"], "sid": "sid-1", "user_id": user["id"],
+                                        "sub": None, "reason": "logout"})
+        db.session.commit()
+        assert outbox.run_once(ids=[message.id]) == (0, 1)
+    [message] = messages_for(app, client["client_id"])
+    assert message["status"] == "pending" and "not public" in message["last_error"]
+    assert "logout_token" not in message["last_error"] and receiver.posts == []
