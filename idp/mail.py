@@ -9,7 +9,6 @@ Every link is built by the caller from the configured issuer, never from the req
 """
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import smtplib
@@ -19,11 +18,10 @@ from email.utils import formatdate, make_msgid
 from urllib.parse import unquote, urlsplit
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import Flask, current_app, render_template
 
 from idp import outbox
+from idp.security.derived import fernet_for
 
 log = logging.getLogger("idp.mail")
 
@@ -99,6 +97,4 @@ def _send_smtp(settings, mail: EmailMessage) -> None:
 
 
 def _fernet() -> Fernet:
-    secret = current_app.config["IDP_SETTINGS"].secret_key
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"idp outbox mail").derive(secret.encode())
-    return Fernet(base64.urlsafe_b64encode(key))
+    return fernet_for(current_app.config["IDP_SETTINGS"].secret_key, b"idp outbox mail")

@@ -15,8 +15,6 @@ import secrets
 from datetime import timedelta
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from flask import session as browser
 from sqlalchemy.exc import IntegrityError
@@ -36,6 +34,7 @@ from idp.authn.steps import Proof, webauthn_proof
 from idp.clock import now
 from idp.extensions import db
 from idp.models import User, WebAuthnChallenge, WebAuthnCredential
+from idp.security.derived import derive_key
 from idp.security.tokens import constant_time_equal, digest, random_token
 
 REGISTER = "register"
@@ -129,8 +128,7 @@ def _failed(reason: str, user: User | None = None, **details) -> PasskeyFailed:
 def _user_handle(user: User) -> bytes:
     """The WebAuthn user.id: opaque, no personal data (L3 14.6.1), the same for all of a user's
     credentials; derived from the secret key, so it needs no storage before the first one."""
-    key = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-               info=b"idp webauthn user handle").derive(current_app.config["IDP_SETTINGS"].secret_key.encode())
+    key = derive_key(current_app.config["IDP_SETTINGS"].secret_key, b"idp webauthn user handle")
     return hmac.new(key, user.subject.encode(), hashlib.sha256).digest()
 
 

@@ -15,7 +15,7 @@ from sqlalchemy import or_, update
 from idp import audit
 from idp.clock import now, timestamp
 from idp.extensions import db
-from idp.keys import fernet_for
+from idp.security.derived import fernet_for
 from idp.models import TotpCredential, User
 from idp.security.tokens import constant_time_equal
 

@@ -3,21 +3,19 @@ Google, Microsoft (tenant-aware issuer) and GitHub (plain OAuth 2.0), and their 
 client secret encrypted under a key derived from IDP_SECRET_KEY."""
 from __future__ import annotations
 
-import base64
-import ipaddress
 import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 from idp.authn.steps import ACR_VALUES_SUPPORTED
 from idp.clock import now
+from idp.config import is_loopback
 from idp.extensions import db
 from idp.models import UpstreamProvider
+from idp.security.derived import fernet_for
 
 SLUG = re.compile(r"^[a-z0-9][a-z0-9_-]{0,62}$")
 TENANT = re.compile(r"^([0-9a-f-]{36}|common|organizations|consumers|[a-z0-9-]+\.onmicrosoft\.com)$")
@@ -55,10 +53,7 @@ PROFILES = {
 
 
 def _fernet() -> Fernet:
-    secret_key = current_app.config["IDP_SETTINGS"].secret_key
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"idp upstream provider secrets").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return fernet_for(current_app.config["IDP_SETTINGS"].secret_key, b"idp upstream provider secrets")
 
 
 def encrypt(value: str) -> str:
@@ -67,15 +62,6 @@ def encrypt(value: str) -> str:
 
 def decrypt(value: str) -> str:
     return _fernet().decrypt(value.encode()).decode()
-
-
-def is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_url(url: str, what: str) -> str:

@@ -11,15 +11,12 @@ emergency rotation (`immediate=True`, a compromised key) signs with the new key 
 """
 from __future__ import annotations
 
-import base64
 import json
 import time
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from cryptography.fernet import Fernet
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 from joserfc.jwk import ECKey, RSAKey
 from sqlalchemy import func
@@ -27,6 +24,7 @@ from sqlalchemy import func
 from idp.clock import now
 from idp.extensions import db
 from idp.models import Client, SigningKey
+from idp.security.derived import fernet_for
 
 KEY_TYPES = {"RS256": RSAKey, "ES256": ECKey}
 
@@ -41,12 +39,6 @@ class KeyRing:
     algs: tuple               # algorithms of the published keys
     loaded_at: float
     switch_at: datetime | None = None  # when another key starts or stops signing; reload then
-
-
-def fernet_for(secret_key: str, info: bytes) -> Fernet:
-    """A Fernet key derived from IDP_SECRET_KEY with HKDF; each purpose has its own `info`."""
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=info).derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
 
 
 def _fernet(secret_key: str) -> Fernet:

@@ -5,22 +5,17 @@ the key that protects the signing keys; changing IDP_SECRET_KEY makes these secr
 (those clients then need `idp clients rotate-secret`)."""
 from __future__ import annotations
 
-import base64
 
 from cryptography.fernet import Fernet, InvalidToken
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
 
 from idp.models import Client
+from idp.security.derived import fernet_for
 from idp.security.tokens import digest
 
 
 def _fernet() -> Fernet:
-    secret_key = current_app.config["IDP_SETTINGS"].secret_key
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                   info=b"idp client secret encryption").derive(secret_key.encode())
-    return Fernet(base64.urlsafe_b64encode(derived))
+    return fernet_for(current_app.config["IDP_SETTINGS"].secret_key, b"idp client secret encryption")
 
 
 def store_secret(client: Client, secret: str | None) -> None:

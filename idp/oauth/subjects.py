@@ -11,20 +11,17 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
-from functools import lru_cache
 from urllib.parse import urlsplit
 
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from flask import current_app
+
+from idp.security.derived import derive_key
 
 SUBJECT_TYPES = ("public", "pairwise")
 
 
-@lru_cache(maxsize=4)
 def _pairwise_key(secret_key: str) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=None,
-                info=b"idp pairwise subject").derive(secret_key.encode())
+    return derive_key(secret_key, b"idp pairwise subject")
 
 
 def redirect_hosts(redirect_uris) -> set[str]:
