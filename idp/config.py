@@ -144,7 +144,7 @@ class Settings:
     @property
     def is_loopback_http(self) -> bool:
         parts = urlsplit(self.issuer)
-        return parts.scheme == "http" and _is_loopback(parts.hostname or "")
+        return parts.scheme == "http" and is_loopback(parts.hostname or "")
 
     @property
     def outbound_allowed_networks(self) -> tuple:
@@ -167,11 +167,12 @@ class Settings:
 SETTINGS = {f.metadata["env"]: f for f in dataclasses.fields(Settings)}
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str | None) -> bool:
+    """localhost or a loopback IP address (127.0.0.0/8, ::1)."""
     if host == "localhost":
         return True
     try:
-        return ipaddress.ip_address(host).is_loopback
+        return ipaddress.ip_address(host or "").is_loopback
     except ValueError:
         return False
 
@@ -244,7 +245,7 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_ISSUER must not end with a slash")
     if parts.scheme != "https" and not s.is_development:
         raise ConfigError("IDP_ISSUER must use https:// in production (set IDP_ENV=development for local http)")
-    if parts.scheme == "http" and not _is_loopback(parts.hostname):
+    if parts.scheme == "http" and not is_loopback(parts.hostname):
         raise ConfigError("IDP_ISSUER may only use http:// on a loopback address (127.0.0.1, ::1, localhost)")
     if len(s.secret_key) < 32:
         raise ConfigError("IDP_SECRET_KEY must be at least 32 characters")

@@ -18,7 +18,8 @@ from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectUR
 from authlib.oidc.registration import ClientMetadataClaims as OpenIDClaims
 from flask import current_app
 
-from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, _loopback, check_jwks, check_jwks_uri,
+from idp.config import is_loopback
+from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, check_jwks, check_jwks_uri,
                                check_redirect_uri)
 from idp.oauth.subjects import sector_from_redirect_uris
 
@@ -118,7 +119,7 @@ def check_web_uri(field: str, uri: str, allow_loopback_http: bool = False) -> No
         raise invalid(field, "is not a valid URL") from None
     if not has_uri_characters_only(uri) or "#" in uri or not parts.hostname or "@" in parts.netloc:
         raise invalid(field, "must be an absolute URL with a host, without user information or fragment")
-    if parts.scheme == "https" or (allow_loopback_http and parts.scheme == "http" and _loopback(parts.hostname)):
+    if parts.scheme == "https" or (allow_loopback_http and parts.scheme == "http" and is_loopback(parts.hostname)):
         return
     raise invalid(field, "must use https" + (" (http only on a loopback address)" if allow_loopback_http else ""))
 

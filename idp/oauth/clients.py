@@ -1,7 +1,6 @@
 """Registering and changing clients: redirect URI rules, secrets shown once and stored as digests."""
 from __future__ import annotations
 
-import ipaddress
 import json
 import re
 from urllib.parse import urlsplit
@@ -11,6 +10,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp import audit
+from idp.config import is_loopback
 from idp.extensions import db
 from idp.models import Client
 from idp.oauth import lifetimes
@@ -35,15 +35,6 @@ class ClientRejected(ValueError):
     """A client setting is not acceptable; the message says which and why."""
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
 def check_redirect_uri(uri: str) -> None:
     """https anywhere, http only on loopback, or a private-use scheme; no fragment, no wildcard."""
     try:
@@ -59,7 +50,7 @@ def check_redirect_uri(uri: str) -> None:
         raise ClientRejected(f"redirect URI must not contain wildcards: {uri!r}")
     if parts.scheme == "https" and parts.hostname:
         return
-    if parts.scheme == "http" and _loopback(parts.hostname):
+    if parts.scheme == "http" and is_loopback(parts.hostname):
         return
     if parts.scheme not in ("http", "https", "javascript", "data", "file", "vbscript") and PRIVATE_SCHEME.match(parts.scheme):
         return
@@ -103,7 +94,7 @@ def check_jwks_uri(uri: str) -> None:
     if parts.username is not None or parts.password is not None or not parts.hostname:
         raise ClientRejected(f"jwks_uri needs a host and must not carry user information: {uri!r}")
     development = not has_app_context() or current_app.config["IDP_SETTINGS"].is_development
-    if parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname) and development):
+    if parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname) and development):
         return
     raise ClientRejected(f"jwks_uri must be https (http only on a loopback address in development): {uri!r}")
 
@@ -243,7 +234,7 @@ def check_backchannel_logout_uri(uri: str) -> None:
             or "@" in parts.netloc):
         raise ClientRejected(f"backchannel_logout_uri must be an absolute URL with a host, without user "
                              f"information or fragment: {uri!r}")
-    if not (parts.scheme == "https" or (parts.scheme == "http" and _loopback(parts.hostname))):
+    if not (parts.scheme == "https" or (parts.scheme == "http" and is_loopback(parts.hostname))):
         raise ClientRejected(f"backchannel_logout_uri must use https (http only on a loopback address): {uri!r}")
 
 
