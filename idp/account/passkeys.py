@@ -6,7 +6,6 @@ would leave no way in (no password) or no second factor where two are required. 
 is an audit event (in authn.passkeys)."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 
@@ -15,7 +14,7 @@ from idp.account.views import bp
 from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
 from idp.authn.factors import enrolled_factors, has_second_factor
-from idp.authn.session import current_session
+from idp.authn.session import current_session, is_recent
 from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession
@@ -29,14 +28,9 @@ LAST_FACTOR = N_("This is your last way to sign in with two steps. Add another p
 LAST_WAY_IN = N_("This passkey is your only way to sign in. Add another passkey or set a password first.")
 
 
-def _is_recent(row: SsoSession) -> bool:
-    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
-    return row.auth_time + timedelta(seconds=window) > now()
-
-
 def _page(row: SsoSession, errors: dict | None = None, status: int = 200):
     return render_template("account/passkeys.html", user=row.user, credentials=passkeys.credentials_of(row.user),
-                           recent=_is_recent(row), errors=errors or {}), status
+                           recent=is_recent(row), errors=errors or {}), status
 
 
 def _signed_in() -> SsoSession | Response:
@@ -46,7 +40,7 @@ def _signed_in() -> SsoSession | Response:
 
 def _recently_signed_in() -> SsoSession:
     row = current_session()
-    if row is None or not _is_recent(row):
+    if row is None or not is_recent(row):
         raise PageError(_("Sign in again to change how you sign in, then try once more."), 403)
     return row
 

@@ -1,7 +1,7 @@
 """Privacy self-service (issue 6 item 7): download everything we hold about you, delete your
 account. Routes on the account blueprint.
 
-Both need a recent sign-in (RECENT_AUTH seconds); deleting also needs the password when the
+Both need a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS); deleting also needs the password when the
 account has one. Deleting revokes every grant (so every token), ends every session (apps with
 back-channel logout hear of it), tells the person by email, records one audit event and removes
 the person's row with everything that hangs off it. Audit events stay, because the trail must,
@@ -22,11 +22,8 @@ from idp.security import passwords
 from idp.users import directory
 from idp.web.templating import gettext as _
 
-RECENT_AUTH = 600  # seconds since sign-in for export and deletion
-
-
 def _needs_fresh_login(current) -> bool:
-    return (now() - current.auth_time).total_seconds() > RECENT_AUTH
+    return not session.is_recent(current)
 
 
 def _reauthenticate():
@@ -37,16 +34,16 @@ def collect(user: User) -> dict:
     """All we hold about `user`, without secrets (no password hash, no token or digest)."""
     profile = {column.name: getattr(user, column.name) for column in User.__table__.columns
                if column.name not in ("id", "password_hash", "username_key", "email_key")}
-    clients = {c.id: c for c in db.session.scalars(db.select(Client))}
-    consents = db.session.scalars(db.select(Consent).where(Consent.user_id == user.id))
+    consents = db.session.execute(db.select(Consent, Client).join(Client, Client.id == Consent.client_id)
+                                  .where(Consent.user_id == user.id))
     grants = db.session.scalars(db.select(Grant).where(Grant.user_id == user.id))
     events = db.session.scalars(db.select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id))
     return json.loads(json.dumps({
         "exported_at": now(),
         "profile": profile,
         "password_set": bool(user.password_hash),
-        "consents": [{"app": clients[c.client_id].client_name, "client_id": clients[c.client_id].client_id,
-                      "scope": c.scope, "granted_at": c.granted_at} for c in consents if c.client_id in clients],
+        "consents": [{"app": client.client_name, "client_id": client.client_id, "scope": c.scope,
+                      "granted_at": c.granted_at} for c, client in consents],
         "grants": [{"app": g.client.client_name, "scope": g.scope, "created_at": g.created_at, "expires_at": g.expires_at,
                     "revoked_at": g.revoked_at} for g in grants],
         "sessions": [{"ip": s.ip, "user_agent": s.user_agent, "created_at": s.created_at, "last_seen_at": s.last_seen_at,

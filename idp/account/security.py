@@ -4,7 +4,6 @@ Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit ev
 the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED."""
 from __future__ import annotations
 
-from datetime import timedelta
 
 from flask import current_app, redirect, render_template, request, url_for
 
@@ -12,7 +11,6 @@ from idp import audit
 from idp.account.views import bp
 from idp.authn import recovery, session, steps, totp
 from idp.authn.factors import enrolled_factors, has_second_factor
-from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession
 from idp.security import passwords
@@ -29,14 +27,9 @@ WRONG_CODE = N_("That code is not right. Check your authenticator app and try ag
 WRONG_PASSWORD = N_("Your current password is not right.")
 
 
-def _is_recent(row: SsoSession) -> bool:
-    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
-    return row.auth_time + timedelta(seconds=window) > now()
-
-
 def _recently_signed_in() -> SsoSession:
     row = session.current_session()
-    if row is None or not _is_recent(row):
+    if row is None or not session.is_recent(row):
         raise PageError(_(SIGN_IN_AGAIN), 403)
     return row
 
@@ -54,7 +47,7 @@ def security():
     if row is None:
         return redirect(url_for("authn.login", next=request.path))
     user = row.user
-    return render_template("account/security.html", user=user, recent=_is_recent(row),
+    return render_template("account/security.html", user=user, recent=session.is_recent(row),
                            totp_on=totp.confirmed_totp(user) is not None,
                            codes_left=recovery.remaining_codes(user), warn_at=recovery.WARN_AT,
                            has_second_factor=has_second_factor(user),

@@ -115,6 +115,13 @@ def elevate(row: SsoSession, amr: list[str], acr: str) -> None:
     g.idp_cookie = raw
 
 
+def is_recent(row: SsoSession) -> bool:
+    """Signed in (or stepped up) within IDP_MFA_RECENT_AUTH_SECONDS: recent enough to change how
+    one signs in, download one's data or delete the account."""
+    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
+    return row.auth_time + timedelta(seconds=window) > now()
+
+
 def end(reason: str | None = "logout") -> SsoSession | None:
     """Delete this browser's session row (if any), tell the callbacks (unless reason is None: the
     same person is signing in again) and clear the cookie; the caller commits."""
