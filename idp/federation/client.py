@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import requests
@@ -41,6 +42,18 @@ class Upstream:
     claims: dict
 
 
+@contextmanager
+def _transport_failures():
+    """A refused address, a timeout or any other transport failure: the upstream is unavailable."""
+    try:
+        yield
+    except outbound.AddressRefused:
+        raise UpstreamUnavailable("address_not_public") from None
+    except requests.Timeout:
+        raise UpstreamUnavailable("timeout") from None
+    except requests.RequestException:
+        raise UpstreamUnavailable("unreachable") from None
+
 def _settings():
     return current_app.config["IDP_SETTINGS"]
 
@@ -56,16 +69,9 @@ def _secure(url) -> str:
 def _http(method: str, url: str, **kwargs) -> requests.Response:
     """One outbound request with the timeout; failures become UpstreamUnavailable / UpstreamInvalid."""
     _secure(url)
-    try:
-        with outbound.session(outbound.policy_for(_settings())) as session:
-            response = session.request(method, url, timeout=_settings().federation_timeout, allow_redirects=False,
-                                       **kwargs)
-    except outbound.AddressRefused:
-        raise UpstreamUnavailable("address_not_public") from None
-    except requests.Timeout:
-        raise UpstreamUnavailable("timeout") from None
-    except requests.RequestException:
-        raise UpstreamUnavailable("unreachable") from None
+    with _transport_failures(), outbound.session(outbound.policy_for(_settings())) as session:
+        response = session.request(method, url, timeout=_settings().federation_timeout, allow_redirects=False,
+                                   **kwargs)
     if response.status_code >= 500:
         raise UpstreamUnavailable("unreachable")
     return response
@@ -197,16 +203,11 @@ def exchange(provider: UpstreamProvider, redirect_uri: str, code: str, code_veri
     meta = metadata(provider)
     _secure(meta["token_endpoint"])
     try:
-        with outbound.mount(_session(provider, redirect_uri, meta), outbound.policy_for(_settings())) as session:
+        with _transport_failures(), \
+                outbound.mount(_session(provider, redirect_uri, meta), outbound.policy_for(_settings())) as session:
             return dict(session.fetch_token(meta["token_endpoint"], code=code, code_verifier=code_verifier,
                                             grant_type="authorization_code", headers={"Accept": "application/json"},
                                             timeout=_settings().federation_timeout, allow_redirects=False))
-    except outbound.AddressRefused:
-        raise UpstreamUnavailable("address_not_public") from None
-    except requests.Timeout:
-        raise UpstreamUnavailable("timeout") from None
-    except requests.RequestException:
-        raise UpstreamUnavailable("unreachable") from None
     except (OAuthError, ValueError):
         raise UpstreamInvalid("token_response") from None
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import atexit
 import shutil
 import tempfile
+from functools import lru_cache
 from pathlib import Path
 
 from babel.messages.mofile import write_mo
@@ -24,8 +25,9 @@ SESSION_KEY = "idp_locale"
 _compiled: dict[str, str] = {}
 
 
+@lru_cache(maxsize=1)
 def languages() -> tuple[str, ...]:
-    """English (the source) and every language with a catalogue."""
+    """English (the source) and every language with a catalogue (read once per process)."""
     found = sorted(p.parts[-3] for p in TRANSLATIONS.glob("*/LC_MESSAGES/messages.po")) if TRANSLATIONS.is_dir() else []
     return (DEFAULT, *[p for p in found if p != DEFAULT])
 
