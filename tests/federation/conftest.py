@@ -81,7 +81,8 @@ def upstream(tmp_path_factory):
     url, drop = _database(tmp)
     port = _free_port()
     settings = from_env({}, env="development", issuer=f"http://localhost:{port}", instance_path=str(tmp),
-                        database_url=url, secret_key="upstream-secret-key-" + "y" * 32, log_level="WARNING")
+                        database_url=url, secret_key="upstream-secret-key-" + "y" * 32, log_level="WARNING",
+                        outbox_worker="off")  # no worker thread outliving the upstream's database
     app = create_app(settings)
     with app.app_context():
         upgrade()
