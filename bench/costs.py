@@ -226,6 +226,30 @@ PACKAGES = [  # (share label, test on "file:func") in order; first match wins
 ]
 
 
+def call_counts(fn, n: int, app) -> tuple[float, float]:
+    """(Python function calls, SQL statements) per call: unlike CPU time they do not move with the
+    machine's clock, so they show what a change saved even on a noisy VM."""
+    from sqlalchemy import event
+
+    from idp.extensions import db
+
+    statements = [0]
+
+    def count(*_args, **_kwargs):
+        statements[0] += 1
+
+    with app.app_context():
+        engine = db.engine
+    event.listen(engine, "before_cursor_execute", count)
+    profiler = cProfile.Profile()
+    try:
+        profiler.runcall(lambda: [fn() for _ in range(n)])
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    calls = sum(nc for (_cc, nc, _tt, _ct, _callers) in pstats.Stats(profiler).stats.values())
+    return calls / n, statements[0] / n
+
+
 def profile_shares(fn, n: int) -> list[tuple[str, float]]:
     profiler = cProfile.Profile(time.process_time)
     profiler.enable()
@@ -249,6 +273,8 @@ def main():
     p.add_argument("--profile", action="store_true")
     p.add_argument("--pg-url", default="postgresql://postgres@127.0.0.1:5432/postgres")
     p.add_argument("--alg", choices=["RS256", "ES256"], default="RS256")
+    p.add_argument("--top", metavar="SCENARIO", action="append", default=[],
+                   help="print the functions with the most cumulative CPU time for this scenario (repeatable)")
     args = p.parse_args()
     run_args = bench.parse_args(["--db", args.db, "--pg-url", args.pg_url, "--alg", args.alg])
     print(f"machine: {os.cpu_count()} CPUs, {bench.cpu_model()}; background busy "
@@ -270,11 +296,18 @@ def main():
         flows["discovery, Flask only (no snapshot)"] = lambda: Browser(wsgi.flask_app).call(
             "GET", "/.well-known/openid-configuration")
         counts = {"code_flow": max(10, args.n // 3), "password_login": max(5, args.n // 30)}
-        print(f"\n{'scenario (one flow)':<62} {'CPU ms':>8} {'DB CPU ms':>10} {'wall ms':>8}")
+        print(f"\n{'scenario (one flow)':<62} {'CPU ms':>8} {'DB CPU ms':>10} {'wall ms':>8} {'py calls':>9} {'SQL':>5}")
         for name, fn in flows.items():
             n = counts.get(name, args.n)
             cpu, db_cpu, wall = cpu_ms(fn, n, backends)
-            print(f"{name:<62} {cpu:8.3f} {db_cpu:10.3f} {wall:8.3f}", flush=True)
+            calls, statements = call_counts(fn, max(3, n // 10), wsgi.flask_app)
+            print(f"{name:<62} {cpu:8.3f} {db_cpu:10.3f} {wall:8.3f} {calls:9.0f} {statements:5.1f}", flush=True)
+            if name in args.top:
+                profiler = cProfile.Profile(time.process_time)
+                profiler.runcall(lambda: [fn() for _ in range(max(5, n // 2))])
+                out = io.StringIO()
+                pstats.Stats(profiler, stream=out).sort_stats("cumulative").print_stats(70)
+                print(out.getvalue())
             if args.profile:
                 shares = profile_shares(fn, max(5, n // 2))
                 print("    " + "; ".join(f"{label} {share:.0f}%" for label, share in shares if share >= 1))
