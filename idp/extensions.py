@@ -15,3 +15,15 @@ NAMING = {
 db = SQLAlchemy(metadata=MetaData(naming_convention=NAMING))
 migrate = Migrate()
 csrf = CSRFProtect()
+
+
+def commit_keeping_loaded() -> None:
+    """Commit without expiring the objects this session holds, so reading them afterwards costs
+    no SELECT. Only for a caller that knows every change it made (or made through a statement
+    whose effect it does not read back): the loaded values must still be the stored ones."""
+    session = db.session()
+    session.expire_on_commit = False
+    try:
+        session.commit()
+    finally:
+        session.expire_on_commit = True

@@ -12,7 +12,7 @@ from sqlalchemy import update
 
 from idp import audit
 from idp.clock import now, timestamp
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.keys import keyring
 from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
@@ -35,10 +35,12 @@ def revoke_grant(grant: Grant, reason: str) -> None:
 
 
 def _consume(model, row_id: int) -> bool:
-    """Mark a code or refresh token used; True only for the one caller that got there first."""
+    """Mark a code or refresh token used; True only for the one caller that got there first.
+    Committed at once (a later failure must not give the code back); the rows already loaded
+    stay loaded, and nothing reads `used_at` from them afterwards."""
     result = db.session.execute(update(model).where(model.id == row_id, model.used_at.is_(None))
                                 .values(used_at=now()))
-    db.session.commit()
+    commit_keeping_loaded()
     return result.rowcount == 1
 
 
@@ -74,7 +76,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             code_digest=digest(code), grant_id=grant.id, redirect_uri=request.payload.redirect_uri or "",
             code_challenge=payload.get("code_challenge"), code_challenge_method=payload.get("code_challenge_method"),
             nonce=payload.get("nonce"), expires_at=now() + timedelta(seconds=_settings().token_code_ttl)))
-        db.session.commit()
+        # Committed by the view, with its audit event: one transaction per authorization response.
 
     def query_authorization_code(self, code, client):
         row = db.session.scalar(db.select(AuthorizationCode).where(AuthorizationCode.code_digest == digest(code)))

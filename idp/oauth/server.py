@@ -7,7 +7,7 @@ from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthor
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter as _IssuerParameter
-from flask import Flask, current_app, g
+from flask import Flask, current_app, g, has_request_context
 
 from idp.clock import now
 from idp.extensions import db
@@ -52,9 +52,13 @@ class IssuerParameter(_IssuerParameter):
 
 
 def query_client(client_id: str) -> Client | None:
+    """The client, read once per request: authlib asks for it at each validation step."""
     if not client_id or len(client_id) > 64:
         return None
-    return db.session.scalar(db.select(Client).where(Client.client_id == client_id))
+    memo = g.setdefault("idp_clients", {}) if has_request_context() else {}
+    if client_id not in memo:
+        memo[client_id] = db.session.scalar(db.select(Client).where(Client.client_id == client_id))
+    return memo[client_id]
 
 
 def save_token(token: dict, request) -> None:
