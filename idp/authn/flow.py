@@ -7,7 +7,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app, redirect, render_template, session, url_for
-from sqlalchemy import delete
 
 from idp import audit
 from idp.authn import session as sso
@@ -46,8 +45,7 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     if settings.mfa_required:
         required = steps.stronger(required, steps.ACR_MFA)
     target = steps.stronger(acr, required)
-    drop(current_attempt())
-    db.session.execute(delete(LoginAttempt).where(LoginAttempt.expires_at <= now()))
+    drop(current_attempt())  # expired ones are unusable (current_attempt) and `idp purge` deletes them
     raw = random_token(32)
     row = LoginAttempt(token_digest=digest(raw), proofs=[], target=target, must=required is not None,
                        step_up=False, next=next_path, failures=0, created_at=now(), expires_at=now() + TTL)

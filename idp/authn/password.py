@@ -23,7 +23,7 @@ def _dummy_hash() -> str:
 def authenticate(login: str, password: str) -> User:
     """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
     keys = throttle.keys_for(identifier_key(login), request.remote_addr or "-")
-    wait = throttle.retry_after(keys)
+    wait, counted = throttle.check(keys)
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")
         raise Throttled(wait)
@@ -36,7 +36,7 @@ def authenticate(login: str, password: str) -> User:
         throttle.record_failure(keys)
         audit.record("authn.login.failed", outcome="failure", user=user, reason=reason)
         raise LoginFailed(reason)
-    throttle.record_success(keys)
+    throttle.record_success(keys, counted)
     if passwords.needs_rehash(hasher(), user.password_hash):
         user.password_hash = passwords.hash_password(hasher(), password)
         audit.record("authn.password.rehashed", user=user)

@@ -50,12 +50,18 @@ def client_network(ip: str) -> str:
     return str(address)
 
 
-def retry_after(keys: list[str]) -> int:
-    """Whole seconds until another attempt is allowed (0 = now), rounded up so waiting that long is enough."""
-    rows = db.session.scalars(db.select(LoginThrottle).where(LoginThrottle.key.in_(keys)))
+def check(keys: list[str]) -> tuple[int, set[str]]:
+    """(whole seconds until another attempt is allowed, 0 = now, rounded up so waiting that long
+    is enough; the keys that have a counter)."""
+    rows = list(db.session.scalars(db.select(LoginThrottle).where(LoginThrottle.key.in_(keys))))
     t = now()
     waits = [(r.blocked_until - t).total_seconds() for r in rows if r.blocked_until and r.blocked_until > t]
-    return math.ceil(max(waits, default=0))
+    return math.ceil(max(waits, default=0)), {r.key for r in rows}
+
+
+def retry_after(keys: list[str]) -> int:
+    """Whole seconds until another attempt is allowed (0 = now)."""
+    return check(keys)[0]
 
 
 def record_failure(keys: list[str]) -> None:
@@ -89,8 +95,12 @@ def _count_failure(key: str, t, quiet: timedelta) -> int:
     return db.session.execute(statement.returning(LoginThrottle.failures)).scalar_one()
 
 
-def record_success(keys: list[str]) -> None:
-    """Clear the account+IP counter (one statement, so parallel successes cannot trip on each other)."""
+def record_success(keys: list[str], counted: set[str] | None = None) -> None:
+    """Clear the account+IP counter (one statement, so parallel successes cannot trip on each other).
+    `counted`, from check(), skips the statement when there was no counter to clear (the usual
+    login); a failure racing this success may then leave its one count, which is harmless."""
+    if counted is not None and keys[0] not in counted:
+        return
     db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0]))
 
 

@@ -8,7 +8,7 @@ from idp import audit
 from idp.authn import flow, session, steps
 from idp.authn import password as password_step
 from idp.authn.errors import LoginFailed, Throttled
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
@@ -46,7 +46,7 @@ def login():
                                  step_up=request.args.get("step_up") == "1")
             if attempt.step_up:
                 return flow.advance(attempt)  # signed in already: only the missing factors
-            db.session.commit()
+            commit_keeping_loaded()  # the page reads the attempt just written
         hint = request.args.get("login_hint", "")[:320]
         return render_template("authn/login.html", next=attempt.next, login=hint, errors={},
                                registration=settings.registration_enabled, upstreams=_upstreams())
