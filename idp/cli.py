@@ -264,6 +264,8 @@ def clients_set_logo(client_id, image, remove):
     audit.record("oauth.client.changed", client=client, change="logo_removed" if remove else "logo_set")
     database.session.commit()
     click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
+
+
 @clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
                                          "(POST /oauth/register); it registers one client, then it is used up.")
 @click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),
@@ -283,8 +285,11 @@ def clients_initial_token(expires_in, note, as_json):
            "note": note, "registration_endpoint": f"{app.config['IDP_SETTINGS'].issuer}/oauth/register"}, as_json)
     if not as_json:
         click.echo("Store the initial_access_token now: it is not shown again.", err=True)
-    if mode != "protected":
-        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not needed or not accepted.", err=True)
+    if mode == "open":
+        click.echo("Note: IDP_CLIENT_REGISTRATION is open, so this token is not needed; a registration carrying "
+                   "it is not counted against the registration rate limits.", err=True)
+    elif mode != "protected":
+        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not accepted.", err=True)
 
 
 # --- users -----------------------------------------------------------------------------------
