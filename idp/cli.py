@@ -266,6 +266,26 @@ def clients_set_logo(client_id, image, remove):
     click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
 
 
+@clients.command("verify", help="Mark a dynamically registered client as checked by you (its name, links and "
+                                "redirect URIs are what they claim), so the consent page no longer calls it unverified.")
+@click.argument("client_id")
+@click.option("--withdraw", is_flag=True, help="Mark it unverified again.")
+def clients_verify(client_id, withdraw):
+    from idp.extensions import db as database
+    from idp.oauth.clients import ClientRejected, find_client, set_verified
+    _app()
+    client = find_client(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    try:
+        changed = set_verified(client, not withdraw)
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    database.session.commit()
+    state = "unverified" if withdraw else "verified"
+    click.echo(f"{client_id}: {state}" if changed else f"{client_id}: already {state}")
+
+
 @clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
                                          "(POST /oauth/register); it registers one client, then it is used up.")
 @click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),

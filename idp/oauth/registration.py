@@ -5,7 +5,9 @@ Registration needs an initial access token (IDP_CLIENT_REGISTRATION=protected, t
 token registers one client) or nothing (open); requests without a usable token are rate limited
 (registration_limits). The answer carries a registration access token that reads, replaces and
 deletes that one client; we keep only its digest, and it does not change on update. Clients
-registered here are never first-party: a person always sees the consent page.
+registered here are never first-party: a person always sees the consent page, which calls them
+unverified until an operator verifies them (`idp clients verify`), and again once they change
+what the operator checked (VERIFIED_FIELDS).
 """
 from __future__ import annotations
 
@@ -31,6 +33,8 @@ from idp.security.tokens import constant_time_equal, digest, random_token
 
 # Fields returned even when empty: an omitted response_types would mean "code" (RFC 7591 2).
 ALWAYS_SHOWN = ("redirect_uris", "grant_types", "response_types")
+# What an operator looks at to verify a client: changing one of them (RFC 7592 2.2) makes it unverified.
+VERIFIED_FIELDS = ("client_name", "client_uri", "logo_uri", "policy_uri", "tos_uri", "redirect_uris")
 
 
 class BodyTooLarge(OAuth2Error):
@@ -245,6 +249,10 @@ def change_client(client: Client, metadata: dict, presented_secret: str | None) 
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     audit.record("oauth.client.changed", client=client, registered_via="dynamic", fields=changed,
                  reissued=["client_secret"] if new_secret else [])
+    if client.verified_at is not None and set(changed) & set(VERIFIED_FIELDS):
+        client.verified_at = None
+        audit.record("oauth.client.unverified", client=client, reason="metadata_changed",
+                     fields=sorted(set(changed) & set(VERIFIED_FIELDS)))
     db.session.commit()
     return new_secret
 
