@@ -264,6 +264,28 @@ def clients_set_logo(client_id, image, remove):
     audit.record("oauth.client.changed", client=client, change="logo_removed" if remove else "logo_set")
     database.session.commit()
     click.echo(f"{client_id}: logo {'removed' if remove else 'set'}")
+
+
+@clients.command("verify", help="Mark a dynamically registered client as checked by you (its name, links and "
+                                "redirect URIs are what they claim), so the consent page no longer calls it unverified.")
+@click.argument("client_id")
+@click.option("--withdraw", is_flag=True, help="Mark it unverified again.")
+def clients_verify(client_id, withdraw):
+    from idp.extensions import db as database
+    from idp.oauth.clients import ClientRejected, find_client, set_verified
+    _app()
+    client = find_client(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    try:
+        changed = set_verified(client, not withdraw)
+    except ClientRejected as rejected:
+        raise click.ClickException(str(rejected)) from None
+    database.session.commit()
+    state = "unverified" if withdraw else "verified"
+    click.echo(f"{client_id}: {state}" if changed else f"{client_id}: already {state}")
+
+
 @clients.command("initial-token", help="Print a new initial access token for dynamic client registration "
                                          "(POST /oauth/register); it registers one client, then it is used up.")
 @click.option("--expires-in", default=86400, show_default=True, type=click.IntRange(0, 10 * 365 * 86400),
@@ -283,8 +305,11 @@ def clients_initial_token(expires_in, note, as_json):
            "note": note, "registration_endpoint": f"{app.config['IDP_SETTINGS'].issuer}/oauth/register"}, as_json)
     if not as_json:
         click.echo("Store the initial_access_token now: it is not shown again.", err=True)
-    if mode != "protected":
-        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not needed or not accepted.", err=True)
+    if mode == "open":
+        click.echo("Note: IDP_CLIENT_REGISTRATION is open, so this token is not needed; a registration carrying "
+                   "it is not counted against the registration rate limits.", err=True)
+    elif mode != "protected":
+        click.echo(f"Note: IDP_CLIENT_REGISTRATION is {mode}, so this token is not accepted.", err=True)
 
 
 # --- users -----------------------------------------------------------------------------------

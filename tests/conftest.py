@@ -122,7 +122,10 @@ def settings(tmp_path_factory, database_url, port, mailbox):
                     database_url=database_url, secret_key="test-secret-key-" + "x" * 32,
                     log_level="WARNING", smtp_url=f"smtp://127.0.0.1:{mailbox.controller.port}?tls=none",
                     mail_from="idp tests <idp@example.test>", outbox_worker="off",  # tests run the outbox themselves
-                    federation_timeout=2)  # the upstream-timeout tests wait this long
+                    federation_timeout=2,  # the upstream-timeout tests wait this long
+                    # the suite registers more clients from 127.0.0.1 than anyone should in an hour;
+                    # tests/oauth/test_registration_limits.py runs instances with small limits
+                    client_registration_per_ip=100_000, client_registration_total=100_000)
 
 
 @pytest.fixture(scope="session")

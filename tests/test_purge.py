@@ -231,7 +231,7 @@ def test_purge_prints_json_counts_for_every_table(purge_cli):
     assert set(counts) == {"authorization_codes", "pending_authorizations", "refresh_tokens", "grants",
                            "revoked_tokens", "client_assertions", "initial_access_tokens", "sso_sessions",
                            "login_throttles", "outbox", "user_tokens", "login_attempts", "webauthn_challenges",
-                           "federation_states", "pending_links"}
+                           "federation_states", "pending_links", "rate_limits"}
     assert all(isinstance(v, int) and v >= 0 for v in counts.values())
 
 

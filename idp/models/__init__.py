@@ -7,11 +7,11 @@ from idp.models.grant import (AuthorizationCode, ClientAssertion, Consent, Grant
                               PendingAuthorization, RefreshToken, RevokedToken)
 from idp.models.key import SigningKey
 from idp.models.outbox import OutboxMessage
-from idp.models.session import LoginAttempt, LoginThrottle, SsoSession
+from idp.models.session import LoginAttempt, LoginThrottle, RateLimit, SsoSession
 from idp.models.user import User, UserToken
 
 __all__ = ["AuditEvent", "AuthorizationCode", "Client", "ClientAssertion", "Consent", "FederationState", "Grant",
            "InitialAccessToken", "LinkedIdentity", "LoginAttempt", "LoginThrottle", "OutboxMessage",
-           "PendingAuthorization", "PendingLink", "RecoveryCode", "RefreshToken", "RevokedToken", "SigningKey",
-           "SsoSession", "TotpCredential", "UpstreamProvider", "User", "UserToken", "WebAuthnChallenge",
+           "PendingAuthorization", "PendingLink", "RateLimit", "RecoveryCode", "RefreshToken", "RevokedToken",
+           "SigningKey", "SsoSession", "TotpCredential", "UpstreamProvider", "User", "UserToken", "WebAuthnChallenge",
            "WebAuthnCredential"]

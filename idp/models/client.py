@@ -30,6 +30,9 @@ class Client(db.Model, ClientMixin):
 
     # Registration metadata (RFC 7591 2, OpenID Connect Dynamic Client Registration 1.0 2).
     registered_via: Mapped[str] = mapped_column(String(16), default="cli")  # cli | dynamic
+    # When an operator checked a dynamically registered client's name and links (`idp clients verify`);
+    # None: unverified, and the consent page says so. Cleared when the client changes them (RFC 7592).
+    verified_at = mapped_column(UtcDateTime)
     registration_access_token_digest: Mapped[str | None] = mapped_column(String(64), unique=True)
     response_types: Mapped[list] = mapped_column(JSON, default=lambda: ["code"])
     client_uri: Mapped[str | None] = mapped_column(String(2048))
@@ -66,6 +69,11 @@ class Client(db.Model, ClientMixin):
     id_token_ttl: Mapped[int | None] = mapped_column(Integer)
     refresh_token_ttl: Mapped[int | None] = mapped_column(Integer)
     refresh_token_idle_ttl: Mapped[int | None] = mapped_column(Integer)
+
+    @property
+    def is_unverified(self) -> bool:
+        """Registered by the application itself and not checked by an operator: its name is its own claim."""
+        return self.registered_via == "dynamic" and self.verified_at is None and not self.first_party
 
     @property
     def is_public(self) -> bool:

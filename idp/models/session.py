@@ -38,6 +38,17 @@ class LoginThrottle(db.Model):
     updated_at = mapped_column(UtcDateTime, default=now, nullable=False)
 
 
+class RateLimit(db.Model):
+    """Requests counted under one key (client registrations from one network, or from everyone) in
+    a fixed window; the count starts again at one after window_ends_at."""
+
+    __tablename__ = "rate_limits"
+
+    key: Mapped[str] = mapped_column(String(128), primary_key=True)
+    hits: Mapped[int] = mapped_column(Integer, default=0)
+    window_ends_at = mapped_column(UtcDateTime, nullable=False, index=True)
+
+
 class LoginAttempt(db.Model):
     """A login in progress: what has been proved so far and what is still required. Referenced
     by a random value in the Flask session (stored here as its digest), so it stays in one

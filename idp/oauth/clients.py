@@ -10,6 +10,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp import audit
+from idp.clock import now
 from idp.config import is_loopback
 from idp.extensions import db
 from idp.models import Client
@@ -271,6 +272,7 @@ def describe(client: Client) -> dict:
             "backchannel_logout_uri": client.backchannel_logout_uri,
             "backchannel_logout_session_required": client.backchannel_logout_session_required,
             "registered_via": client.registered_via,
+            "verified_at": client.verified_at.isoformat() if client.verified_at else None,
             "subject_type": client.subject_type, "sector_identifier": client.sector_identifier,
             **{name: getattr(client, name) for name in lifetimes.LIMITS},
             "resource_server": client.resource_server,
@@ -300,3 +302,17 @@ def set_logo(client: Client, image: bytes | None) -> None:
     if kind is None or len(image) > MAX_LOGO_BYTES:
         raise ClientRejected("the logo must be a PNG, JPEG, GIF or WebP image of at most 100 KiB")
     client.logo_image, client.logo_content_type = image, kind
+
+
+def set_verified(client: Client, verified: bool) -> bool:
+    """Mark a dynamically registered client checked by an operator (its name and links are what
+    they claim), or no longer; True when that changed. Audited; the caller commits."""
+    if client.registered_via != "dynamic":
+        raise ClientRejected(f"{client.client_id} was created by an operator; only dynamically registered "
+                             "clients are verified")
+    if (client.verified_at is not None) == verified:
+        return False
+    client.verified_at = now() if verified else None
+    audit.record("oauth.client.verified" if verified else "oauth.client.unverified", client=client,
+                 **({} if verified else {"reason": "operator"}))
+    return True

@@ -15,7 +15,7 @@ from sqlalchemy import and_, exists, or_, select
 
 from idp.clock import now
 from idp.models import (AuthorizationCode, ClientAssertion, Grant, InitialAccessToken, PendingAuthorization,
-                        RefreshToken, RevokedToken)
+                        RateLimit, RefreshToken, RevokedToken)
 from idp.models.batches import delete_in_batches
 from idp.oauth.lifetimes import MAX_ACCESS_TTL
 
@@ -42,4 +42,5 @@ def purge_oauth(batch: int = 1000) -> dict[str, int]:
         "initial_access_tokens": delete_in_batches(
             InitialAccessToken, or_(InitialAccessToken.expires_at < t, InitialAccessToken.used_at.is_not(None)),
             batch),
+        "rate_limits": delete_in_batches(RateLimit, RateLimit.window_ends_at <= t, batch),  # would start again at one
     }

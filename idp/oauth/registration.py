@@ -2,9 +2,12 @@
 client configuration endpoint (RFC 7592), as authlib endpoint subclasses.
 
 Registration needs an initial access token (IDP_CLIENT_REGISTRATION=protected, the default; one
-token registers one client) or nothing (open). The answer carries a registration access token
-that reads, replaces and deletes that one client; we keep only its digest, and it does not change
-on update. Clients registered here are never first-party: a person always sees the consent page.
+token registers one client) or nothing (open); requests without a usable token are rate limited
+(registration_limits). The answer carries a registration access token that reads, replaces and
+deletes that one client; we keep only its digest, and it does not change on update. Clients
+registered here are never first-party: a person always sees the consent page, which calls them
+unverified until an operator verifies them (`idp clients verify`), and again once they change
+what the operator checked (VERIFIED_FIELDS).
 """
 from __future__ import annotations
 
@@ -22,7 +25,7 @@ from idp.clock import now
 from idp.extensions import db
 from idp.keys import keyring
 from idp.models import Client, InitialAccessToken
-from idp.oauth import client_metadata, discovery, initial_tokens
+from idp.oauth import client_metadata, discovery, initial_tokens, registration_limits
 from idp.oauth.client_secrets import store_secret
 from idp.oauth.clients import SECRET_METHODS, find_client, new_client_id
 from idp.oauth.subjects import sector_from_redirect_uris
@@ -30,6 +33,8 @@ from idp.security.tokens import constant_time_equal, digest, random_token
 
 # Fields returned even when empty: an omitted response_types would mean "code" (RFC 7591 2).
 ALWAYS_SHOWN = ("redirect_uris", "grant_types", "response_types")
+# What an operator looks at to verify a client: changing one of them (RFC 7592 2.2) makes it unverified.
+VERIFIED_FIELDS = ("client_name", "client_uri", "logo_uri", "policy_uri", "tos_uri", "redirect_uris")
 
 
 class BodyTooLarge(OAuth2Error):
@@ -118,16 +123,19 @@ class ClientRegistrationEndpoint(_MetadataHooks, _RegistrationEndpoint):
         return 201, client_information(client, secret, registration_token), default_json_headers
 
     def authenticate_token(self, json_request):
-        """The initial access token (RFC 7591 3), or True in open mode."""
-        if _settings().client_registration == "open":
-            return True
+        """The initial access token (RFC 7591 3), or True in open mode. A request without a usable
+        one counts against the registration limits first; in open mode an unusable one is ignored."""
+        settings = _settings()
         token = _bearer(json_request)
-        if token is None:
+        row, reason = initial_tokens.find_usable(token) if token else (None, "missing")
+        if row is not None:
+            return row  # an operator issued it for one client: not counted
+        registration_limits.count_registration(request.remote_addr or "-", settings)
+        if settings.client_registration == "open":
+            return True
+        if reason == "missing":
             raise _refuse("register", "missing", "an initial access token is required (Authorization: Bearer)")
-        row, reason = initial_tokens.find_usable(token)
-        if row is None:
-            raise _refuse("register", reason, "the initial access token is unknown, used or expired")
-        return row
+        raise _refuse("register", reason, "the initial access token is unknown, used or expired")
 
 
 class ClientConfigurationEndpoint(_MetadataHooks, _ConfigurationEndpoint):
@@ -241,6 +249,10 @@ def change_client(client: Client, metadata: dict, presented_secret: str | None) 
     changed = sorted(k for k in set(before) | set(after) if before.get(k) != after.get(k))
     audit.record("oauth.client.changed", client=client, registered_via="dynamic", fields=changed,
                  reissued=["client_secret"] if new_secret else [])
+    if client.verified_at is not None and set(changed) & set(VERIFIED_FIELDS):
+        client.verified_at = None
+        audit.record("oauth.client.unverified", client=client, reason="metadata_changed",
+                     fields=sorted(set(changed) & set(VERIFIED_FIELDS)))
     db.session.commit()
     return new_secret
 

@@ -122,6 +122,23 @@ def test_signed_in_pages_are_clean_and_accessible(browser_page, live_server, mak
     watch.assert_clean()
 
 
+def test_the_unverified_client_warning_is_clean_and_visible(browser_page, live_server, app, make_user):
+    from idp.extensions import db
+    from idp.oauth.initial_tokens import issue_initial_access_token
+    from tests.oauth.test_registration import REDIRECT, as_rp_client, register
+
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "browser test")
+        db.session.commit()
+    client = register(live_server, {"redirect_uris": [REDIRECT], "client_name": "Lookalike"}, token).json()
+    page, watch = browser_page
+    sign_in(page, make_user())
+    response = page.goto(RelyingParty(live_server, as_rp_client(client)).authorization_url())
+    check_page(page, response, 200, "Lookalike wants to use your account", [])
+    assert page.get_by_text("This application is not verified.").is_visible()
+    watch.assert_clean()
+
+
 def test_pages_name_an_icon_the_browser_can_load(browser_page):
     """Without one, the browser's own /favicon.ico request logs a 404 console error on every page."""
     page, _ = browser_page

@@ -1,0 +1,219 @@
+"""Rate limits of dynamic client registration (idp/oauth/registration_limits.py) over real HTTP.
+
+Instances with small limits run on the test database behind one trusted proxy, so a test can
+speak from several addresses (X-Forwarded-For). Each test starts with no counter and a pinned
+clock; windows end by moving the clock, never by sleeping.
+"""
+from __future__ import annotations
+
+import dataclasses
+import threading
+from datetime import datetime, timedelta, timezone
+
+import pytest
+import requests
+from werkzeug.serving import make_server
+
+from idp import clock, create_app
+from idp.extensions import db
+from idp.models import InitialAccessToken, RateLimit
+from idp.oauth.initial_tokens import issue_initial_access_token
+from tests.conftest import _free_port
+from tests.oauth.flows import TIMEOUT, count_rows
+from tests.oauth.test_registration import JSON, REDIRECT, assert_bearer_refusal, assert_registration_error, events
+
+PER_IP, TOTAL, WINDOW = 3, 5, 600
+A, B, C = "198.51.100.7", "198.51.100.8", "203.0.113.9"
+
+
+def _serve(settings, **overrides):
+    port = _free_port()
+    limits = {"client_registration_per_ip": PER_IP, "client_registration_total": TOTAL,
+              "client_registration_window": WINDOW, **overrides}
+    other = create_app(dataclasses.replace(settings, issuer=f"http://127.0.0.1:{port}", trusted_proxies=1, **limits))
+    server = make_server("127.0.0.1", port, other, threaded=True)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, f"http://127.0.0.1:{port}"
+
+
+@pytest.fixture(scope="module")
+def open_limited(settings, live_server):
+    server, url = _serve(settings, client_registration="open")
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def protected_limited(settings, live_server):
+    server, url = _serve(settings, client_registration="protected")
+    yield url
+    server.shutdown()
+
+
+def _clear_counters(app) -> None:
+    with app.app_context():
+        db.session.execute(db.delete(RateLimit))
+        db.session.commit()
+
+
+@pytest.fixture(autouse=True)
+def pinned(app):
+    """No counter yet, and a pinned clock; the counters this test made go after it."""
+    _clear_counters(app)
+    clock.set_now(datetime.now(timezone.utc).replace(microsecond=0))
+    yield
+    clock.set_now(None)
+    _clear_counters(app)
+
+
+@pytest.fixture
+def initial_token(app):
+    def make():
+        with app.app_context():
+            _, token = issue_initial_access_token(3600, "limits test")
+            db.session.commit()
+            return token
+    return make
+
+
+def post(issuer: str, ip: str, body=None, token: str | None = None) -> requests.Response:
+    headers = {**JSON, "X-Forwarded-For": ip}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.post(f"{issuer}/oauth/register", json=body or {"redirect_uris": [REDIRECT]}, headers=headers,
+                         timeout=TIMEOUT)
+
+
+def assert_limited(response, retry_after: int) -> None:
+    """429 (RFC 6585 4) with Retry-After, an RFC 6749 5.2-shaped JSON error, not cached."""
+    assert response.status_code == 429, (response.status_code, response.text)
+    assert response.headers["Retry-After"] == str(retry_after)
+    assert response.headers["Content-Type"].startswith("application/json")
+    assert response.headers["Cache-Control"] == "no-store"
+    body = response.json()
+    assert body["error"] == "temporarily_unavailable" and "Retry-After" in body["error_description"]
+    assert set(body) == {"error", "error_description"}
+
+
+def registered(issuer: str, ip: str, count: int) -> None:
+    for _ in range(count):
+        response = post(issuer, ip)
+        assert response.status_code == 201, response.text
+
+
+def hits(app) -> dict[str, int]:
+    with app.app_context():
+        return {row.key.split(":", 1)[1]: row.hits for row in db.session.scalars(db.select(RateLimit))}
+
+
+def _besides_counters_and_audit(rows: dict) -> dict:
+    return {k: v for k, v in rows.items() if k not in ("rate_limits", "audit_events")}
+
+
+def test_a_burst_past_the_per_address_limit_gets_429_and_registers_nothing(app, open_limited):
+    registered(open_limited, A, PER_IP)
+    before = count_rows(app)
+    for _ in range(4):
+        assert_limited(post(open_limited, A, {"redirect_uris": [REDIRECT], "client_name": "One too many"}), WINDOW)
+    after = count_rows(app)
+    assert _besides_counters_and_audit(after) == _besides_counters_and_audit(before)  # no client, nothing else
+    assert after["audit_events"] == before["audit_events"] + 1  # the first refusal only
+    event = events(app, "oauth.registration.limited")[-1]
+    assert event["outcome"] == "failure" and event["details"]["limit"] == "ip" and event["ip"] == A
+
+
+def test_the_limit_lifts_when_the_window_ends_and_retry_after_counts_down(open_limited):
+    registered(open_limited, A, PER_IP)
+    clock.advance(WINDOW - 1)
+    assert_limited(post(open_limited, A), 1)
+    clock.advance(1)
+    registered(open_limited, A, PER_IP)  # a new window, with the whole allowance
+    clock.advance(WINDOW / 2)
+    assert_limited(post(open_limited, A), WINDOW // 2)
+
+
+def test_a_refused_registration_counts_too(open_limited):
+    for _ in range(PER_IP):
+        assert_registration_error(post(open_limited, A, {"redirect_uris": ["http://example.com/cb"]}),
+                                  "invalid_redirect_uri", "redirect_uris[0]")
+    assert_limited(post(open_limited, A), WINDOW)
+
+
+def test_other_addresses_keep_their_allowance_until_the_total_is_reached(app, open_limited):
+    for _ in range(PER_IP + 4):
+        post(open_limited, A)
+    assert hits(app)["total"] == PER_IP  # A's refused requests did not use up everyone's allowance
+    registered(open_limited, B, TOTAL - PER_IP)
+    assert_limited(post(open_limited, C), WINDOW)  # C's first request, but the total is reached
+    assert [e["details"]["limit"] for e in events(app, "oauth.registration.limited")][-2:] == ["ip", "total"]
+
+
+def test_one_ipv6_network_shares_one_allowance(open_limited):
+    for address in ("2001:db8:1:2::1", "2001:db8:1:2::ffff", "2001:db8:1:2:abcd::9"):
+        registered(open_limited, address, 1)
+    assert_limited(post(open_limited, "2001:db8:1:2:ffff:ffff:ffff:ffff"), WINDOW)
+    registered(open_limited, "2001:db8:1:3::1", 1)  # the next /64 is another network
+
+
+def test_a_usable_initial_access_token_is_not_counted_and_is_used_up(app, open_limited, initial_token):
+    registered(open_limited, A, PER_IP)
+    token = initial_token()
+    response = post(open_limited, A, token=token)
+    assert response.status_code == 201, response.text
+    assert hits(app)["ip:" + A] == PER_IP
+    with app.app_context():
+        assert db.session.scalar(db.select(InitialAccessToken.used_at).where(
+            InitialAccessToken.id == db.select(db.func.max(InitialAccessToken.id)).scalar_subquery())) is not None
+    assert_limited(post(open_limited, A, token=token), WINDOW)  # used up: now an ordinary request
+
+
+def test_protected_mode_counts_requests_without_a_usable_token(app, protected_limited, initial_token):
+    for _ in range(PER_IP):
+        assert_bearer_refusal(post(protected_limited, A))
+    refused = len(events(app, "oauth.registration.refused"))
+    assert_limited(post(protected_limited, A), WINDOW)
+    assert_limited(post(protected_limited, A, token="not-a-token"), WINDOW)
+    assert len(events(app, "oauth.registration.refused")) == refused  # a flood stops filling the audit trail
+    assert post(protected_limited, A, token=initial_token()).status_code == 201
+
+
+def test_a_parallel_burst_registers_exactly_the_limit(app, open_limited):
+    clients = count_rows(app)["clients"]
+    start = threading.Barrier(10)
+    statuses: list[int] = []
+
+    def attempt():
+        start.wait()
+        statuses.append(post(open_limited, A).status_code)
+
+    threads = [threading.Thread(target=attempt) for _ in range(10)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert sorted(statuses) == [201] * PER_IP + [429] * (10 - PER_IP)
+    assert count_rows(app)["clients"] == clients + PER_IP
+    assert hits(app)["ip:" + A] == 10
+
+
+def test_a_limit_of_zero_is_no_limit(app, settings, live_server):
+    server, url = _serve(settings, client_registration="open", client_registration_per_ip=0,
+                         client_registration_total=0)
+    try:
+        registered(url, A, PER_IP + 2)
+        assert hits(app) == {}
+    finally:
+        server.shutdown()
+
+
+def test_ended_windows_are_purged(app):
+    from idp.oauth.purge import purge_oauth
+
+    t = clock.now()
+    with app.app_context():
+        db.session.add_all([RateLimit(key="client-registration:ip:192.0.2.1", hits=9, window_ends_at=t),
+                            RateLimit(key="client-registration:ip:192.0.2.2", hits=1,
+                                      window_ends_at=t + timedelta(seconds=1))])
+        db.session.commit()
+        assert purge_oauth(batch=10)["rate_limits"] == 1
+    assert hits(app) == {"ip:192.0.2.2": 1}

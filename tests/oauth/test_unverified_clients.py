@@ -1,0 +1,139 @@
+"""Dynamically registered clients are unverified until an operator says otherwise: the consent
+page warns in plain words and shows no logo; `idp clients verify` lifts that (audited), and a
+client that changes its name, links or redirect URIs (RFC 7592) is unverified again."""
+from __future__ import annotations
+
+import html
+import json
+from pathlib import Path
+
+import pytest
+
+from idp.extensions import db
+from idp.oauth.clients import find_client, set_logo
+from idp.oauth.initial_tokens import issue_initial_access_token
+from tests.helpers.rp import RelyingParty
+from tests.oauth.flows import is_consent_page, signed_in_browser
+from tests.oauth.test_registration import REDIRECT, as_rp_client, configure, events, register
+from tests.test_branding import PNG
+from tests.test_cli import Cli
+
+WARNING = "This application is not verified."
+DETAIL = "Its name and logo were chosen by the application itself"
+
+
+@pytest.fixture
+def idp_cli(settings):
+    """`idp ...` in-process on the test database (SQLite or PostgreSQL)."""
+    tool = Cli(Path(settings.instance_path))
+    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
+                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
+    return tool
+
+
+def _with_logo(app, client_id: str) -> None:
+    with app.app_context():
+        set_logo(find_client(client_id), PNG)
+        db.session.commit()
+
+
+@pytest.fixture
+def dynamic_client(app, live_server):
+    """A client registered through /oauth/register (with an initial access token), with a logo an
+    operator uploaded, so the test can see that it is not shown."""
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "unverified test")
+        db.session.commit()
+    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+                                      "logo_uri": "https://bank.example/logo.png"}, token)
+    assert response.status_code == 201, response.text
+    _with_logo(app, response.json()["client_id"])
+    return response.json()
+
+
+def consent_page(live_server, make_user, client: dict, **headers):
+    browser = signed_in_browser(live_server, make_user())
+    page = browser.get(RelyingParty(live_server, client).authorization_url(), headers=headers)
+    assert is_consent_page(page), page.status_code
+    return page
+
+
+def shows_warning(page) -> bool:
+    text = html.unescape(page.text)
+    warned = "data-unverified-client" in page.text
+    assert warned == (WARNING in text) == (DETAIL in text)
+    return warned
+
+
+def shows_logo(page, client_id: str) -> bool:
+    return f'src="/clients/{client_id}/logo"' in page.text
+
+
+def test_consent_page_warns_about_a_dynamically_registered_client_and_shows_no_logo(live_server, make_user,
+                                                                                     dynamic_client):
+    page = consent_page(live_server, make_user, as_rp_client(dynamic_client))
+    assert shows_warning(page)
+    assert not shows_logo(page, dynamic_client["client_id"])
+    assert "bank.example" not in page.text  # its logo_uri is never used
+
+
+def test_consent_page_for_an_operator_created_client_has_no_warning(app, live_server, make_user, make_client):
+    client = make_client(name="Operator app")
+    _with_logo(app, client["client_id"])
+    page = consent_page(live_server, make_user, client)
+    assert not shows_warning(page)
+    assert shows_logo(page, client["client_id"])
+
+
+def test_the_warning_is_in_french(live_server, make_user, dynamic_client):
+    page = consent_page(live_server, make_user, as_rp_client(dynamic_client), **{"Accept-Language": "fr"})
+    text = html.unescape(page.text)
+    assert '<html lang="fr">' in page.text and "data-unverified-client" in page.text
+    assert "Cette application n'est pas vérifiée." in text
+    assert "Son nom et son logo ont été choisis par l'application elle-même" in text
+    assert "N'autorisez l'accès que si vous connaissez cette application" in text
+    assert WARNING not in text
+
+
+def test_verifying_a_client_removes_the_warning_and_withdrawing_brings_it_back(app, live_server, make_user,
+                                                                               dynamic_client, idp_cli):
+    client_id = dynamic_client["client_id"]
+    assert idp_cli("clients", "verify", client_id).output.strip() == f"{client_id}: verified"
+    assert idp_cli("clients", "verify", client_id).output.strip() == f"{client_id}: already verified"
+    assert json.loads(idp_cli("clients", "show", client_id, "--json").output)["verified_at"]
+    page = consent_page(live_server, make_user, as_rp_client(dynamic_client))
+    assert not shows_warning(page)
+    assert shows_logo(page, client_id)
+    verified = [e for e in events(app, "oauth.client.verified") if e["client_id"] == client_id]
+    assert len(verified) == 1
+
+    assert idp_cli("clients", "verify", client_id, "--withdraw").output.strip() == f"{client_id}: unverified"
+    assert json.loads(idp_cli("clients", "show", client_id, "--json").output)["verified_at"] is None
+    assert shows_warning(consent_page(live_server, make_user, as_rp_client(dynamic_client)))
+    withdrawn = [e for e in events(app, "oauth.client.unverified") if e["client_id"] == client_id]
+    assert [e["details"]["reason"] for e in withdrawn] == ["operator"]
+
+
+def test_a_verified_client_that_renames_itself_is_unverified_again(app, live_server, make_user, dynamic_client,
+                                                                   idp_cli):
+    client_id = dynamic_client["client_id"]
+    uri, token = dynamic_client["registration_client_uri"], dynamic_client["registration_access_token"]
+    idp_cli("clients", "verify", client_id)
+    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+                 "logo_uri": "https://bank.example/logo.png"}
+    assert configure("PUT", uri, token, {**unchanged, "default_max_age": 3600}).status_code == 200
+    assert not shows_warning(consent_page(live_server, make_user, as_rp_client(dynamic_client)))
+
+    assert configure("PUT", uri, token, {**unchanged, "client_name": "Your Real Bank"}).status_code == 200
+    assert shows_warning(consent_page(live_server, make_user, as_rp_client(dynamic_client)))
+    withdrawn = [e for e in events(app, "oauth.client.unverified") if e["client_id"] == client_id]
+    assert [(e["details"]["reason"], e["details"]["fields"]) for e in withdrawn] == \
+           [("metadata_changed", ["client_name"])]
+
+
+def test_verify_refuses_an_operator_created_or_unknown_client(app, make_client, idp_cli):
+    client = make_client()
+    result = idp_cli("clients", "verify", client["client_id"], ok=False)
+    assert result.exit_code != 0 and "created by an operator" in result.output
+    assert idp_cli("clients", "verify", "no-such-client", ok=False).exit_code != 0
+    assert not [e for e in events(app, "oauth.client.verified") if e["client_id"] == client["client_id"]]
