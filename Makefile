@@ -34,7 +34,7 @@ bench: $(STAMP)
 # idp/translations/*/LC_MESSAGES/messages.po (tests/test_i18n.py fails until they are translated).
 translations: $(STAMP)
 	$(BIN)/pybabel extract -F babel.cfg -k N_ --no-location --omit-header --no-wrap -o .messages.pot .
-	$(BIN)/pybabel update -i .messages.pot -d idp/translations --no-location --no-wrap --ignore-obsolete
+	$(BIN)/pybabel update -i .messages.pot -d idp/translations --no-wrap --ignore-obsolete
 	rm -f .messages.pot
 
 clean:
