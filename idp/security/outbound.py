@@ -10,15 +10,22 @@ certificate for the name, and SNI and Host stay the name.
 `allow_private` (development) lets every address through; `allowed_networks` lets an operator
 reach, say, an upstream IdP on a private network. No proxy from the environment is used: a proxy
 would resolve the name itself, after our check.
+
+A body (unless the caller streams it) must arrive within the request's timeout as a whole and be
+at most MAX_BODY_BYTES: requests' own timeout bounds each socket read only, so a server that
+trickles bytes could otherwise hold the worker (a back-channel logout URI is chosen by whoever
+registers a client).
 """
 from __future__ import annotations
 
 import ipaddress
 import socket
 import sys
+import time
 from dataclasses import dataclass
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 from urllib3.connection import HTTPConnection, HTTPSConnection
 from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
@@ -31,6 +38,14 @@ Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 class AddressRefused(requests.exceptions.ConnectionError):
     """The host resolves to an address that is not public (and not explicitly allowed)."""
+
+
+class ResponseTooLarge(requests.exceptions.RequestException):
+    """The body is larger than MAX_BODY_BYTES."""
+
+
+# Metadata, JWK Sets, token and userinfo answers and logout acknowledgements are a few kilobytes.
+MAX_BODY_BYTES = 1024 * 1024
 
 
 def is_public_address(ip: str | IPAddress) -> bool:
@@ -122,13 +137,53 @@ class _PinnedAdapter(HTTPAdapter):
         }
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
+        started = time.monotonic()
         try:  # never through a proxy: it would resolve the name itself, after our check
-            return super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
+            response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
         except requests.exceptions.ConnectionError as failure:
             refused = _refusal_in(failure)
             if refused is not None:
                 raise AddressRefused(str(refused), request=request) from None
             raise
+        if not stream:
+            _read_bounded(response, started + _total_seconds(timeout))
+        return response
+
+
+def _total_seconds(timeout) -> float:
+    """The whole request's budget: requests' timeout is per connect and per socket read."""
+    if isinstance(timeout, tuple):
+        return sum(t for t in timeout if t is not None) or 30.0
+    return float(timeout) if timeout is not None else 30.0
+
+
+def _read_bounded(response: requests.Response, deadline: float) -> None:
+    """Read the body now, as requests would, but give up past `deadline` or MAX_BODY_BYTES: a
+    server that trickles a byte at a time (each read within the socket timeout) or sends an
+    endless body must not hold a worker. Decompressed bytes are counted, so a small gzip bomb
+    is stopped too. A read may overrun the deadline by at most one socket timeout."""
+    body = bytearray()
+    try:
+        while chunk := response.raw.read1(16384, decode_content=True):
+            body += chunk
+            if len(body) > MAX_BODY_BYTES:
+                raise ResponseTooLarge(f"the response is larger than {MAX_BODY_BYTES} bytes",
+                                       request=response.request, response=response)
+            if time.monotonic() > deadline:
+                raise requests.exceptions.ReadTimeout("the response did not arrive in time",
+                                                      request=response.request, response=response)
+    except (urllib3.exceptions.ReadTimeoutError, TimeoutError, socket.timeout) as failure:
+        response.close()
+        raise requests.exceptions.ReadTimeout(str(failure), request=response.request) from None
+    except urllib3.exceptions.HTTPError as failure:
+        response.close()
+        raise requests.exceptions.ConnectionError(str(failure), request=response.request) from None
+    except requests.exceptions.RequestException:
+        response.close()
+        raise
+    response._content = bytes(body)  # what requests' .content would hold; Session.send reads it from here
+    response._content_consumed = True
+    response.close()
 
 
 def _refusal_in(failure: BaseException) -> AddressRefused | None:

@@ -181,3 +181,69 @@ def test_a_proxy_from_the_environment_is_not_used(monkeypatch, target):
     monkeypatch.setenv("HTTP_PROXY", "http://proxy.invalid:3128")
     monkeypatch.setenv("NO_PROXY", "")
     assert session(LOOPBACK).get(f"http://127.0.0.1:{target.port}/", timeout=5).text == "ok"
+
+
+class Trickle:
+    """A loopback server that sends its headers at once and then the body a few bytes at a time
+    (`pause` seconds apart, each gap inside the client's read timeout), or a huge body at once."""
+
+    def __init__(self, *, pause: float = 0.0, chunks: int = 1000, chunk: bytes = b"x"):
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - the http.server API
+                self.send_response(200)
+                self.send_header("Content-Length", str(chunks * len(chunk)))
+                self.end_headers()
+                try:
+                    for _ in range(chunks):
+                        self.wfile.write(chunk)
+                        self.wfile.flush()
+                        if pause:
+                            stop.wait(pause)
+                        if stop.is_set():
+                            return
+                except OSError:
+                    return
+
+            def log_message(self, *args):
+                pass
+
+        stop = threading.Event()
+        self.stop = stop
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_port
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.stop.set()
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+
+def test_a_body_that_trickles_in_is_cut_off_at_the_timeout_not_per_read():
+    import time
+
+    server = Trickle(pause=0.05, chunks=400)  # 20 s in all, 50 ms between bytes: no single read times out
+    try:
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.Timeout):
+            session(LOOPBACK).get(f"http://127.0.0.1:{server.port}/", timeout=0.5)
+        assert time.monotonic() - started < 3
+    finally:
+        server.close()
+
+
+def test_a_body_larger_than_the_limit_is_refused():
+    from idp.security.outbound import MAX_BODY_BYTES, ResponseTooLarge
+
+    server = Trickle(chunks=MAX_BODY_BYTES // 65536 + 2, chunk=b"x" * 65536)
+    try:
+        with pytest.raises(ResponseTooLarge):
+            session(LOOPBACK).get(f"http://127.0.0.1:{server.port}/", timeout=5)
+    finally:
+        server.close()
+
+
+def test_a_streamed_body_is_left_to_the_caller(target):
+    response = session(LOOPBACK).get(f"http://127.0.0.1:{target.port}/", timeout=5, stream=True)
+    assert response.raw.read(2) == b"ok"
