@@ -1,16 +1,26 @@
 """The login in progress: a LoginAttempt row (what this login proved, what it must reach, where
 it returns) found through a random value in the Flask session. Each factor's view asks
 `is_asking` before it checks anything, records success with `proved`, and the state machine in
-steps.next_step picks the next page, so no step can be skipped by calling a later URL."""
+steps.next_step picks the next page, so no step can be skipped by calling a later URL.
+
+Several requests from one browser can work on the same login at once (a double click, two tabs).
+So the row is never read, changed in Python and written back: each change is one conditional
+statement whose row count says whether the login still exists (a wrong code is counted with
+UPDATE ... SET failures = failures + 1, the end of a login is claimed with a DELETE that only one
+request can win). A request that finds the login gone raises LoginGone, and the view answers with
+the sign-in page again instead of an error."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 from flask import current_app, redirect, render_template, session, url_for
+from sqlalchemy import delete, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.authn import session as sso
 from idp.authn import steps
+from idp.authn.errors import LoginGone
 from idp.authn.factors import enrolled_factors
 from idp.clock import now
 from idp.extensions import db
@@ -67,10 +77,34 @@ def current_attempt() -> LoginAttempt | None:
     return row if row is not None and row.expires_at > now() else None
 
 
-def drop(row: LoginAttempt | None) -> None:
-    if row is not None:
-        db.session.delete(row)
+def drop(row: LoginAttempt | None) -> bool:
+    """End this login (one DELETE); True when this request ended it, False when a racing request
+    already had. The caller commits."""
     session.pop(SESSION_KEY, None)
+    if row is None:
+        return False
+    result = db.session.execute(delete(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest),
+                                execution_options={"synchronize_session": False})
+    if row in db.session:
+        db.session.expunge(row)  # the row is gone: nothing may flush it again
+    return result.rowcount == 1
+
+
+def _change(row: LoginAttempt, *where, **values) -> bool:
+    """One conditional UPDATE of this login; True when the row was still there (and matched)."""
+    result = db.session.execute(update(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest, *where)
+                                .values(**values), execution_options={"synchronize_session": False})
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+    return True
+
+
+def retarget(row: LoginAttempt, next_path: str) -> None:
+    """Where this login returns to (the sign-in form's own `next`); a login a racing request ended
+    is left alone (the step that follows finds it gone)."""
+    _change(row, next=next_path)
 
 
 def _dump(proof: steps.Proof) -> list:
@@ -102,10 +136,13 @@ def record(row: LoginAttempt, user: User, proof: steps.Proof) -> None:
     """Add a proof to the login (the first one names the person); the caller commits."""
     if row.user_id is not None and row.user_id != user.id:
         raise WrongUser()
-    row.user_id = user.id
-    row.user = user
-    row.proofs = row.proofs + [_dump(proof)]  # a new list, so the JSON column is seen as changed
-    row.failures = 0
+    # Only if the login is still there and still about the person it was about when read (a
+    # racing request may have named someone); proofs only grow, so a racer's lost proof only
+    # means asking for it again.
+    same_person = LoginAttempt.user_id.is_(None) if row.user_id is None else LoginAttempt.user_id == row.user_id
+    if not _change(row, same_person, user_id=user.id, proofs=row.proofs + [_dump(proof)], failures=0):
+        raise LoginGone(row.next)
+    set_committed_value(row, "user", user)
 
 
 def proved(row: LoginAttempt, user: User, proof: steps.Proof):
@@ -114,14 +151,27 @@ def proved(row: LoginAttempt, user: User, proof: steps.Proof):
     return advance(row)
 
 
-def failed(row: LoginAttempt) -> bool:
-    """Count a wrong code; True when this login is over (too many) and was dropped. Caller commits."""
-    row.failures += 1
-    if row.failures >= MAX_FAILURES:
-        audit.record("authn.login.abandoned", outcome="failure", user=row.user, reason="too_many_failures")
-        drop(row)
-        return True
-    return False
+COUNTED, TOO_MANY, GONE = "counted", "too_many", "gone"
+
+
+def failed(row: LoginAttempt) -> str:
+    """Count a wrong code in one UPDATE ... RETURNING (parallel failures all count). COUNTED, or
+    TOO_MANY when this one reached MAX_FAILURES and the login was dropped, or GONE when a racing
+    request had already ended the login. The caller commits (the throttle counters too)."""
+    count = db.session.execute(
+        update(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest)
+        .values(failures=LoginAttempt.failures + 1).returning(LoginAttempt.failures),
+        execution_options={"synchronize_session": False}).scalar_one_or_none()
+    if count is None:
+        session.pop(SESSION_KEY, None)
+        return GONE
+    set_committed_value(row, "failures", count)
+    if count < MAX_FAILURES:
+        return COUNTED
+    user = row.user
+    if drop(row):  # a racer past the limit too finds it dropped: the event is recorded once
+        audit.record("authn.login.abandoned", outcome="failure", user=user, reason="too_many_failures")
+    return TOO_MANY
 
 
 def advance(row: LoginAttempt):
@@ -145,23 +195,24 @@ def _finish(row: LoginAttempt, done: steps.Done):
     """Start the SSO session (or raise this one, for a step-up) and return to `next` (through the
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
     unverified person gets no session but a page that offers a new link."""
-    user, amr, target = row.user, list(done.amr), row.next
+    user, amr, target, step_up = row.user, list(done.amr), row.next, row.step_up
+    if not drop(row):  # claimed once: of racing requests finishing one login, only one goes on
+        raise LoginGone(target)
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
         audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
-        drop(row)
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
     if terms.needs_acceptance(user):
         target = url_for("authn.accept_terms", next=target)
     current = sso.current_session()
-    if row.step_up and current is not None and current.user_id == user.id:
+    if step_up and current is not None and current.user_id == user.id:
         if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
-            sso.elevate(current, amr, done.acr)
+            if not sso.elevate(current, amr, done.acr):
+                raise LoginGone(target)  # the session ended meanwhile (signed out in another tab)
             audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
     else:
         sso.start(user, amr=amr, acr=done.acr)
         audit.record("authn.login.succeeded", user=user, amr=amr, acr=done.acr)
-    drop(row)
     db.session.commit()
     return redirect(target, 303)
