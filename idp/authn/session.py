@@ -77,10 +77,11 @@ def _touch(row: SsoSession) -> bool:
                                 execution_options={"synchronize_session": False})
     db.session.commit()
     if result.rowcount != 1:
-        db.session.expunge(row)
         return False
-    set_committed_value(row, "last_seen_at", t)
-    return True
+    # The commit expired every loaded value: load them again now, in one query, so a sign-out
+    # that a racing request commits later cannot make this request's page fail half-way.
+    again = select(SsoSession).where(SsoSession.id == row.id).execution_options(populate_existing=True)
+    return db.session.scalar(again) is not None
 
 
 def current_user() -> User | None:
