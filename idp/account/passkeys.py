@@ -10,7 +10,7 @@ from __future__ import annotations
 from flask import Response, current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.views import bp
+from idp.account.views import bp, reauth_url
 from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
 from idp.authn.factors import enrolled_factors, has_second_factor
@@ -30,7 +30,8 @@ LAST_WAY_IN = N_("This passkey is your only way to sign in. Add another passkey 
 
 def _page(row: SsoSession, errors: dict | None = None, status: int = 200):
     return render_template("account/passkeys.html", user=row.user, credentials=passkeys.credentials_of(row.user),
-                           recent=is_recent(row), errors=errors or {}), status
+                           recent=is_recent(row), errors=errors or {},
+                           reauth_url=reauth_url(row, url_for("account.passkeys_page"))), status
 
 
 def _signed_in() -> SsoSession | Response:

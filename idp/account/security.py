@@ -8,7 +8,7 @@ from __future__ import annotations
 from flask import current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.views import bp
+from idp.account.views import bp, reauth_url
 from idp.authn import recovery, session, steps, totp
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
@@ -53,7 +53,7 @@ def security():
                            has_second_factor=has_second_factor(user),
                            passkeys_url=url_for("account.passkeys_page")
                            if "account.passkeys_page" in current_app.view_functions else None,
-                           reauth_url=url_for("authn.login", next=request.path))
+                           reauth_url=reauth_url(row, request.path))
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])

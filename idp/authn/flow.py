@@ -27,6 +27,9 @@ from idp.extensions import db
 from idp.models import LoginAttempt, User
 from idp.security.tokens import digest, random_token
 from idp.users import terms
+from idp.web.errors import PageError
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 TTL = timedelta(minutes=10)
 MAX_FAILURES = 5  # wrong second-factor codes before the login starts again from the password
@@ -34,6 +37,10 @@ SESSION_KEY = "login"
 ASK_ENDPOINTS = {steps.PASSWORD: "authn.login", steps.TOTP: "authn.totp", steps.RECOVERY: "authn.recovery",
                  steps.WEBAUTHN: "authn.passkey"}
 ENROL_ENDPOINTS = {steps.TOTP: "authn.totp_enrol", steps.WEBAUTHN: "authn.passkey_enrol"}
+
+
+BELOW_SESSION = N_("This sign-in did not reach the level of your current one. Sign in again with the "
+                   "passkey or authenticator app you used before.")
 
 
 class WrongUser(Exception):
@@ -196,6 +203,7 @@ def _finish(row: LoginAttempt, done: steps.Done):
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
     unverified person gets no session but a page that offers a new link."""
     user, amr, target, step_up = row.user, list(done.amr), row.next, row.step_up
+    must, row_target = row.must, row.target
     if not drop(row):  # claimed once: of racing requests finishing one login, only one goes on
         raise LoginGone(target)
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
@@ -203,9 +211,17 @@ def _finish(row: LoginAttempt, done: steps.Done):
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
+    current = sso.current_session()
+    if must and not steps.meets(done.acr, row_target) and current is not None and current.user_id == user.id \
+            and not steps.meets(done.acr, current.acr):
+        # A login that had to reach a level (a re-authentication asks for the session's own) and
+        # fell short never replaces a stronger session of the same person with a weaker one.
+        audit.record("authn.login.failed", outcome="failure", user=user, reason="below_session_level",
+                     acr=done.acr, session_acr=current.acr)
+        db.session.commit()
+        raise PageError(_(BELOW_SESSION), 403)
     if terms.needs_acceptance(user):
         target = url_for("authn.accept_terms", next=target)
-    current = sso.current_session()
     if step_up and current is not None and current.user_id == user.id:
         if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
             if not sso.elevate(current, amr, done.acr):
