@@ -89,7 +89,9 @@ def totp_remove():
                      required_by=need.client_id or "mfa_required")
         db.session.commit()
         raise PageError(_(LAST_FACTOR) if need.app is None else _(LAST_FACTOR_APP, app=need.app), 409)
-    totp.remove_totp(user)
+    if not totp.remove_totp(user):  # none was on, or a racing request (a double click) removed it
+        db.session.commit()
+        return redirect(url_for("account.security"), 303)
     if not has_second_factor(user):
         recovery.discard_recovery_codes(user)  # recovery codes stand in for a second factor that is gone
     _after_change(row, "account.totp.removed")

@@ -184,3 +184,41 @@ def test_pages_racing_a_sign_out_see_a_signed_out_browser(app, live_server, make
         assert set(statuses[:-1]) <= {200, 302} and statuses[-1] == 303, statuses
         assert _sessions(app, user) == 0
         assert _events(app, user, "authn.logout.succeeded") == 1
+
+
+def test_one_reset_link_used_by_racing_requests_sets_one_password(app, live_server, make_user):
+    from idp.models import User
+    from idp.users import email_links
+
+    user = make_user()
+    with app.app_context():
+        path = email_links.issue(db.session.get(User, user["id"]), email_links.RESET_PASSWORD)
+        db.session.commit()
+    http = requests.Session()
+    token = csrf_token(http.get(path, timeout=10).text)
+    passwords = [f"a brand new passphrase number {n}" for n in range(RACERS)]
+
+    def send(password):
+        return lambda: http.post(path, data={"csrf_token": token, "password": password}, allow_redirects=False,
+                                 timeout=30)
+
+    statuses = _no_error(_race([send(p) for p in passwords]))
+    assert sorted(statuses) == [200] + [410] * (RACERS - 1), statuses
+    assert _events(app, user, "users.password.reset") == 1
+
+
+def test_racing_removals_of_the_authenticator_app_remove_it_once(app, live_server, make_user, pinned,
+                                                                 loopback_ip_counter):
+    user = make_user()
+    secret = give_totp(app, user)
+    http = _password_step(live_server, user)
+    assert _poster(http, live_server, "/login/totp", code_at(secret))().status_code == 303
+    token = csrf_token(http.get(f"{live_server}/account/security", timeout=10).text)
+
+    def remove():
+        return http.post(f"{live_server}/account/security/totp/remove", data={"csrf_token": token},
+                         allow_redirects=False, timeout=30)
+
+    statuses = _no_error(_race([remove] * RACERS))
+    assert statuses == [303] * RACERS
+    assert _events(app, user, "authn.totp.removed") == 1 and _events(app, user, "account.totp.removed") == 1
