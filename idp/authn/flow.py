@@ -198,34 +198,43 @@ def advance(row: LoginAttempt):
     return _finish(row, step)
 
 
+def _would_lower(current, user: User, acr: str, must_reach: str) -> bool:
+    """Whether a login that had to reach `must_reach` (a re-authentication asks for the session's
+    own level) fell short and would replace a stronger session of the same person with a weaker
+    one. Such a login never replaces it."""
+    return (not steps.meets(acr, must_reach) and current is not None and current.user_id == user.id
+            and not steps.meets(acr, current.acr))
+
+
 def _finish(row: LoginAttempt, done: steps.Done):
     """Start the SSO session (or raise this one, for a step-up) and return to `next` (through the
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
     unverified person gets no session but a page that offers a new link."""
-    user, amr, target, step_up = row.user, list(done.amr), row.next, row.step_up
-    must, row_target = row.must, row.target
+    user, amr, next_path, step_up = row.user, list(done.amr), row.next, row.step_up
+    must, row_target, target = row.must, row.target, row.next
     if not drop(row):  # claimed once: of racing requests finishing one login, only one goes on
-        raise LoginGone(target)
+        raise LoginGone(next_path)
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
         audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
     current = sso.current_session()
-    if must and not steps.meets(done.acr, row_target) and current is not None and current.user_id == user.id \
-            and not steps.meets(done.acr, current.acr):
-        # A login that had to reach a level (a re-authentication asks for the session's own) and
-        # fell short never replaces a stronger session of the same person with a weaker one.
+    if must and _would_lower(current, user, done.acr, row_target):
         audit.record("authn.login.failed", outcome="failure", user=user, reason="below_session_level",
                      acr=done.acr, session_acr=current.acr)
         db.session.commit()
         raise PageError(_(BELOW_SESSION), 403)
     if terms.needs_acceptance(user):
         target = url_for("authn.accept_terms", next=target)
-    if step_up and current is not None and current.user_id == user.id:
+    if step_up:
+        # A step-up adds to the session it began from. If that session ended meanwhile (signed
+        # out, perhaps in another tab), the factors it lent this login are void: start again.
+        if current is None or current.user_id != user.id:
+            raise LoginGone(next_path)
         if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
             if not sso.elevate(current, amr, done.acr):
-                raise LoginGone(target)  # the session ended meanwhile (signed out in another tab)
+                raise LoginGone(next_path)  # ended between the read and the update
             audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
     else:
         sso.start(user, amr=amr, acr=done.acr)

@@ -117,6 +117,7 @@ def register():
 def logout():
     if request.method == "GET":
         return render_template("authn/logout.html", user=session.current_user())
+    flow.drop(flow.current_attempt())  # a login in progress here (a step-up) ends with the session
     row = session.end()
     if row is not None:
         audit.record("authn.logout.succeeded", user=row.user_id, sid=row.sid)

@@ -222,3 +222,52 @@ def test_racing_removals_of_the_authenticator_app_remove_it_once(app, live_serve
     statuses = _no_error(_race([remove] * RACERS))
     assert statuses == [303] * RACERS
     assert _events(app, user, "authn.totp.removed") == 1 and _events(app, user, "account.totp.removed") == 1
+
+
+def _step_up_in_progress(app, live_server, user) -> tuple[requests.Session, str]:
+    """A password session whose person has since set up an app, asked to step up to MFA."""
+    http = _password_step(live_server, user)
+    secret = give_totp(app, user)
+    asked = http.get(f"{live_server}/login?next=/account&acr=urn:idp:acr:mfa&step_up=1", allow_redirects=False,
+                     timeout=10)
+    assert asked.headers["Location"] == "/login/totp"
+    return http, secret
+
+
+def test_a_step_up_finished_after_signing_out_signs_nobody_in(app, live_server, make_user, pinned):
+    """Signing out ends the login in progress too: the password the step-up borrowed from the
+    session does not outlive it."""
+    user = make_user()
+    http, secret = _step_up_in_progress(app, live_server, user)
+    code = _poster(http, live_server, "/login/totp", code_at(secret))
+    token = csrf_token(http.get(f"{live_server}/logout", timeout=10).text)
+    assert http.post(f"{live_server}/logout", data={"csrf_token": token}, allow_redirects=False,
+                     timeout=10).status_code == 303
+    late = code()
+    assert late.status_code == 400 and NOT_IN_PROGRESS in late.text
+    assert _sessions(app, user) == 0
+
+
+def test_a_step_up_racing_a_sign_out_never_fails_and_leaves_a_consistent_session(app, live_server, make_user, pinned):
+    for _ in range(ROUNDS):
+        user = make_user()
+        http, secret = _step_up_in_progress(app, live_server, user)
+        code = _poster(http, live_server, "/login/totp", code_at(secret))
+        token = csrf_token(http.get(f"{live_server}/logout", timeout=10).text)
+
+        def logout():
+            return http.post(f"{live_server}/logout", data={"csrf_token": token}, allow_redirects=False, timeout=30)
+
+        statuses = _no_error(_race([code, logout]))
+        assert statuses[1] == 303 and statuses[0] in (303, 400, 409), statuses
+        # Either the sign-out ended the session (and the login with it), or the step-up ended
+        # first and gave the session a new cookie value, which a sign-out sent with the old one
+        # cannot name: then the session is at the new level, and the browser holds its cookie
+        # or (when the sign-out's answer came last and cleared the cookie) none at all.
+        if _sessions(app, user):
+            assert statuses[0] == 303
+            with app.app_context():
+                [row] = db.session.scalars(select(SsoSession).where(SsoSession.user_id == user["id"]))
+                assert row.acr == "urn:idp:acr:mfa"
+                held = http.cookies.get("idp_session")
+                assert held is None or row.token_digest == digest(held)
