@@ -111,7 +111,8 @@ def _change(row: LoginAttempt, *where, **values) -> bool:
 def retarget(row: LoginAttempt, next_path: str) -> None:
     """Where this login returns to (the sign-in form's own `next`); a login a racing request ended
     is left alone (the step that follows finds it gone)."""
-    _change(row, next=next_path)
+    if row.next != next_path:  # usually the same: no statement then
+        _change(row, next=next_path)
 
 
 def _dump(proof: steps.Proof) -> list:
