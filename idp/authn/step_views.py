@@ -71,8 +71,9 @@ def totp_step():
         return render_template("authn/totp.html", errors={}, **context)
     row = totp.confirmed_totp(attempt.user)
     code = form_value("code", max_length=16)
-    refused = _check_code(attempt, lambda: row is not None and totp.verify(row, code), "authn/totp.html", WRONG_CODE, "bad_totp",
-                          **context)
+    # row is None when the app was removed since this login began: the code cannot be right.
+    refused = _check_code(attempt, lambda: row is not None and totp.verify(row, code), "authn/totp.html",
+                          WRONG_CODE, "bad_totp", **context)
     return refused or flow.proved(attempt, attempt.user, steps.totp_proof())
 
 
