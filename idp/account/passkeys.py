@@ -2,15 +2,17 @@
 
 Adding or removing one changes how the account can be entered, so it needs a recent sign-in
 (IDP_MFA_RECENT_AUTH_SECONDS); renaming does not. Removing the last passkey is refused when it
-would leave no way in (no password) or no second factor where two are required. Every change
+would leave no way in (no password) or no second factor where two are required (IDP_MFA_REQUIRED,
+or a connected app that requires them: account.second_factor). Every change
 is an audit event (in authn.passkeys)."""
 from __future__ import annotations
 
 
-from flask import Response, current_app, redirect, render_template, request, url_for
+from flask import Response, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.views import bp
+from idp.account.second_factor import second_factor_requirement
+from idp.account.views import bp, reauth_url
 from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
 from idp.authn.factors import enrolled_factors, has_second_factor
@@ -25,12 +27,15 @@ from idp.web.templating import gettext as _
 
 REGISTER_FAILED = N_("That passkey could not be added. Try again, or use another one.")
 LAST_FACTOR = N_("This is your last way to sign in with two steps. Add another passkey or an authenticator app first.")
+LAST_FACTOR_APP = N_("%(app)s requires two-step sign-in. Add another passkey or an authenticator app first, "
+                     "or disconnect the app.")
 LAST_WAY_IN = N_("This passkey is your only way to sign in. Add another passkey or set a password first.")
 
 
 def _page(row: SsoSession, errors: dict | None = None, status: int = 200):
     return render_template("account/passkeys.html", user=row.user, credentials=passkeys.credentials_of(row.user),
-                           recent=is_recent(row), errors=errors or {}), status
+                           recent=is_recent(row), errors=errors or {},
+                           reauth_url=reauth_url(row, url_for("account.passkeys_page"))), status
 
 
 def _signed_in() -> SsoSession | Response:
@@ -45,16 +50,20 @@ def _recently_signed_in() -> SsoSession:
     return row
 
 
-def _removal_refused(user) -> str | None:
-    """Why this passkey must stay, or None. IDP_MFA_REQUIRED makes a second factor a must."""
+def _removal_refused(user) -> tuple[str, str] | None:
+    """Why this passkey must stay (the message, and what requires it), or None. IDP_MFA_REQUIRED,
+    or a connected app that requires two factors, makes a second factor a must."""
     if len(passkeys.credentials_of(user)) > 1:
         return None
     factors = enrolled_factors(user)
     if steps.PASSWORD not in factors:
-        return LAST_WAY_IN
-    if current_app.config["IDP_SETTINGS"].mfa_required and steps.TOTP not in factors:
-        return LAST_FACTOR
-    return None
+        return _(LAST_WAY_IN), "last_way_in"
+    need = second_factor_requirement(user) if steps.TOTP not in factors else None
+    if need is None:
+        return None
+    if need.app is None:
+        return _(LAST_FACTOR), "mfa_required"
+    return _(LAST_FACTOR_APP, app=need.app), need.client_id
 
 
 @bp.route("/account/passkeys")
@@ -112,9 +121,11 @@ def passkey_delete(credential: int):
         raise PageError(_("This passkey does not exist. Go back to your passkeys."), 404)
     refusal = _removal_refused(row.user)
     if refusal:
-        audit.record("authn.passkey.removal_refused", outcome="failure", user=row.user, credential=found.id)
+        message, required_by = refusal
+        audit.record("authn.passkey.removal_refused", outcome="failure", user=row.user, credential=found.id,
+                     required_by=required_by)
         db.session.commit()
-        return _page(row, {"form": _(refusal)}, 409)
+        return _page(row, {"form": message}, 409)
     passkeys.remove(found)
     if not has_second_factor(row.user):
         recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone

@@ -13,7 +13,7 @@ import json
 from flask import Response, redirect, render_template, request, url_for
 
 from idp import audit, mail
-from idp.account.views import bp
+from idp.account.views import bp, reauth_url
 from idp.authn import session
 from idp.clock import now
 from idp.extensions import db
@@ -26,8 +26,10 @@ def _needs_fresh_login(current) -> bool:
     return not session.is_recent(current)
 
 
-def _reauthenticate():
-    return redirect(url_for("authn.login", next=request.path, reauth=1), 303)
+def _reauthenticate(current):
+    """Sign in again (at least at the session's level), then back to the privacy page (both
+    actions here are POSTs, which a login cannot return to)."""
+    return redirect(reauth_url(current, url_for("account.privacy")), 303)
 
 
 def collect(user: User) -> dict:
@@ -66,7 +68,7 @@ def export():
     if current is None:
         return redirect(url_for("authn.login"), 303)
     if _needs_fresh_login(current):
-        return _reauthenticate()
+        return _reauthenticate(current)
     data = collect(current.user)
     audit.record("users.data.exported", user=current.user)
     db.session.commit()
@@ -82,7 +84,7 @@ def delete_account():
         return redirect(url_for("authn.login"), 303)
     user = current.user
     if _needs_fresh_login(current):
-        return _reauthenticate()
+        return _reauthenticate(current)
     if user.password_hash and not passwords.verify_password(directory.hasher(), user.password_hash,
                                                              request.form.get("password", "")[:1024]):
         return render_template("account/privacy.html", user=user,

@@ -1,14 +1,16 @@
 """Self-service security: the authenticator app (TOTP), recovery codes and the password.
 
 Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event, and can end
-the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED."""
+the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED and
+while an app that requires two factors is connected (account.second_factor)."""
 from __future__ import annotations
 
 
 from flask import current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.views import bp
+from idp.account.second_factor import second_factor_requirement
+from idp.account.views import bp, reauth_url
 from idp.authn import recovery, session, steps, totp
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
@@ -23,6 +25,8 @@ from idp.web.templating import gettext as _
 
 SIGN_IN_AGAIN = N_("Sign in again to change how you sign in, then try once more.")
 LAST_FACTOR = N_("Two-step sign-in is required here. Add a passkey before you remove your authenticator app.")
+LAST_FACTOR_APP = N_("%(app)s requires two-step sign-in. Add a passkey before you remove your authenticator app, "
+                     "or disconnect the app first.")
 WRONG_CODE = N_("That code is not right. Check your authenticator app and try again.")
 WRONG_PASSWORD = N_("Your current password is not right.")
 
@@ -53,7 +57,7 @@ def security():
                            has_second_factor=has_second_factor(user),
                            passkeys_url=url_for("account.passkeys_page")
                            if "account.passkeys_page" in current_app.view_functions else None,
-                           reauth_url=url_for("authn.login", next=request.path))
+                           reauth_url=reauth_url(row, request.path))
 
 
 @bp.route("/account/security/totp", methods=["GET", "POST"])
@@ -79,11 +83,15 @@ def totp_setup():
 def totp_remove():
     row = _recently_signed_in()
     user = row.user
-    if current_app.config["IDP_SETTINGS"].mfa_required and not _has_other_second_factor(user):
-        audit.record("account.totp.remove_refused", outcome="failure", user=user, reason="last_factor")
+    need = second_factor_requirement(user)
+    if need is not None and not _has_other_second_factor(user):
+        audit.record("account.totp.remove_refused", outcome="failure", user=user, reason="last_factor",
+                     required_by=need.client_id or "mfa_required")
         db.session.commit()
-        raise PageError(_(LAST_FACTOR), 409)
-    totp.remove_totp(user)
+        raise PageError(_(LAST_FACTOR) if need.app is None else _(LAST_FACTOR_APP, app=need.app), 409)
+    if not totp.remove_totp(user):  # none was on, or a racing request (a double click) removed it
+        db.session.commit()
+        return redirect(url_for("account.security"), 303)
     if not has_second_factor(user):
         recovery.discard_recovery_codes(user)  # recovery codes stand in for a second factor that is gone
     _after_change(row, "account.totp.removed")

@@ -1,5 +1,18 @@
-from flask import Blueprint, redirect, render_template, request, url_for
+"""Blueprint "account": the account home and linked identities; the other pages join it from
+their modules (passkeys, security, sessions, profile, privacy).
 
+Two rules hold for every account page:
+- Under IDP_MFA_REQUIRED a session below urn:idp:acr:mfa (made before the setting was turned on,
+  or by an upstream provider that reported one factor) is not treated as signed in here: each
+  page sends it through the same step-up a client's /authorize uses (authn.login with step_up,
+  acr and required): the person proves their second factor, or sets one up at /login/totp/enrol
+  or /login/passkey/enrol (then gets recovery codes), and comes back with an MFA session. Signing
+  out (/logout) and the login pages themselves are authn pages and stay open.
+- "Sign in again" (reauth_url) asks for a whole new login that must reach the level the session
+  has now (acr and required = the session's acr), so re-authenticating never lowers it."""
+from flask import Blueprint, current_app, redirect, render_template, request, url_for
+
+from idp.authn import steps
 from idp.authn.session import current_session
 from idp.extensions import db
 from idp.federation import linking
@@ -8,6 +21,27 @@ from idp.web.errors import PageError
 from idp.web.templating import gettext as _
 
 bp = Blueprint("account", __name__)
+
+
+def reauth_url(row, next_path: str) -> str:
+    """The sign-in that refreshes a session for sensitive changes: a new login that must reach at
+    least the session's present level (a passkey session needs the passkey again)."""
+    level = row.acr if row is not None and row.acr in steps.ACR_VALUES_SUPPORTED else None
+    return url_for("authn.login", next=next_path, reauth=1, acr=level, required=level)
+
+
+@bp.before_request
+def _require_mfa():
+    """IDP_MFA_REQUIRED: a session below MFA goes through the step-up first (see the docstring).
+    A page reached by POST returns to the account home, since the login ends with a GET."""
+    if not current_app.config["IDP_SETTINGS"].mfa_required:
+        return None
+    row = current_session()
+    if row is None or steps.meets(row.acr, steps.ACR_MFA):
+        return None  # signed out: each page sends the person to sign in as before
+    target = request.path if request.method == "GET" else url_for("account.home")
+    return redirect(url_for("authn.login", next=target, acr=steps.ACR_MFA, required=steps.ACR_MFA, step_up=1),
+                    302 if request.method == "GET" else 303)
 
 
 @bp.route("/account")

@@ -22,3 +22,14 @@ class PasskeyFailed(AuthnError):
     def __init__(self, reason: str):
         super().__init__(reason)
         self.reason = reason
+
+
+class LoginGone(AuthnError):
+    """The login in progress ended (finished, given up or expired) while this request was working
+    on it, usually in a racing request from the same browser. Nothing of this request is kept
+    unless the view committed it on purpose (a wrong code still counts); the person is asked to
+    sign in again."""
+
+    def __init__(self, next_path: str | None = None):
+        super().__init__("login in progress is gone")
+        self.next_path = next_path

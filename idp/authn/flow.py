@@ -1,22 +1,35 @@
 """The login in progress: a LoginAttempt row (what this login proved, what it must reach, where
 it returns) found through a random value in the Flask session. Each factor's view asks
 `is_asking` before it checks anything, records success with `proved`, and the state machine in
-steps.next_step picks the next page, so no step can be skipped by calling a later URL."""
+steps.next_step picks the next page, so no step can be skipped by calling a later URL.
+
+Several requests from one browser can work on the same login at once (a double click, two tabs).
+So the row is never read, changed in Python and written back: each change is one conditional
+statement whose row count says whether the login still exists (a wrong code is counted with
+UPDATE ... SET failures = failures + 1, the end of a login is claimed with a DELETE that only one
+request can win). A request that finds the login gone raises LoginGone, and the view answers with
+the sign-in page again instead of an error."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 from flask import current_app, redirect, render_template, session, url_for
+from sqlalchemy import delete, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.authn import session as sso
 from idp.authn import steps
+from idp.authn.errors import LoginGone
 from idp.authn.factors import enrolled_factors
 from idp.clock import now
 from idp.extensions import db
 from idp.models import LoginAttempt, User
 from idp.security.tokens import digest, random_token
 from idp.users import terms
+from idp.web.errors import PageError
+from idp.web.templating import N_
+from idp.web.templating import gettext as _
 
 TTL = timedelta(minutes=10)
 MAX_FAILURES = 5  # wrong second-factor codes before the login starts again from the password
@@ -24,6 +37,10 @@ SESSION_KEY = "login"
 ASK_ENDPOINTS = {steps.PASSWORD: "authn.login", steps.TOTP: "authn.totp", steps.RECOVERY: "authn.recovery",
                  steps.WEBAUTHN: "authn.passkey"}
 ENROL_ENDPOINTS = {steps.TOTP: "authn.totp_enrol", steps.WEBAUTHN: "authn.passkey_enrol"}
+
+
+BELOW_SESSION = N_("This sign-in did not reach the level of your current one. Sign in again with the "
+                   "passkey or authenticator app you used before.")
 
 
 class WrongUser(Exception):
@@ -67,10 +84,35 @@ def current_attempt() -> LoginAttempt | None:
     return row if row is not None and row.expires_at > now() else None
 
 
-def drop(row: LoginAttempt | None) -> None:
-    if row is not None:
-        db.session.delete(row)
+def drop(row: LoginAttempt | None) -> bool:
+    """End this login (one DELETE); True when this request ended it, False when a racing request
+    already had. The caller commits."""
     session.pop(SESSION_KEY, None)
+    if row is None:
+        return False
+    result = db.session.execute(delete(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest),
+                                execution_options={"synchronize_session": False})
+    if row in db.session:
+        db.session.expunge(row)  # the row is gone: nothing may flush it again
+    return result.rowcount == 1
+
+
+def _change(row: LoginAttempt, *where, **values) -> bool:
+    """One conditional UPDATE of this login; True when the row was still there (and matched)."""
+    result = db.session.execute(update(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest, *where)
+                                .values(**values), execution_options={"synchronize_session": False})
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+    return True
+
+
+def retarget(row: LoginAttempt, next_path: str) -> None:
+    """Where this login returns to (the sign-in form's own `next`); a login a racing request ended
+    is left alone (the step that follows finds it gone)."""
+    if row.next != next_path:  # usually the same: no statement then
+        _change(row, next=next_path)
 
 
 def _dump(proof: steps.Proof) -> list:
@@ -102,10 +144,13 @@ def record(row: LoginAttempt, user: User, proof: steps.Proof) -> None:
     """Add a proof to the login (the first one names the person); the caller commits."""
     if row.user_id is not None and row.user_id != user.id:
         raise WrongUser()
-    row.user_id = user.id
-    row.user = user
-    row.proofs = row.proofs + [_dump(proof)]  # a new list, so the JSON column is seen as changed
-    row.failures = 0
+    # Only if the login is still there and still about the person it was about when read (a
+    # racing request may have named someone); proofs only grow, so a racer's lost proof only
+    # means asking for it again.
+    same_person = LoginAttempt.user_id.is_(None) if row.user_id is None else LoginAttempt.user_id == row.user_id
+    if not _change(row, same_person, user_id=user.id, proofs=row.proofs + [_dump(proof)], failures=0):
+        raise LoginGone(row.next)
+    set_committed_value(row, "user", user)
 
 
 def proved(row: LoginAttempt, user: User, proof: steps.Proof):
@@ -114,14 +159,27 @@ def proved(row: LoginAttempt, user: User, proof: steps.Proof):
     return advance(row)
 
 
-def failed(row: LoginAttempt) -> bool:
-    """Count a wrong code; True when this login is over (too many) and was dropped. Caller commits."""
-    row.failures += 1
-    if row.failures >= MAX_FAILURES:
-        audit.record("authn.login.abandoned", outcome="failure", user=row.user, reason="too_many_failures")
-        drop(row)
-        return True
-    return False
+COUNTED, TOO_MANY, GONE = "counted", "too_many", "gone"
+
+
+def failed(row: LoginAttempt) -> str:
+    """Count a wrong code in one UPDATE ... RETURNING (parallel failures all count). COUNTED, or
+    TOO_MANY when this one reached MAX_FAILURES and the login was dropped, or GONE when a racing
+    request had already ended the login. The caller commits (the throttle counters too)."""
+    count = db.session.execute(
+        update(LoginAttempt).where(LoginAttempt.token_digest == row.token_digest)
+        .values(failures=LoginAttempt.failures + 1).returning(LoginAttempt.failures),
+        execution_options={"synchronize_session": False}).scalar_one_or_none()
+    if count is None:
+        session.pop(SESSION_KEY, None)
+        return GONE
+    set_committed_value(row, "failures", count)
+    if count < MAX_FAILURES:
+        return COUNTED
+    user = row.user
+    if drop(row):  # a racer past the limit too finds it dropped: the event is recorded once
+        audit.record("authn.login.abandoned", outcome="failure", user=user, reason="too_many_failures")
+    return TOO_MANY
 
 
 def advance(row: LoginAttempt):
@@ -141,27 +199,46 @@ def advance(row: LoginAttempt):
     return _finish(row, step)
 
 
+def _would_lower(current, user: User, acr: str, must_reach: str) -> bool:
+    """Whether a login that had to reach `must_reach` (a re-authentication asks for the session's
+    own level) fell short and would replace a stronger session of the same person with a weaker
+    one. Such a login never replaces it."""
+    return (not steps.meets(acr, must_reach) and current is not None and current.user_id == user.id
+            and not steps.meets(acr, current.acr))
+
+
 def _finish(row: LoginAttempt, done: steps.Done):
     """Start the SSO session (or raise this one, for a step-up) and return to `next` (through the
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
     unverified person gets no session but a page that offers a new link."""
-    user, amr, target = row.user, list(done.amr), row.next
+    user, amr, next_path, step_up = row.user, list(done.amr), row.next, row.step_up
+    must, row_target, target = row.must, row.target, row.next
+    if not drop(row):  # claimed once: of racing requests finishing one login, only one goes on
+        raise LoginGone(next_path)
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
         audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
-        drop(row)
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
+    current = sso.current_session()
+    if must and _would_lower(current, user, done.acr, row_target):
+        audit.record("authn.login.failed", outcome="failure", user=user, reason="below_session_level",
+                     acr=done.acr, session_acr=current.acr)
+        db.session.commit()
+        raise PageError(_(BELOW_SESSION), 403)
     if terms.needs_acceptance(user):
         target = url_for("authn.accept_terms", next=target)
-    current = sso.current_session()
-    if row.step_up and current is not None and current.user_id == user.id:
+    if step_up:
+        # A step-up adds to the session it began from. If that session ended meanwhile (signed
+        # out, perhaps in another tab), the factors it lent this login are void: start again.
+        if current is None or current.user_id != user.id:
+            raise LoginGone(next_path)
         if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
-            sso.elevate(current, amr, done.acr)
+            if not sso.elevate(current, amr, done.acr):
+                raise LoginGone(next_path)  # ended between the read and the update
             audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
     else:
         sso.start(user, amr=amr, acr=done.acr)
         audit.record("authn.login.succeeded", user=user, amr=amr, acr=done.acr)
-    drop(row)
     db.session.commit()
     return redirect(target, 303)

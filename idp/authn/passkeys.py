@@ -17,7 +17,9 @@ from urllib.parse import urlsplit
 
 from flask import current_app
 from flask import session as browser
+from sqlalchemy import delete, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm.attributes import set_committed_value
 from webauthn import (generate_authentication_options, generate_registration_options, options_to_json,
                       verify_authentication_response, verify_registration_response)
 from webauthn.helpers import (base64url_to_bytes, bytes_to_base64url, parse_authentication_credential_json,
@@ -194,9 +196,14 @@ def rename(row: WebAuthnCredential, name: str) -> None:
     audit.record("authn.passkey.renamed", user=row.user_id, credential=row.id)
 
 
-def remove(row: WebAuthnCredential) -> None:
-    audit.record("authn.passkey.removed", user=row.user_id, credential=row.id)
-    db.session.delete(row)
+def remove(row: WebAuthnCredential) -> bool:
+    """Delete the credential (one DELETE: a racing removal of the same one is no error and is
+    audited once); the caller commits."""
+    user_id, credential = row.user_id, row.id
+    removed = db.session.execute(delete(WebAuthnCredential).where(WebAuthnCredential.id == credential)).rowcount == 1
+    if removed:
+        audit.record("authn.passkey.removed", user=user_id, credential=credential)
+    return removed
 
 
 # --- authentication ----------------------------------------------------------------------------
@@ -257,13 +264,22 @@ def _verify_assertion(row: WebAuthnCredential, credential, challenge: bytes, *, 
             require_user_verification=require_uv)
     except MALFORMED:
         raise _failed("invalid_assertion", row.user, credential=row.id) from None
-    if (verified.new_sign_count or row.sign_count) and verified.new_sign_count <= row.sign_count:
+    new = verified.new_sign_count
+    # One conditional UPDATE: of two assertions checked at once, a counter that did not grow past
+    # the stored one (re-read by the database, not this request's copy) is refused, and a key
+    # removed meanwhile is no error.
+    grows = WebAuthnCredential.sign_count < new if new else WebAuthnCredential.sign_count == 0
+    values = {"sign_count": new, "backed_up": verified.credential_backed_up, "last_used_at": now()}
+    result = db.session.execute(update(WebAuthnCredential).where(WebAuthnCredential.id == row.id, grows)
+                                .values(**values), execution_options={"synchronize_session": False})
+    if result.rowcount != 1:
+        if db.session.scalar(select(WebAuthnCredential.id).where(WebAuthnCredential.id == row.id)) is None:
+            raise _failed("unknown_credential", row.user_id)
         audit.record("authn.passkey.sign_count_regressed", outcome="failure", user=row.user, credential=row.id,
-                     stored_count=row.sign_count, presented_count=verified.new_sign_count)
+                     stored_count=row.sign_count, presented_count=new)
         raise PasskeyFailed("sign_count_regressed")
-    row.sign_count = verified.new_sign_count
-    row.backed_up = verified.credential_backed_up
-    row.last_used_at = now()
+    for name, value in values.items():
+        set_committed_value(row, name, value)
     return _proof(row, verified.user_verified)
 
 

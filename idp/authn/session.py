@@ -11,7 +11,8 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, g, request
-from sqlalchemy import delete, or_, select
+from sqlalchemy import delete, or_, select, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.clock import now
@@ -63,10 +64,24 @@ def current_session() -> SsoSession | None:
         row = db.session.scalar(db.select(SsoSession).where(SsoSession.token_digest == digest(raw)))
         if row is not None and _is_live(row):
             g.idp_session = row
-            if now() - row.last_seen_at > TOUCH_EVERY:
-                row.last_seen_at = now()
-                db.session.commit()
+            if now() - row.last_seen_at > TOUCH_EVERY and not _touch(row):
+                g.idp_session = None  # ended by a racing request (signed out in another tab)
     return g.idp_session
+
+
+def _touch(row: SsoSession) -> bool:
+    """Note that the session is in use, in one UPDATE (no read-modify-write, so a session ended
+    meanwhile is not an error) and commit; False when the row is gone."""
+    t, row_id = now(), row.id
+    result = db.session.execute(update(SsoSession).where(SsoSession.id == row_id).values(last_seen_at=t),
+                                execution_options={"synchronize_session": False})
+    db.session.commit()
+    if result.rowcount != 1:
+        return False
+    # The commit expired every loaded value: load them again now, in one query, so a sign-out
+    # that a racing request commits later cannot make this request's page fail half-way.
+    again = select(SsoSession).where(SsoSession.id == row_id).execution_options(populate_existing=True)
+    return db.session.scalar(again) is not None
 
 
 def current_user() -> User | None:
@@ -105,14 +120,21 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     return row
 
 
-def elevate(row: SsoSession, amr: list[str], acr: str) -> None:
+def elevate(row: SsoSession, amr: list[str], acr: str) -> bool:
     """Record a step-up on this browser's session: more factors proved just now. The session keeps
-    its sid (clients' ID tokens stay tied to it) but gets a new cookie value; the caller commits."""
+    its sid (clients' ID tokens stay tied to it) but gets a new cookie value; the caller commits.
+    One UPDATE: False (and nothing changed) when the session ended meanwhile."""
     raw = random_token(32)
-    row.token_digest = digest(raw)
-    row.amr, row.acr, row.auth_time = amr, acr, now()
+    values = {"token_digest": digest(raw), "amr": amr, "acr": acr, "auth_time": now()}
+    result = db.session.execute(update(SsoSession).where(SsoSession.id == row.id).values(**values),
+                                execution_options={"synchronize_session": False})
+    if result.rowcount != 1:
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
     g.idp_session = row
     g.idp_cookie = raw
+    return True
 
 
 def is_recent(row: SsoSession) -> bool:
@@ -124,15 +146,18 @@ def is_recent(row: SsoSession) -> bool:
 
 def end(reason: str | None = "logout") -> SsoSession | None:
     """Delete this browser's session row (if any), tell the callbacks (unless reason is None: the
-    same person is signing in again) and clear the cookie; the caller commits."""
+    same person is signing in again) and clear the cookie; the caller commits. Returns the row
+    when this request ended it (None when there was none, or a racing request ended it first)."""
     row = current_session()
     if row is not None:
-        db.session.delete(row)
-        if reason is not None:
-            _ended([EndedSession(row.sid, row.user_id)], reason)
+        _ = row.sid, row.user_id  # load them now: the caller reads them once the row is gone
+    # DELETE ... RETURNING: a session a racing request ended already is not announced twice.
+    ended = row is not None and _delete_returning(SsoSession.id == row.id, None, reason) == 1
+    if row is not None and row in db.session:
+        db.session.expunge(row)
     g.idp_session = None
     g.idp_cookie = ""
-    return row
+    return row if ended else None
 
 
 def end_sessions_of(user_id: int, reason: str = "admin") -> int:
@@ -171,7 +196,7 @@ def end_expired_sessions(limit: int = 500) -> int:
     return count
 
 
-def _delete_returning(condition, limit: int | None, reason: str) -> int:
+def _delete_returning(condition, limit: int | None, reason: str | None) -> int:
     """DELETE ... RETURNING sid, user_id: only the transaction that really deleted a row gets it
     back (PostgreSQL re-checks a row another transaction deleted first; SQLite has one writer).
     With a limit, rows locked by a concurrent sweep are skipped rather than waited for."""
@@ -184,7 +209,8 @@ def _delete_returning(condition, limit: int | None, reason: str) -> int:
                                 .returning(SsoSession.sid, SsoSession.user_id),
                                 execution_options={"synchronize_session": False})
     rows = [EndedSession(sid, user_id) for sid, user_id in result]
-    _ended(rows, reason)
+    if reason is not None:
+        _ended(rows, reason)
     return len(rows)
 
 

@@ -7,6 +7,7 @@ from flask import current_app, render_template, request, url_for
 
 from idp import audit
 from idp.authn import flow, recovery, steps, throttle, totp
+from idp.authn.errors import LoginGone
 from idp.authn.views import bp
 from idp.extensions import db
 from idp.web.errors import PageError
@@ -52,10 +53,13 @@ def _check_code(attempt, verify, template: str, message: str, reason: str, **con
         return None
     throttle.record_failure(keys)
     audit.record("authn.second_factor.failed", outcome="failure", user=attempt.user, reason=reason)
-    if flow.failed(attempt):
-        db.session.commit()
+    next_path = attempt.next  # read now: the login may be gone after the commit
+    outcome = flow.failed(attempt)
+    db.session.commit()  # the wrong code counts (throttle, audit) even when the login is over
+    if outcome == flow.TOO_MANY:
         raise PageError(_(STARTED_OVER), 400)
-    db.session.commit()
+    if outcome == flow.GONE:
+        raise LoginGone(next_path)
     return render_template(template, errors={"code": _(message)}, **context), 400
 
 
@@ -67,8 +71,9 @@ def totp_step():
         return render_template("authn/totp.html", errors={}, **context)
     row = totp.confirmed_totp(attempt.user)
     code = form_value("code", max_length=16)
-    refused = _check_code(attempt, lambda: totp.verify(row, code), "authn/totp.html", WRONG_CODE, "bad_totp",
-                          **context)
+    # row is None when the app was removed since this login began: the code cannot be right.
+    refused = _check_code(attempt, lambda: row is not None and totp.verify(row, code), "authn/totp.html",
+                          WRONG_CODE, "bad_totp", **context)
     return refused or flow.proved(attempt, attempt.user, steps.totp_proof())
 
 

@@ -10,7 +10,8 @@ from urllib.parse import urlsplit
 import pyotp
 import segno
 from flask import current_app
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
+from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.clock import now, timestamp
@@ -87,12 +88,16 @@ def verify(row: TotpCredential, code: str) -> bool:
     step = _matching_step(secret_of(row), code)
     if step is None:
         return False
+    values = {"last_step": step, "last_used_at": now()}
     claimed = db.session.execute(
         update(TotpCredential)
         .where(TotpCredential.id == row.id, or_(TotpCredential.last_step.is_(None), TotpCredential.last_step < step))
-        .values(last_step=step, last_used_at=now()))
-    db.session.refresh(row)
-    return claimed.rowcount == 1
+        .values(**values), execution_options={"synchronize_session": False})
+    if claimed.rowcount != 1:  # spent already, or the app was removed meanwhile (no refresh: it may be gone)
+        return False
+    for name, value in values.items():
+        set_committed_value(row, name, value)
+    return True
 
 
 def confirm_enrolment(user: User, row: TotpCredential, code: str) -> bool:
@@ -108,10 +113,11 @@ def confirm_enrolment(user: User, row: TotpCredential, code: str) -> bool:
 
 
 def remove_totp(user: User) -> bool:
-    rows = db.session.scalars(db.select(TotpCredential).where(TotpCredential.user_id == user.id)).all()
-    for row in rows:
-        db.session.delete(row)
-    if any(row.confirmed_at is not None for row in rows):
+    """Delete the person's TOTP (and any pending set-up) in one DELETE ... RETURNING, so a racing
+    removal is no error and the removal is audited once; True when a confirmed app was removed."""
+    removed = db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id)
+                                 .returning(TotpCredential.confirmed_at)).scalars().all()
+    if any(confirmed is not None for confirmed in removed):
         audit.record("authn.totp.removed", user=user)
         return True
     return False

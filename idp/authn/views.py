@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from idp import audit
 from idp.authn import flow, session, steps
 from idp.authn import password as password_step
-from idp.authn.errors import LoginFailed, Throttled
+from idp.authn.errors import LoginFailed, LoginGone, Throttled
 from idp.extensions import commit_keeping_loaded, db
 from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
@@ -20,6 +20,7 @@ from idp.web.templating import gettext as _
 bp = Blueprint("authn", __name__)
 
 LOGIN_FAILED = N_("The username, email or password is not right.")
+LOGIN_GONE = N_("This sign-in has already ended, perhaps in another tab. Sign in again if you need to.")
 
 
 def _upstreams() -> list[UpstreamProvider]:
@@ -31,6 +32,19 @@ def _upstreams() -> list[UpstreamProvider]:
 def _next_target() -> str:
     target = request.values.get("next", "")
     return target if is_local_path(target) else url_for("account.home")
+
+
+@bp.errorhandler(LoginGone)
+def _login_gone(gone: LoginGone):
+    """A racing request (a double click, another tab) ended the login this request was working on:
+    undo what this request did (a view commits on purpose what must stay, such as a wrong code's
+    count) and offer the sign-in page again, never an error page."""
+    db.session.rollback()
+    browser.pop(flow.SESSION_KEY, None)
+    settings = current_app.config["IDP_SETTINGS"]
+    target = gone.next_path if gone.next_path and is_local_path(gone.next_path) else url_for("account.home")
+    return render_template("authn/login.html", next=target, login="", errors={"form": _(LOGIN_GONE)},
+                           registration=settings.registration_enabled, upstreams=_upstreams()), 409
 
 
 @bp.route("/login", methods=["GET", "POST"])
@@ -54,14 +68,14 @@ def login():
         attempt = flow.begin(attempt.next, acr=attempt.target, required=attempt.target if attempt.must else None) \
             if attempt is not None else flow.begin(_next_target())
     if "next" in request.form:
-        attempt.next = _next_target()  # the form's own (local) target, as before the state machine
+        flow.retarget(attempt, _next_target())  # the form's own (local) target, as before the state machine
     login_value = form_value("login", max_length=320)
     try:
         user = password_step.authenticate(login_value, request.form.get("password", ""))
         return flow.proved(attempt, user, steps.password_proof())
     except (LoginFailed, Throttled, flow.WrongUser) as failure:
         next_path = attempt.next  # read before the commit: a racing request may end this login
-        db.session.commit()  # keep the throttle counters, the audit event and the login in progress
+        db.session.commit()  # keep the throttle counters and the audit event (nothing changed the login)
         message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 429 if isinstance(failure, Throttled) else 400
@@ -103,6 +117,7 @@ def register():
 def logout():
     if request.method == "GET":
         return render_template("authn/logout.html", user=session.current_user())
+    flow.drop(flow.current_attempt())  # a login in progress here (a step-up) ends with the session
     row = session.end()
     if row is not None:
         audit.record("authn.logout.succeeded", user=row.user_id, sid=row.sid)

@@ -1,11 +1,10 @@
 """Simultaneous failed logins over real HTTP: no 500 and no lost count (issue 2 item 8).
 
 The live server sees every request from 127.0.0.1, so the shared per-IP counter is put back
-as it was afterwards and other tests keep their allowance.
+as it was afterwards (loopback_ip_counter, in conftest.py) and other tests keep their allowance.
 """
 import threading
 
-import pytest
 import requests
 from sqlalchemy import select
 
@@ -17,22 +16,6 @@ from tests.helpers.forms import csrf_token
 
 PARALLEL = 3
 ROUNDS = 4
-
-
-@pytest.fixture
-def loopback_ip_counter(app):
-    """Restore the 127.0.0.1 counter that this test's failures add to."""
-    with app.app_context():
-        row = db.session.get(LoginThrottle, "ip:127.0.0.1")
-        saved = None if row is None else (row.failures, row.blocked_until, row.updated_at)
-    yield
-    with app.app_context():
-        row = db.session.get(LoginThrottle, "ip:127.0.0.1")
-        if saved is None and row is not None:
-            db.session.delete(row)
-        elif saved is not None:
-            row.failures, row.blocked_until, row.updated_at = saved
-        db.session.commit()
 
 
 def failures(app, login: str) -> dict:
