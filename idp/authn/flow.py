@@ -207,6 +207,17 @@ def _would_lower(current, user: User, acr: str, must_reach: str) -> bool:
             and not steps.meets(acr, current.acr))
 
 
+def lowers_session_below_required(user: User, acr: str) -> bool:
+    """For a sign-in that ends outside this state machine (an upstream provider): whether the
+    login in progress had to reach a level (a "Sign in again" asks for the session's own), this
+    sign-in at `acr` falls short of it, and it would replace a stronger session of the same
+    person. Such a sign-in must not replace it, as in _finish."""
+    attempt = current_attempt()
+    if attempt is None or not attempt.must:
+        return False
+    return _would_lower(sso.current_session(), user, acr, attempt.target)
+
+
 def _finish(row: LoginAttempt, done: steps.Done):
     """Start the SSO session (or raise this one, for a step-up) and return to `next` (through the
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an

@@ -6,6 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, session, url_for
 
 from idp import audit
+from idp.authn import flow as auth_flow
 from idp.authn import password as password_step
 from idp.authn import session as sso
 from idp.authn.errors import LoginFailed, Throttled
@@ -111,6 +112,13 @@ def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str):
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
+    if auth_flow.lowers_session_below_required(user, acr):
+        # "Sign in again" for a passkey or two-factor session: the upstream's weaker sign-in
+        # neither counts as the re-authentication nor replaces the stronger session.
+        audit.record("federation.login.failed", outcome="failure", user=user, provider=provider_id,
+                     reason="below_session_level", acr=acr)
+        db.session.commit()
+        raise PageError(_(auth_flow.BELOW_SESSION), 403)
     sso.start(user, amr=amr, acr=acr)
     audit.record("federation.login.succeeded", user=user, provider=provider_id, amr=amr)
     audit.record("authn.login.succeeded", user=user, amr=amr, via="federation")

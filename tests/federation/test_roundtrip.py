@@ -335,3 +335,38 @@ def test_a_federated_sign_in_asks_for_the_current_terms(app, live_server, upstre
     person = Person()
     response = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
     assert response.status_code == 303 and response.headers["Location"].startswith("/terms?next=")
+
+
+def test_sign_in_again_through_an_upstream_never_lowers_a_two_factor_session(app, live_server, upstream,
+                                                                             make_provider):
+    """"Sign in again" on a two-factor session asks for two factors; an upstream that proves one
+    is refused and the session keeps its level. A plain sign-in through the upstream still works."""
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    person = Person()
+    person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream))
+    created = user_by_email(app, person_upstream["email"])
+
+    def raise_to_mfa():  # as if this session had proved a second factor since
+        row = db.session.scalar(db.select(SsoSession).where(SsoSession.user_id == created["id"]))
+        row.acr, row.amr = "urn:idp:acr:mfa", ["fed", "otp", "mfa"]
+        db.session.commit()
+        return row.sid
+    sid = read(app, raise_to_mfa)
+    reauth = person.get(f"{live_server}/login", params={"next": "/account/security", "reauth": "1",
+                                                        "acr": "urn:idp:acr:mfa", "required": "urn:idp:acr:mfa"})
+    assert reauth.status_code == 200
+    # Still signed in at the upstream, so the browser comes straight back to our callback.
+    _, refused = person.follow(person.get(f"{live_server}/federation/{provider_id}/start?next=/account/security"),
+                               lambda url: False)
+    assert refused.url.startswith(f"{live_server}/federation/{provider_id}/callback")
+    assert refused.status_code == 403 and "did not reach the level of your current one" in refused.text
+    session_row = read(app, lambda: [(r.sid, r.acr) for r in db.session.scalars(
+        db.select(SsoSession).where(SsoSession.user_id == created["id"]))])
+    assert session_row == [(sid, "urn:idp:acr:mfa")]
+    assert events(app, provider_id)[-1] == ("federation.login.failed", {
+        "provider": provider_id, "reason": "below_session_level", "acr": "urn:idp:acr:pwd"})
+
+    other = Person()  # no login in progress that demands a level: the upstream's sign-in is enough
+    landed = other.get(federated(other, live_server, provider_id, upstream.issuer, person_upstream))
+    assert landed.status_code == 303
