@@ -11,7 +11,8 @@ from idp.authn import password as password_step
 from idp.authn import session as sso
 from idp.authn.errors import LoginFailed, Throttled
 from idp.authn.flow import VERIFY_USER_KEY
-from idp.authn.steps import AMR_PASSWORD
+from idp.authn.factors import has_second_factor
+from idp.authn.steps import ACR_MFA, AMR_PASSWORD, meets
 from idp.extensions import db
 from idp.federation import flow, linking, providers
 from idp.federation.errors import (EmailMissing, FederationError, RegistrationClosed, StateInvalid, UpstreamDenied,
@@ -148,8 +149,24 @@ def link(link_id: str):
         page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
         return page, 400 if isinstance(failure, LoginFailed) else 429
     amr, acr, next_path = sorted(set(row.amr) | {AMR_PASSWORD}), row.acr, row.next_path
+    current = sso.current_session()
+    owner_signed_in = current is not None and current.user_id == user.id and meets(current.acr, ACR_MFA)
+    if has_second_factor(user) and not owner_signed_in:
+        # A password is one factor: linking on it alone would hand this upstream identity (and
+        # whoever holds it) an account that signs in with two. The owner signs in fully first.
+        audit.record("federation.link.refused", outcome="failure", user=user, provider=provider.id,
+                     reason="second_factor_required")
+        db.session.commit()
+        message = _("This account uses two-step sign-in. Sign in to it first, with your second step, "
+                    "then choose %(name)s again to link it.", name=provider.display_name)
+        page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
+        return page, 403
     if linking.complete_pending(row, user) is None:
         db.session.commit()
         raise PageError(_("This %(name)s account was linked to another account meanwhile.",
                           name=provider.display_name), 409)
+    if owner_signed_in:  # linked from a stronger session, which stays as it is
+        audit.record("federation.login.succeeded", user=user, provider=provider.id, amr=amr, session="kept")
+        db.session.commit()
+        return redirect(_next_target(next_path), 303)
     return _sign_in(user, amr, acr, provider.id, next_path)

@@ -370,3 +370,50 @@ def test_sign_in_again_through_an_upstream_never_lowers_a_two_factor_session(app
     other = Person()  # no login in progress that demands a level: the upstream's sign-in is enough
     landed = other.get(federated(other, live_server, provider_id, upstream.issuer, person_upstream))
     assert landed.status_code == 303
+
+
+def test_an_account_with_a_second_factor_is_not_linked_on_its_password_alone(app, live_server, upstream,
+                                                                             make_provider, make_user):
+    """A password is one factor: linking on it would let the upstream identity into an account
+    that signs in with two. Signed in with both first, the owner links, and keeps that session."""
+    from tests.helpers.mfa import code_at, give_totp
+
+    provider_id = make_provider(upstream=upstream, allow_registration=True, trust_email_verified=True)
+    local = make_user()
+    secret = give_totp(app, local)
+    person_upstream = upstream.make_user(email=local["email"])  # not verified upstream: a link must be proved
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream,
+                                  next_path="/account"))
+    link_url = live_server + landed.headers["Location"]
+    page = person.get(link_url)
+    refused = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                          "password": local["password"]})
+    assert refused.status_code == 403 and "two-step sign-in" in refused.text
+    assert links_of(app, provider_id) == [] and sessions_of(app, local["id"]) == 0
+    assert ("federation.link.refused", {"provider": provider_id, "reason": "second_factor_required"}) \
+        in events(app, provider_id)
+
+    login_page = person.get(f"{live_server}/login?next=/account")
+    step = person.post(f"{live_server}/login", data={"csrf_token": csrf_token(login_page.text),
+                                                     "login": local["username"], "password": local["password"],
+                                                     "next": "/account"})
+    assert step.status_code == 303 and step.headers["Location"] == "/login/totp"
+    totp_page = person.get(f"{live_server}/login/totp")
+    done = person.post(f"{live_server}/login/totp", data={"csrf_token": csrf_token(totp_page.text),
+                                                         "code": code_at(secret)})
+    assert done.status_code == 303
+    sid = read(app, lambda: db.session.scalar(db.select(SsoSession.sid).where(SsoSession.user_id == local["id"])))
+
+    # Still signed in upstream: straight back to the callback, then to a new wait for proof.
+    url, back = person.follow(person.get(f"{live_server}/federation/{provider_id}/start?next=/account"),
+                              lambda url: "/federation/link/" in url)
+    assert url is not None
+    page = person.get(url)
+    linked = person.post(url, data={"csrf_token": csrf_token(page.text), "login": local["username"],
+                                    "password": local["password"]})
+    assert linked.status_code == 303 and linked.headers["Location"] == "/account"
+    assert links_of(app, provider_id) == [(local["id"], person_upstream["subject"])]
+    kept = read(app, lambda: [(r.sid, r.acr) for r in db.session.scalars(
+        db.select(SsoSession).where(SsoSession.user_id == local["id"]))])
+    assert kept == [(sid, "urn:idp:acr:mfa")]
