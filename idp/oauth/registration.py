@@ -34,7 +34,10 @@ from idp.security.tokens import constant_time_equal, digest, random_token
 # Fields returned even when empty: an omitted response_types would mean "code" (RFC 7591 2).
 ALWAYS_SHOWN = ("redirect_uris", "grant_types", "response_types")
 # What an operator looks at to verify a client: changing one of them (RFC 7592 2.2) makes it unverified.
-VERIFIED_FIELDS = ("client_name", "client_uri", "logo_uri", "policy_uri", "tos_uri", "redirect_uris")
+# The URIs the browser is sent to (redirect, post-logout, login initiation) count: an operator
+# verified where people land, not only what the consent page says.
+VERIFIED_FIELDS = ("client_name", "client_uri", "logo_uri", "policy_uri", "tos_uri", "redirect_uris",
+                   "post_logout_redirect_uris", "initiate_login_uri")
 
 
 class BodyTooLarge(OAuth2Error):

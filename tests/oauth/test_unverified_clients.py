@@ -131,6 +131,21 @@ def test_a_verified_client_that_renames_itself_is_unverified_again(app, live_ser
            [("metadata_changed", ["client_name"])]
 
 
+def test_a_verified_client_that_changes_where_logout_sends_people_is_unverified_again(
+        app, live_server, make_user, dynamic_client, idp_cli):
+    client_id = dynamic_client["client_id"]
+    uri, token = dynamic_client["registration_client_uri"], dynamic_client["registration_access_token"]
+    idp_cli("clients", "verify", client_id)
+    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+                 "logo_uri": "https://bank.example/logo.png"}
+    assert configure("PUT", uri, token, {**unchanged, "post_logout_redirect_uris": [
+        "https://elsewhere.example/after-logout"]}).status_code == 200
+    assert shows_warning(consent_page(live_server, make_user, as_rp_client(dynamic_client)))
+    withdrawn = [e for e in events(app, "oauth.client.unverified") if e["client_id"] == client_id]
+    assert [(e["details"]["reason"], e["details"]["fields"]) for e in withdrawn] == \
+           [("metadata_changed", ["post_logout_redirect_uris"])]
+
+
 def test_verify_refuses_an_operator_created_or_unknown_client(app, make_client, idp_cli):
     client = make_client()
     result = idp_cli("clients", "verify", client["client_id"], ok=False)
