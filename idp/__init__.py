@@ -44,10 +44,13 @@ def _sqlite_pragmas(dbapi_connection, _record) -> None:
 
 def worker_tasks(app: Flask) -> list:
     """What the outbox worker runs besides deliveries: the sweep that ends expired sessions (and
-    so tells their apps through back-channel logout)."""
+    so tells their apps through back-channel logout), and the one that deletes expired logins in
+    progress (every anonymous GET /login makes one)."""
+    from idp.authn.flow import purge_expired as purge_expired_logins
     from idp.authn.session import end_expired_sessions
 
-    return [(app.config["IDP_SETTINGS"].session_sweep_seconds, end_expired_sessions)]
+    every = app.config["IDP_SETTINGS"].session_sweep_seconds
+    return [(every, end_expired_sessions), (every, purge_expired_logins)]
 
 
 def _start_worker_on_first_request(app: Flask) -> None:

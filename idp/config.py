@@ -104,7 +104,7 @@ class Settings:
     outbox_poll_seconds: int = setting("IDP_OUTBOX_POLL_SECONDS", 2,
                                        "Seconds the worker sleeps when nothing is due.")
     session_sweep_seconds: int = setting("IDP_SESSION_SWEEP_SECONDS", 60,
-                                         "Seconds between two sweeps of expired sessions by the worker; each ended session is announced to its apps.")
+                                         "Seconds between two sweeps by the worker: expired sessions (each ended one is announced to its apps) and expired logins in progress.")
     backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
                                               "Seconds a client's backchannel_logout_uri has to answer, body included, before the delivery counts as failed and is retried.")
     federation_timeout: int = setting("IDP_FEDERATION_TIMEOUT", 10,

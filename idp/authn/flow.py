@@ -25,6 +25,7 @@ from idp.authn.factors import enrolled_factors
 from idp.clock import now
 from idp.extensions import db
 from idp.models import LoginAttempt, User
+from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest, random_token
 from idp.users import terms
 from idp.web.errors import PageError
@@ -74,6 +75,13 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     db.session.flush()
     session[SESSION_KEY] = raw
     return row
+
+
+def purge_expired(batch: int = 1000) -> int:
+    """Delete logins in progress past their TTL (unusable already, see current_attempt): the
+    worker runs this with the session sweep, so a login page hit by bots does not grow the table
+    when no `idp purge` runs from cron. Commits per batch."""
+    return delete_in_batches(LoginAttempt, LoginAttempt.expires_at <= now(), batch)
 
 
 def current_attempt() -> LoginAttempt | None:
