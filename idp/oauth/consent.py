@@ -3,6 +3,8 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from sqlalchemy import update
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import audit
 from idp.clock import now
@@ -10,6 +12,8 @@ from idp.extensions import db
 from idp.models import Consent, Grant
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
+
+_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 SCOPE_WORDS = {
     "openid": N_("Confirm who you are (a stable identifier for your account)"),
@@ -35,12 +39,20 @@ def covers(consent: Consent | None, scope: str) -> bool:
 
 
 def record(user, client, scope: str) -> None:
-    """Remember the union of what was granted before and now; the caller commits."""
-    row = find(user.id, client.id)
-    if row is None:
-        row = Consent(user_id=user.id, client_id=client.id, scope=scope)
-        db.session.add(row)
-    else:
+    """Remember the union of what was granted before and now; the caller commits. The first
+    consent is an INSERT ... ON CONFLICT DO NOTHING, so two tabs consenting at once cannot trip
+    on the unique (user, client) constraint; the loser (or a later consent) widens the row, read
+    FOR UPDATE on PostgreSQL so parallel widenings do not lose a scope."""
+    insert = _INSERT[db.session.get_bind().dialect.name]
+    created = db.session.execute(insert(Consent).values(user_id=user.id, client_id=client.id, scope=scope,
+                                                        granted_at=now())
+                                 .on_conflict_do_nothing(index_elements=[Consent.user_id, Consent.client_id]))
+    if created.rowcount != 1:
+        query = db.select(Consent).where(Consent.user_id == user.id, Consent.client_id == client.id) \
+            .execution_options(populate_existing=True)
+        if db.session.get_bind().dialect.name == "postgresql":
+            query = query.with_for_update()
+        row = db.session.scalar(query)
         row.scope = " ".join(sorted(set(scope_to_list(row.scope)) | set(scope_to_list(scope))))
     audit.record("oauth.consent.granted", user=user, client=client, scope=scope)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import current_app, session
+from sqlalchemy import delete
 
 from idp.clock import now
 from idp.extensions import db
@@ -40,5 +41,11 @@ def load(pending_id: str) -> PendingAuthorization | None:
     return row
 
 
-def drop(row: PendingAuthorization) -> None:
-    db.session.delete(row)
+def drop(row: PendingAuthorization) -> bool:
+    """Use up the request (one DELETE); True for the one request that did, False when a racing
+    one (a double click, two tabs) already had, which must then issue nothing. The caller commits."""
+    result = db.session.execute(delete(PendingAuthorization).where(PendingAuthorization.id_digest == row.id_digest),
+                                execution_options={"synchronize_session": False})
+    if row in db.session:
+        db.session.expunge(row)  # gone: nothing may flush it again
+    return result.rowcount == 1

@@ -81,14 +81,16 @@ def consent_decision():
     required = extras["acr"].required
     if required is not None and not meets(sso.acr, required):  # the session changed since the consent page
         return redirect(url_for("oauth.resume", pending_id=pending_id), 303)
+    params = row.params
+    if not pending.drop(row):  # a second click on Allow or Deny: the first one answers the client
+        raise PageError(_(EXPIRED), 400)
     if request.form.get("decision") != "allow":
         audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
-        pending.drop(row)
         db.session.commit()
-        response = server.create_authorization_response(request=row.params, grant=grant, grant_user=None)
-        return _deliver(response, row.params, grant.redirect_uri)
+        response = server.create_authorization_response(request=params, grant=grant, grant_user=None)
+        return _deliver(response, params, grant.redirect_uri)
     consent.record(sso.user, grant.client, grant.request.scope)
-    return _issue(grant, sso, row.params, extras, row)
+    return _issue(grant, sso, params, extras, None)
 
 
 def _validate_extras(grant, params: dict) -> dict:
@@ -207,10 +209,10 @@ def _issue(grant, sso, params: dict, extras: dict, row):
     g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()),
                            "acr": acr_mod.reported_acr(sso.acr, extras["acr"]),
                            "amr": sso.amr, "claims": extras["claims"]}
+    if row is not None and not pending.drop(row):  # a racing resume of the same request issued already
+        raise PageError(_(EXPIRED), 400)
     server = get_server()
     response = server.create_authorization_response(request=params, grant=grant, grant_user=sso.user)
-    if row is not None:
-        pending.drop(row)
     audit.record("oauth.code.issued", user=sso.user, client=grant.client, scope=grant.request.scope)
     db.session.commit()
     return _deliver(response, params, grant.redirect_uri)

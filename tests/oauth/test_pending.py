@@ -118,3 +118,72 @@ def test_next_on_login_cannot_leave_the_site(live_server, make_user, target):
     assert "evil.example" not in landing
     final = browser.http.get(landing, timeout=10)
     assert final.status_code == 200 and urlsplit(final.url).netloc == urlsplit(live_server).netloc
+
+
+def _at_once(browser: Browser, calls) -> list:
+    """Send `calls` (method, url, data) in parallel from copies of this browser's cookie jar."""
+    import threading
+
+    import requests
+
+    barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
+
+    def run(index, method, url, data):
+        http = requests.Session()
+        http.cookies.update(browser.http.cookies)
+        barrier.wait()
+        results[index] = http.request(method, url, data=data, allow_redirects=False, timeout=10)
+
+    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    return results
+
+
+def test_racing_resumes_of_one_request_issue_one_code(live_server, app, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)
+    browser = Browser(live_server)
+    path = _resume_path(live_server, browser, client)
+    browser.login(user["username"], user["password"], next_path=path)
+    before = count_rows(app)["authorization_codes"]
+    answers = _at_once(browser, [("GET", live_server + path, None)] * 3)
+    assert sorted(r.status_code for r in answers) == [302, 400, 400], [r.status_code for r in answers]
+    assert "code=" in next(r for r in answers if r.status_code == 302).headers["Location"]
+    for refused in (r for r in answers if r.status_code == 400):
+        assert_error_page(refused, EXPIRED)
+    assert count_rows(app)["authorization_codes"] == before + 1
+
+
+def test_a_double_click_on_allow_answers_the_client_once(live_server, app, make_user, make_client):
+    user, client = make_user(), make_client()
+    browser = signed_in_browser(live_server, user)
+    page = browser.get(raw_authorize_url(live_server, client, scope="openid email"))
+    assert is_consent_page(page)
+    form = {"csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"), "decision": "allow"}
+    before = count_rows(app)["authorization_codes"]
+    answers = _at_once(browser, [("POST", f"{live_server}/authorize/consent", form)] * 2)
+    assert sorted(r.status_code for r in answers) == [302, 400], [r.status_code for r in answers]
+    assert count_rows(app)["authorization_codes"] == before + 1
+
+
+def test_two_tabs_consenting_at_once_both_succeed_and_consent_holds_both_scopes(live_server, app, make_user,
+                                                                                  make_client):
+    from idp.extensions import db
+    from idp.models import Consent
+
+    user, client = make_user(), make_client()
+    browser = signed_in_browser(live_server, user)
+    forms = []
+    for scope in ("openid email", "openid profile"):
+        page = browser.get(raw_authorize_url(live_server, client, scope=scope))
+        assert is_consent_page(page)
+        forms.append({"csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"),
+                      "decision": "allow"})
+    answers = _at_once(browser, [("POST", f"{live_server}/authorize/consent", form) for form in forms])
+    assert [r.status_code for r in answers] == [302, 302]
+    with app.app_context():
+        scopes = db.session.scalars(db.select(Consent.scope).where(Consent.user_id == user["id"])).all()
+    assert len(scopes) == 1 and set(scopes[0].split()) == {"openid", "email", "profile"}
