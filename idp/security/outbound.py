@@ -13,8 +13,10 @@ would resolve the name itself, after our check.
 
 A body (unless the caller streams it) must arrive within the request's timeout as a whole and be
 at most MAX_BODY_BYTES: requests' own timeout bounds each socket read only, so a server that
-trickles bytes could otherwise hold the worker (a back-channel logout URI is chosen by whoever
-registers a client).
+trickles bytes could otherwise hold the worker. Not covered yet: the status line and headers are
+still bounded per read only (a server trickling header lines can hold a request longer), and a
+streamed request reads its body itself (jwks_fetch has its own deadline; back-channel logout
+reads no body).
 """
 from __future__ import annotations
 
