@@ -106,9 +106,9 @@ class Settings:
     session_sweep_seconds: int = setting("IDP_SESSION_SWEEP_SECONDS", 60,
                                          "Seconds between two sweeps by the worker: expired sessions (each ended one is announced to its apps) and expired logins in progress.")
     backchannel_logout_timeout: int = setting("IDP_BACKCHANNEL_LOGOUT_TIMEOUT", 5,
-                                              "Seconds a client's backchannel_logout_uri has to answer (to connect, and for each read of the status and headers; the body is not read) before the delivery counts as failed and is retried.")
+                                              "Seconds a client's backchannel_logout_uri has to answer as a whole (connection, status line and headers; the body is not read) before the delivery counts as failed and is retried.")
     federation_timeout: int = setting("IDP_FEDERATION_TIMEOUT", 10,
-                                      "Seconds to wait for each request to an upstream identity provider (discovery, JWKS, token, user info): to connect, for each read of the status and headers, and for the whole body; a body over 1 MiB is refused.")
+                                      "Seconds each request to an upstream identity provider (discovery, JWKS, token, user info) may take as a whole, body included; a body over 1 MiB is refused.")
     federation_state_ttl: int = setting("IDP_FEDERATION_STATE_TTL", 300,
                                         "Seconds a sign-in through an upstream provider may take, and an upstream identity may wait to be linked.")
     federation_cache_seconds: int = setting("IDP_FEDERATION_CACHE_SECONDS", 3600,

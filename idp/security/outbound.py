@@ -13,16 +13,19 @@ would resolve the name itself, after our check.
 
 A body (unless the caller streams it) must arrive within the request's timeout as a whole and be
 at most MAX_BODY_BYTES: requests' own timeout bounds each socket read only, so a server that
-trickles bytes could otherwise hold the worker. Not covered yet: the status line and headers are
-still bounded per read only (a server trickling header lines can hold a request longer), and a
-streamed request reads its body itself (jwks_fetch has its own deadline; back-channel logout
-reads no body).
+trickles bytes could otherwise hold the worker. The connection, the status line and the headers
+are bounded by the same budget, through a watchdog that shuts the socket when it is spent (a
+server trickling header lines would otherwise hold a back-channel logout delivery, whose URI
+whoever registers a client chooses). A streamed request reads its body itself (jwks_fetch has
+its own deadline; back-channel logout reads no body).
 """
 from __future__ import annotations
 
+import contextlib
 import ipaddress
 import socket
 import sys
+import threading
 import time
 from dataclasses import dataclass
 
@@ -94,6 +97,9 @@ def checked_addresses(host: str, port: int, policy: Policy) -> list[str]:
     return addresses
 
 
+_watched = threading.local()  # the connections the request being sent on this thread opened
+
+
 class _PinnedConnection(HTTPConnection):
     """Resolves and checks the host once per new socket, then connects to a checked address."""
     outbound_policy = Policy()
@@ -115,6 +121,9 @@ class _PinnedConnection(HTTPConnection):
                 last = failure
                 continue
             sys.audit("http.client.connect", self, self.host, self.port)
+            watched = getattr(_watched, "connections", None)
+            if watched is not None:  # the watchdog of the request this thread is sending
+                watched.append(self)
             return sock
         raise NewConnectionError(self, f"Failed to establish a new connection: {last}") from last
 
@@ -139,16 +148,38 @@ class _PinnedAdapter(HTTPAdapter):
         }
 
     def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None):
-        started = time.monotonic()
+        started, budget = time.monotonic(), _total_seconds(timeout)
+        _watched.connections = opened = []
+        expired = threading.Event()
+
+        def cut():
+            """The budget is spent while connecting or reading the status line and headers
+            (requests' timeout bounds each read only): shut the socket so the read returns."""
+            expired.set()
+            for conn in list(opened):
+                with contextlib.suppress(OSError, AttributeError):
+                    conn.sock.shutdown(socket.SHUT_RDWR)
+
+        watchdog = threading.Timer(budget, cut)
+        watchdog.daemon = True
+        watchdog.start()
         try:  # never through a proxy: it would resolve the name itself, after our check
             response = super().send(request, stream=stream, timeout=timeout, verify=verify, cert=cert, proxies=None)
         except requests.exceptions.ConnectionError as failure:
             refused = _refusal_in(failure)
             if refused is not None:
                 raise AddressRefused(str(refused), request=request) from None
+            if expired.is_set():
+                raise requests.exceptions.ReadTimeout("the server did not answer in time", request=request) from None
             raise
+        finally:
+            watchdog.cancel()
+            _watched.connections = None
+        if expired.is_set():  # cut just as the headers arrived: the socket is unusable anyway
+            response.close()
+            raise requests.exceptions.ReadTimeout("the server did not answer in time", request=request)
         if not stream:
-            _read_bounded(response, started + _total_seconds(timeout))
+            _read_bounded(response, started + budget)
         return response
 
 

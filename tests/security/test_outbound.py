@@ -247,3 +247,40 @@ def test_a_body_larger_than_the_limit_is_refused():
 def test_a_streamed_body_is_left_to_the_caller(target):
     response = session(LOOPBACK).get(f"http://127.0.0.1:{target.port}/", timeout=5, stream=True)
     assert response.raw.read(2) == b"ok"
+
+
+def test_headers_that_trickle_in_are_cut_off_at_the_timeout():
+    """Each header line arrives within the read timeout; the whole answer does not."""
+    import time
+
+    stop = threading.Event()
+
+    class Handler(BaseHTTPRequestHandler):
+        def do_POST(self):  # noqa: N802 - the http.server API
+            try:
+                self.wfile.write(b"HTTP/1.1 200 OK\r\n")
+                for n in range(90):
+                    self.wfile.write(b"X-Slow-%d: x\r\n" % n)
+                    self.wfile.flush()
+                    if stop.wait(0.1):
+                        return
+                self.wfile.write(b"Content-Length: 0\r\n\r\n")
+            except OSError:
+                return
+
+        def log_message(self, *args):
+            pass
+
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    httpd.daemon_threads = True
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        started = time.monotonic()
+        with pytest.raises(requests.exceptions.Timeout):
+            session(LOOPBACK).post(f"http://127.0.0.1:{httpd.server_port}/", data={"a": "b"}, timeout=0.5,
+                                   stream=True)  # as back-channel logout sends it
+        assert time.monotonic() - started < 3
+    finally:
+        stop.set()
+        httpd.shutdown()
+        httpd.server_close()
