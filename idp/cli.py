@@ -19,6 +19,16 @@ def _app():
     return app
 
 
+def _client(client_id: str):
+    """Build the app and return the client, or stop with "no client" (every clients command)."""
+    from idp.oauth.clients import find_client
+    _app()
+    client = find_client(client_id)
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    return client
+
+
 def _emit(data, as_json: bool) -> None:
     if as_json:
         click.echo(json.dumps(data, indent=2, default=str))
@@ -201,11 +211,8 @@ def clients_list(as_json):
 @click.argument("client_id")
 @click.option("--json", "as_json", is_flag=True)
 def clients_show(client_id, as_json):
-    from idp.oauth.clients import describe, find_client
-    _app()
-    client = find_client(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id!r}")
+    from idp.oauth.clients import describe
+    client = _client(client_id)
     _emit(describe(client), as_json)
 
 
@@ -214,11 +221,7 @@ def clients_show(client_id, as_json):
 def clients_delete(client_id):
     from idp import audit
     from idp.extensions import db as database
-    from idp.oauth.clients import find_client
-    _app()
-    client = find_client(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id!r}")
+    client = _client(client_id)
     audit.record("oauth.client.deleted", client=client_id)
     database.session.delete(client)
     database.session.commit()
@@ -230,11 +233,8 @@ def clients_delete(client_id):
 @click.option("--json", "as_json", is_flag=True)
 def clients_rotate_secret(client_id, as_json):
     from idp.extensions import db as database
-    from idp.oauth.clients import ClientRejected, find_client, rotate_secret
-    _app()
-    client = find_client(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id!r}")
+    from idp.oauth.clients import ClientRejected, rotate_secret
+    client = _client(client_id)
     try:
         secret = rotate_secret(client)
     except ClientRejected as rejected:
@@ -250,11 +250,8 @@ def clients_rotate_secret(client_id, as_json):
 def clients_set_logo(client_id, image, remove):
     from idp import audit
     from idp.extensions import db as database
-    from idp.oauth.clients import ClientRejected, find_client, set_logo
-    _app()
-    client = find_client(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id!r}")
+    from idp.oauth.clients import ClientRejected, set_logo
+    client = _client(client_id)
     if not remove and image is None:
         raise click.ClickException("give an image file, or --remove")
     try:
@@ -272,11 +269,8 @@ def clients_set_logo(client_id, image, remove):
 @click.option("--withdraw", is_flag=True, help="Mark it unverified again.")
 def clients_verify(client_id, withdraw):
     from idp.extensions import db as database
-    from idp.oauth.clients import ClientRejected, find_client, set_verified
-    _app()
-    client = find_client(client_id)
-    if client is None:
-        raise click.ClickException(f"no client {client_id!r}")
+    from idp.oauth.clients import ClientRejected, set_verified
+    client = _client(client_id)
     try:
         changed = set_verified(client, not withdraw)
     except ClientRejected as rejected:
