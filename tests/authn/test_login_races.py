@@ -6,8 +6,6 @@ The live server sees every request from 127.0.0.1, so the shared per-IP counter 
 afterwards (loopback_ip_counter)."""
 from __future__ import annotations
 
-import threading
-from concurrent.futures import ThreadPoolExecutor
 
 import requests
 from sqlalchemy import func, select
@@ -17,24 +15,13 @@ from idp.models import AuditEvent, LoginAttempt, LoginThrottle, RecoveryCode, Ss
 from idp.security.tokens import digest
 from tests.helpers.forms import csrf_token
 from tests.helpers.mfa import code_at, give_recovery_codes, give_totp
+from tests.helpers.races import at_once as _race
 
 RACERS = 4
 ROUNDS = 3
 GONE = "This sign-in has already ended"
 WRONG = "That code is not right"
 NOT_IN_PROGRESS = "There is no sign-in in progress"
-
-
-def _race(sends) -> list[requests.Response]:
-    """Send each request from its own thread, all released at the same moment."""
-    barrier = threading.Barrier(len(sends))
-
-    def one(send):
-        barrier.wait(timeout=10)
-        return send()
-
-    with ThreadPoolExecutor(len(sends)) as pool:
-        return list(pool.map(one, sends))
 
 
 def _count(app, model, *where) -> int:

@@ -7,6 +7,7 @@ import pytest
 
 from idp import clock
 from tests.helpers.forms import csrf_token, hidden
+from tests.helpers.races import at_once
 from tests.helpers.rp import Browser, RelyingParty
 from tests.oauth.flows import (absolute, assert_error_page, count_rows, is_consent_page, is_login_redirect,
                                query_of, raw_authorize_url, signed_in_browser)
@@ -121,25 +122,15 @@ def test_next_on_login_cannot_leave_the_site(live_server, make_user, target):
 
 
 def _at_once(browser: Browser, calls) -> list:
-    """Send `calls` (method, url, data) in parallel from copies of this browser's cookie jar."""
-    import threading
-
+    """Send `calls` (method, url, data) in parallel, each from a copy of this browser's cookie jar."""
     import requests
 
-    barrier, results = threading.Barrier(len(calls)), [None] * len(calls)
-
-    def run(index, method, url, data):
+    def sender(method, url, data):
         http = requests.Session()
         http.cookies.update(browser.http.cookies)
-        barrier.wait()
-        results[index] = http.request(method, url, data=data, allow_redirects=False, timeout=10)
+        return lambda: http.request(method, url, data=data, allow_redirects=False, timeout=10)
 
-    threads = [threading.Thread(target=run, args=(i, *call)) for i, call in enumerate(calls)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return results
+    return at_once([sender(*call) for call in calls])
 
 
 def test_racing_resumes_of_one_request_issue_one_code(live_server, app, make_user, make_client):
