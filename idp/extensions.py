@@ -27,3 +27,13 @@ def commit_keeping_loaded() -> None:
         session.commit()
     finally:
         session.expire_on_commit = True
+
+
+def upsert(model):
+    """INSERT for `model` in the dialect of the session's database, so that the caller can add
+    ON CONFLICT DO UPDATE / DO NOTHING (PostgreSQL and SQLite spell it the same way)."""
+    from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    dialect = db.session.get_bind().dialect.name
+    return (postgresql_insert if dialect == "postgresql" else sqlite_insert)(model)

@@ -13,18 +13,15 @@ from datetime import timedelta
 
 from flask import current_app
 from sqlalchemy import and_, case, delete, or_, update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, upsert
 from idp.models import LoginThrottle
 from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest
 
 FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30}
 QUIET = timedelta(days=1)
-_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 def keys_for(login_key: str, ip: str) -> list[str]:
@@ -86,8 +83,7 @@ def _count_failure(key: str, t, quiet: timedelta) -> int:
     A read-then-write would lose counts when attempts run in parallel, and two first failures
     for one key would both insert it (IntegrityError on the primary key, a 500 for one of them).
     """
-    insert = _INSERT[db.session.get_bind().dialect.name]
-    statement = insert(LoginThrottle).values(key=key, failures=1, updated_at=t)
+    statement = upsert(LoginThrottle).values(key=key, failures=1, updated_at=t)
     statement = statement.on_conflict_do_update(
         index_elements=[LoginThrottle.key],
         set_={"failures": case((LoginThrottle.updated_at < t - quiet, 1), else_=LoginThrottle.failures + 1),

@@ -3,17 +3,14 @@ from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from sqlalchemy import update
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import audit
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, upsert
 from idp.models import Consent, Grant
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
-_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 SCOPE_WORDS = {
     "openid": N_("Confirm who you are (a stable identifier for your account)"),
@@ -43,8 +40,7 @@ def record(user, client, scope: str) -> None:
     consent is an INSERT ... ON CONFLICT DO NOTHING, so two tabs consenting at once cannot trip
     on the unique (user, client) constraint; the loser (or a later consent) widens the row, read
     FOR UPDATE on PostgreSQL so parallel widenings do not lose a scope."""
-    insert = _INSERT[db.session.get_bind().dialect.name]
-    created = db.session.execute(insert(Consent).values(user_id=user.id, client_id=client.id, scope=scope,
+    created = db.session.execute(upsert(Consent).values(user_id=user.id, client_id=client.id, scope=scope,
                                                         granted_at=now())
                                  .on_conflict_do_nothing(index_elements=[Consent.user_id, Consent.client_id]))
     if created.rowcount != 1:

@@ -16,18 +16,15 @@ from datetime import datetime, timedelta
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Error
 from sqlalchemy import case, literal
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp import audit
 from idp.authn.throttle import client_network
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, upsert
 from idp.models import RateLimit
 from idp.models.types import UtcDateTime
 
 KEY_PREFIX = "client-registration"
-_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 class RegistrationLimited(OAuth2Error):
@@ -76,8 +73,7 @@ def _hit(key: str, t: datetime, window: timedelta) -> tuple[int, datetime]:
     returns the new count and when its window ends."""
     ends = literal(t + window, UtcDateTime())
     restart = RateLimit.window_ends_at <= t
-    insert = _INSERT[db.session.get_bind().dialect.name]
-    statement = insert(RateLimit).values(key=key, hits=1, window_ends_at=t + window)
+    statement = upsert(RateLimit).values(key=key, hits=1, window_ends_at=t + window)
     statement = statement.on_conflict_do_update(
         index_elements=[RateLimit.key],
         set_={"hits": case((restart, 1), else_=RateLimit.hits + 1),

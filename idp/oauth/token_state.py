@@ -11,17 +11,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, upsert
 from idp.models import Client, Grant, RefreshToken, RevokedToken
 from idp.oauth.tokens import verify
 from idp.security.tokens import digest
 
 MAX_TOKEN_LENGTH = 8192
-_INSERT = {"postgresql": postgresql_insert, "sqlite": sqlite_insert}
 
 
 @dataclass(frozen=True)
@@ -71,9 +68,8 @@ def is_active_refresh_token(row: RefreshToken) -> bool:
 def revoke_access_token(token: AccessToken) -> None:
     """Put the jti on the revoked list until the token would expire anyway; a second revocation
     (also one racing this one) is a no-op. The caller commits."""
-    insert = _INSERT[db.session.get_bind().dialect.name]
     expires_at = datetime.fromtimestamp(token.claims["exp"], timezone.utc)
-    db.session.execute(insert(RevokedToken).values(jti=token.claims["jti"], expires_at=expires_at)
+    db.session.execute(upsert(RevokedToken).values(jti=token.claims["jti"], expires_at=expires_at)
                        .on_conflict_do_nothing(index_elements=["jti"]))
 
 
