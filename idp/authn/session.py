@@ -16,7 +16,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import SsoSession, User
 from idp.security.tokens import digest, random_token
 
@@ -72,16 +72,16 @@ def current_session() -> SsoSession | None:
 def _touch(row: SsoSession) -> bool:
     """Note that the session is in use, in one UPDATE (no read-modify-write, so a session ended
     meanwhile is not an error) and commit; False when the row is gone."""
-    t, row_id = now(), row.id
-    result = db.session.execute(update(SsoSession).where(SsoSession.id == row_id).values(last_seen_at=t),
+    t = now()
+    result = db.session.execute(update(SsoSession).where(SsoSession.id == row.id).values(last_seen_at=t),
                                 execution_options={"synchronize_session": False})
-    db.session.commit()
+    # Loaded values stay loaded (nothing is read again after the commit), so a sign-out that a
+    # racing request commits later cannot make this request's page fail half-way.
+    commit_keeping_loaded()
     if result.rowcount != 1:
         return False
-    # The commit expired every loaded value: load them again now, in one query, so a sign-out
-    # that a racing request commits later cannot make this request's page fail half-way.
-    again = select(SsoSession).where(SsoSession.id == row_id).execution_options(populate_existing=True)
-    return db.session.scalar(again) is not None
+    set_committed_value(row, "last_seen_at", t)
+    return True
 
 
 def current_user() -> User | None:
