@@ -16,7 +16,7 @@ from idp.account.views import bp, reauth_url
 from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
 from idp.authn.factors import enrolled_factors, has_second_factor
-from idp.authn.session import current_session, is_recent
+from idp.authn.session import add_factor, current_session, is_recent
 from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession
@@ -84,13 +84,14 @@ def passkey_registration_options():
 def passkey_add():
     row = _recently_signed_in()
     try:
-        passkeys.register(row.user, request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL],
-                          form_value("name", max_length=passkeys.NAME_MAX))
+        proof = passkeys.register(row.user, request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL],
+                                  form_value("name", max_length=passkeys.NAME_MAX))[1]
     except PasskeyFailed:
         db.session.commit()  # the challenge is spent and the failure audited
         return _page(row, {"form": _(REGISTER_FAILED)}, 400)
     # The first second factor comes with recovery codes, as with an authenticator app.
     codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
+    add_factor(row, proof)  # the ceremony proved the passkey: the session counts it (account.views)
     db.session.commit()
     if codes:
         return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)

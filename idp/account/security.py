@@ -73,6 +73,7 @@ def totp_setup():
         db.session.commit()  # the pending secret stays for the next try
         return render_template("account/totp.html", errors={"code": _(WRONG_CODE)}, **context), 400
     codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
+    session.add_factor(row, steps.totp_proof())  # the code proved the app: the session counts it
     _after_change(row, "account.totp.enrolled")
     if codes:
         return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)

@@ -9,11 +9,16 @@ Two rules hold for every account page:
   or /login/passkey/enrol (then gets recovery codes), and comes back with an MFA session. Signing
   out (/logout) and the login pages themselves are authn pages and stay open.
 - "Sign in again" (reauth_url) asks for a whole new login that must reach the level the session
-  has now (acr and required = the session's acr), so re-authenticating never lowers it."""
+  has now (acr and required = the session's acr), so re-authenticating never lowers it, and at
+  least two factors for a person who has a second one: the sensitive pages count a sign-in as
+  recent only at that level (authn.session.is_recent).
+- Setting up an authenticator app or a passkey proves it (a code, a ceremony): the session is
+  raised as a step-up would raise it (authn.session.add_factor), so the next change needs no new
+  sign-in."""
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.authn import steps
-from idp.authn.session import current_session
+from idp.authn.session import change_level, current_session
 from idp.extensions import db
 from idp.federation import linking
 from idp.federation.errors import LastWayToSignIn
@@ -25,8 +30,9 @@ bp = Blueprint("account", __name__)
 
 def reauth_url(row, next_path: str) -> str:
     """The sign-in that refreshes a session for sensitive changes: a new login that must reach at
-    least the session's present level (a passkey session needs the passkey again)."""
-    level = row.acr if row is not None and row.acr in steps.ACR_VALUES_SUPPORTED else None
+    least the session's present level (a passkey session needs the passkey again) and the level
+    changes need (session.change_level: two factors for a person who has a second one)."""
+    level = steps.stronger(row.acr, change_level(row.user)) if row is not None else None
     return url_for("authn.login", next=next_path, reauth=1, acr=level, required=level)
 
 

@@ -21,7 +21,7 @@ from idp import audit
 from idp.authn import session as sso
 from idp.authn import steps
 from idp.authn.errors import LoginGone
-from idp.authn.factors import enrolled_factors
+from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.clock import now
 from idp.extensions import db
 from idp.models import LoginAttempt, User
@@ -210,20 +210,32 @@ def advance(row: LoginAttempt):
 def _would_lower(current, user: User, acr: str, must_reach: str) -> bool:
     """Whether a login that had to reach `must_reach` (a re-authentication asks for the session's
     own level) fell short and would replace a stronger session of the same person with a weaker
-    one. Such a login never replaces it."""
+    one. Such a login never replaces it (a sign-in through an upstream ends here too, through
+    continue_after_upstream)."""
     return (not steps.meets(acr, must_reach) and current is not None and current.user_id == user.id
             and not steps.meets(acr, current.acr))
 
 
-def lowers_session_below_required(user: User, acr: str) -> bool:
-    """For a sign-in that ends outside this state machine (an upstream provider): whether the
-    login in progress had to reach a level (a "Sign in again" asks for the session's own), this
-    sign-in at `acr` falls short of it, and it would replace a stronger session of the same
-    person. Such a sign-in must not replace it, as in _finish."""
+def continue_after_upstream(user: User, proofs: list[steps.Proof], acr: str, next_path: str):
+    """A sign-in at an upstream provider (plus, when it linked the account, the account's password)
+    proved `proofs`, reaching `acr`. When that is not enough here, the login goes on in this state
+    machine from those proofs and this returns the redirect to the next factor (or the finished
+    login); None when the upstream's sign-in is enough and the caller starts the session itself.
+
+    Not enough means: the person has a second factor here (whoever set one up is always asked for
+    one, as after a password, so a one-factor upstream sign-in never makes a session that passes
+    for a two-factor one), or the login in progress that sent them upstream aims higher (a
+    client's acr, a "Sign in again" that must reach the session's own level)."""
     attempt = current_attempt()
-    if attempt is None or not attempt.must:
-        return False
-    return _would_lower(sso.current_session(), user, acr, attempt.target)
+    wanted = attempt.target if attempt is not None else None
+    if has_second_factor(user):
+        wanted = steps.stronger(wanted, steps.ACR_MFA)
+    if wanted is None or steps.meets(acr, wanted):
+        return None
+    row = begin(next_path, acr=wanted, required=attempt.target if attempt is not None and attempt.must else None)
+    for proof in proofs:
+        record(row, user, proof)
+    return advance(row)
 
 
 def _finish(row: LoginAttempt, done: steps.Done):

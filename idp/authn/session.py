@@ -15,6 +15,8 @@ from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
 from idp import audit
+from idp.authn import steps
+from idp.authn.factors import has_second_factor
 from idp.clock import now
 from idp.extensions import commit_keeping_loaded, db
 from idp.models import SsoSession, User
@@ -137,11 +139,30 @@ def elevate(row: SsoSession, amr: list[str], acr: str) -> bool:
     return True
 
 
+def change_level(user: User) -> str:
+    """The level a session needs for sensitive changes (is_recent): urn:idp:acr:mfa for a person
+    who has a second factor, so that a fresh one-factor sign-in (a password alone, or an
+    upstream's) cannot remove that factor, add another or export the account."""
+    return steps.ACR_MFA if has_second_factor(user) else steps.ACR_PASSWORD
+
+
 def is_recent(row: SsoSession) -> bool:
-    """Signed in (or stepped up) within IDP_MFA_RECENT_AUTH_SECONDS: recent enough to change how
-    one signs in, download one's data or delete the account."""
+    """Signed in (or stepped up) within IDP_MFA_RECENT_AUTH_SECONDS, at the person's change_level:
+    recent and strong enough to change how one signs in, download one's data or delete the
+    account. The time alone is not enough: any sign-in sets it."""
     window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
-    return row.auth_time + timedelta(seconds=window) > now()
+    return row.auth_time + timedelta(seconds=window) > now() and steps.meets(row.acr, change_level(row.user))
+
+
+def add_factor(row: SsoSession, proof: steps.Proof) -> bool:
+    """A factor proved on an account page (an authenticator app or passkey set up just now, with
+    its code or ceremony) joins the session's proofs as a step-up's would, when that raises the
+    level; the caller commits. False when nothing changed."""
+    amr = steps.amr_for(steps.proofs_from_amr(row.amr or []) + [proof])
+    acr = steps.acr_for(amr)
+    if steps.rank(acr) <= steps.rank(row.acr):
+        return False
+    return elevate(row, amr, acr)
 
 
 def end(reason: str | None = "logout") -> SsoSession | None:

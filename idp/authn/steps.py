@@ -81,6 +81,12 @@ def federated_proof() -> Proof:
     return Proof(FEDERATED, (AMR_FEDERATED,))
 
 
+def upstream_proof(amr: Sequence[str], acr: str) -> Proof:
+    """A sign-in at an upstream provider as it ended: its amr ("fed" plus the upstream values the
+    provider's mapping accepted), two factors when the mapping says it reached MFA."""
+    return Proof(FEDERATED, tuple(amr), 2 if meets(acr, ACR_MFA) else 1)
+
+
 def webauthn_proof(*, hardware: bool, user_verified: bool) -> Proof:
     """A WebAuthn assertion: hwk for a device-bound key, swk for a synced passkey; with user
     verification (PIN or biometric on the authenticator) it is possession plus a second factor."""

@@ -12,7 +12,7 @@ from idp.authn import session as sso
 from idp.authn.errors import LoginFailed, Throttled
 from idp.authn.flow import VERIFY_USER_KEY
 from idp.authn.factors import has_second_factor
-from idp.authn.steps import ACR_MFA, AMR_PASSWORD, meets
+from idp.authn.steps import ACR_MFA, AMR_PASSWORD, meets, password_proof, upstream_proof
 from idp.extensions import db
 from idp.federation import flow, linking, providers
 from idp.federation.errors import (EmailMissing, FederationError, RegistrationClosed, StateInvalid, UpstreamDenied,
@@ -103,28 +103,30 @@ def callback(provider_id: str):
     return _sign_in(user, identity.amr, identity.acr, provider.id, row.next_path)
 
 
-def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str):
+def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str, *, password: bool = False):
     """Start the session, as a password login would end: refused (with a page that offers a new
-    link) while IDP_EMAIL_VERIFICATION_REQUIRED and the address is unproved; through the terms
-    page when the current terms are not accepted."""
+    link) while IDP_EMAIL_VERIFICATION_REQUIRED and the address is unproved; through the local
+    second-factor steps when the person has a second factor here or the login that sent them
+    upstream aims higher than the upstream reached (authn.flow.continue_after_upstream); through
+    the terms page when the current terms are not accepted. `password`: the link page also
+    proved the account's password (amr, acr: what the upstream proved)."""
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
         audit.record("federation.login.failed", outcome="failure", user=user, provider=provider_id,
                      reason="email_not_verified")
         db.session.commit()
         session[VERIFY_USER_KEY] = user.id
         return render_template("authn/verify_first.html", user=user), 403
-    if auth_flow.lowers_session_below_required(user, acr):
-        # "Sign in again" for a passkey or two-factor session: the upstream's weaker sign-in
-        # neither counts as the re-authentication nor replaces the stronger session.
-        audit.record("federation.login.failed", outcome="failure", user=user, provider=provider_id,
-                     reason="below_session_level", acr=acr)
-        db.session.commit()
-        raise PageError(_(auth_flow.BELOW_SESSION), 403)
-    sso.start(user, amr=amr, acr=acr)
+    proofs = [upstream_proof(amr, acr)] + ([password_proof()] if password else [])
+    if password:
+        amr = sorted(set(amr) | {AMR_PASSWORD})
     audit.record("federation.login.succeeded", user=user, provider=provider_id, amr=amr)
+    target = _next_target(next_path)
+    more = auth_flow.continue_after_upstream(user, proofs, acr, target)
+    if more is not None:  # asks for the next factor here (committed), or the login ended there
+        return more
+    sso.start(user, amr=amr, acr=acr)
     audit.record("authn.login.succeeded", user=user, amr=amr, via="federation")
     db.session.commit()
-    target = _next_target(next_path)
     if terms.needs_acceptance(user):
         target = url_for("authn.accept_terms", next=target)
     return redirect(target, 303)
@@ -148,7 +150,8 @@ def link(link_id: str):
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
         return page, 400 if isinstance(failure, LoginFailed) else 429
-    amr, acr, next_path = sorted(set(row.amr) | {AMR_PASSWORD}), row.acr, row.next_path
+    upstream_amr, acr, next_path = list(row.amr), row.acr, row.next_path
+    amr = sorted(set(upstream_amr) | {AMR_PASSWORD})
     current = sso.current_session()
     owner_signed_in = current is not None and current.user_id == user.id and meets(current.acr, ACR_MFA)
     if has_second_factor(user) and not owner_signed_in:
@@ -169,4 +172,4 @@ def link(link_id: str):
         audit.record("federation.login.succeeded", user=user, provider=provider.id, amr=amr, session="kept")
         db.session.commit()
         return redirect(_next_target(next_path), 303)
-    return _sign_in(user, amr, acr, provider.id, next_path)
+    return _sign_in(user, upstream_amr, acr, provider.id, next_path, password=True)

@@ -92,6 +92,33 @@ def test_changes_need_a_recent_sign_in(app, make_user, pinned):
         assert web.post(path, data={"csrf_token": token}).status_code == 403, path
 
 
+def test_a_fresh_one_factor_sign_in_is_not_recent_enough_for_someone_with_a_second_factor(app, make_user, pinned):
+    """A new password-only session (here: made before the authenticator app was set up elsewhere)
+    must not pass for the two factors the account now has: changes ask for a sign-in that
+    reaches urn:idp:acr:mfa."""
+    user = make_user()
+    web = _signed_in(app, user)
+    give_totp(app, user)
+    page = web.get("/account/security").get_data(as_text=True)
+    assert "Sign in again" in page and "required=urn:idp:acr:mfa" in page.replace("%3A", ":")
+    for path in ("/account/security/recovery-codes", "/account/security/totp/remove"):
+        assert web.post(path, data={"csrf_token": web.token("/login")}).status_code == 403, path
+    assert [row.confirmed_at is not None for row in _rows(app, TotpCredential, user)] == [True]
+    assert "account.totp.removed" not in _events(app, user)
+
+
+def test_setting_up_the_app_raises_the_session_so_the_next_change_needs_no_new_sign_in(app, make_user, pinned):
+    user = make_user()
+    web = _signed_in(app, user)
+    _enrol(web)
+    [row] = _rows(app, SsoSession, user)
+    assert (row.acr, row.amr) == ("urn:idp:acr:mfa", ["pwd", "otp", "mfa"])
+    response = _post(web, "/account/security", "/account/security/recovery-codes")
+    assert response.status_code == 200 and response.get_data(as_text=True).count("<li><code>") == 10
+    pinned.advance(301)  # the step counts as a sign-in: recent from then on, like any other
+    assert web.post("/account/security/recovery-codes", data={"csrf_token": web.token("/login")}).status_code == 403
+
+
 def test_regenerating_recovery_codes_kills_the_old_ones(app, make_user, pinned):
     user = make_user()
     web = _signed_in(app, user)

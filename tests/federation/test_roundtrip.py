@@ -5,12 +5,15 @@ from __future__ import annotations
 from datetime import datetime, timezone
 from urllib.parse import parse_qs, urlsplit
 
+import pytest
+
 from idp import clock
 
 from idp.extensions import db
 from idp.models import AuditEvent, LinkedIdentity, PendingLink, SsoSession, User
 from tests.federation.journey import Person, federated, sign_in_upstream, to_upstream_login
 from tests.helpers.forms import csrf_token
+from tests.helpers.mfa import code_at, give_totp
 from tests.helpers.rp import RelyingParty, verify_id_token
 
 
@@ -337,10 +340,91 @@ def test_a_federated_sign_in_asks_for_the_current_terms(app, live_server, upstre
     assert response.status_code == 303 and response.headers["Location"].startswith("/terms?next=")
 
 
+@pytest.fixture
+def pinned_clock():
+    clock.set_now(datetime.now(timezone.utc).replace(microsecond=0))
+    return clock
+
+
+def sessions_at(app, user_id: int) -> list[tuple[str, str, list]]:
+    return read(app, lambda: [(r.sid, r.acr, list(r.amr)) for r in db.session.scalars(
+        db.select(SsoSession).where(SsoSession.user_id == user_id).order_by(SsoSession.id))])
+
+
+def answer_totp(person: Person, live_server: str, secret: str):
+    page = person.get(f"{live_server}/login/totp")
+    assert page.status_code == 200, page.status_code
+    return person.post(f"{live_server}/login/totp", data={"csrf_token": csrf_token(page.text),
+                                                         "code": code_at(secret)})
+
+
+def federated_with_totp(app, live_server, upstream, make_provider):
+    """A person whose account was made by a first sign-in through the upstream and who then set
+    up an authenticator app here: (provider id, upstream person, local user, TOTP secret)."""
+    provider_id = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    first = Person()
+    assert first.get(federated(first, live_server, provider_id, upstream.issuer, person_upstream)).status_code == 303
+    created = user_by_email(app, person_upstream["email"])
+    with app.app_context():
+        db.session.execute(db.delete(SsoSession).where(SsoSession.user_id == created["id"]))
+        db.session.commit()
+    return provider_id, person_upstream, created, give_totp(app, created)
+
+
+def test_an_upstream_sign_in_continues_into_the_second_factor_set_up_here(app, live_server, upstream,
+                                                                        make_provider, pinned_clock):
+    """Whoever set up a second factor is always asked for it, after an upstream as after a
+    password: the upstream's one factor makes no session of its own."""
+    provider_id, person_upstream, local, secret = federated_with_totp(app, live_server, upstream, make_provider)
+    person = Person()
+    landed = person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream,
+                                  next_path="/account"))
+    assert landed.status_code == 303 and landed.headers["Location"] == "/login/totp"
+    assert sessions_at(app, local["id"]) == []
+    done = answer_totp(person, live_server, secret)
+    assert done.status_code == 303 and done.headers["Location"] == "/account"
+    [(_, acr, amr)] = sessions_at(app, local["id"])
+    assert (acr, amr) == ("urn:idp:acr:mfa", ["fed", "otp", "mfa"])
+    types = [t for t, d in events(app, provider_id)]
+    assert types[-1] == "federation.login.succeeded"
+    assert read(app, lambda: db.session.scalar(db.select(AuditEvent.details).where(
+        AuditEvent.type == "authn.login.succeeded", AuditEvent.user_id == local["id"])
+        .order_by(AuditEvent.id.desc()).limit(1)))["amr"] == ["fed", "otp", "mfa"]
+
+
+def test_an_upstream_sign_in_does_not_refresh_a_two_factor_session_for_sensitive_changes(
+        app, live_server, upstream, make_provider, pinned_clock):
+    """Review finding H2: someone at an unattended browser, where the person is also signed in
+    upstream, opened /federation/<id>/start directly and got a fresh one-factor session that
+    passed the recent-sign-in check. Now the upstream's sign-in waits for the second factor, and
+    the two-factor session stays as it was (same sid, same auth_time, not recent)."""
+    provider_id, person_upstream, local, secret = federated_with_totp(app, live_server, upstream, make_provider)
+    person = Person()
+    person.get(federated(person, live_server, provider_id, upstream.issuer, person_upstream, next_path="/account"))
+    assert answer_totp(person, live_server, secret).status_code == 303
+    before = sessions_at(app, local["id"])
+    pinned_clock.advance(3600)  # long past IDP_MFA_RECENT_AUTH_SECONDS, within the session's lifetime
+
+    _, back = person.follow(person.get(f"{live_server}/federation/{provider_id}/start?next=/account/security"),
+                            lambda url: False)
+    assert back.url == f"{live_server}/login/totp" and back.status_code == 200
+    assert sessions_at(app, local["id"]) == before
+    page = person.get(f"{live_server}/account/security")
+    assert page.status_code == 200 and "Sign in again" in page.text
+    token = csrf_token(person.get(f"{live_server}/login").text)  # the page offers no forms now
+    refused = person.post(f"{live_server}/account/security/recovery-codes", data={"csrf_token": token})
+    assert refused.status_code == 403
+    assert "account.recovery.regenerated" not in read(app, lambda: [e.type for e in db.session.scalars(
+        db.select(AuditEvent).where(AuditEvent.user_id == local["id"]))])
+
+
 def test_sign_in_again_through_an_upstream_never_lowers_a_two_factor_session(app, live_server, upstream,
                                                                              make_provider):
-    """"Sign in again" on a two-factor session asks for two factors; an upstream that proves one
-    is refused and the session keeps its level. A plain sign-in through the upstream still works."""
+    """"Sign in again" on a two-factor session must reach two factors; an upstream that proves
+    one does not replace the session: the login goes on here (for this person, who has no second
+    factor here yet, through setting one up) and the session keeps its level meanwhile. A plain
+    sign-in through the upstream still works."""
     provider_id = make_provider(upstream=upstream, allow_registration=True)
     person_upstream = upstream.make_user()
     person = Person()
@@ -357,19 +441,15 @@ def test_sign_in_again_through_an_upstream_never_lowers_a_two_factor_session(app
                                                         "acr": "urn:idp:acr:mfa", "required": "urn:idp:acr:mfa"})
     assert reauth.status_code == 200
     # Still signed in at the upstream, so the browser comes straight back to our callback.
-    _, refused = person.follow(person.get(f"{live_server}/federation/{provider_id}/start?next=/account/security"),
-                               lambda url: False)
-    assert refused.url.startswith(f"{live_server}/federation/{provider_id}/callback")
-    assert refused.status_code == 403 and "did not reach the level of your current one" in refused.text
-    session_row = read(app, lambda: [(r.sid, r.acr) for r in db.session.scalars(
-        db.select(SsoSession).where(SsoSession.user_id == created["id"]))])
-    assert session_row == [(sid, "urn:idp:acr:mfa")]
-    assert events(app, provider_id)[-1] == ("federation.login.failed", {
-        "provider": provider_id, "reason": "below_session_level", "acr": "urn:idp:acr:pwd"})
+    _, onward = person.follow(person.get(f"{live_server}/federation/{provider_id}/start?next=/account/security"),
+                              lambda url: False)
+    assert onward.url == f"{live_server}/login/totp/enrol" and onward.status_code == 200
+    assert sessions_at(app, created["id"]) == [(sid, "urn:idp:acr:mfa", ["fed", "otp", "mfa"])]
+    assert "authn.login.succeeded" not in [t for t, _ in events(app, provider_id)][-1:]
 
     other = Person()  # no login in progress that demands a level: the upstream's sign-in is enough
     landed = other.get(federated(other, live_server, provider_id, upstream.issuer, person_upstream))
-    assert landed.status_code == 303
+    assert landed.status_code == 303 and landed.headers["Location"] == "/account"
 
 
 def test_an_account_with_a_second_factor_is_not_linked_on_its_password_alone(app, live_server, upstream,
