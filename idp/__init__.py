@@ -132,6 +132,8 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.web.branding import init_branding
     init_branding(app)
     init_session_cookie(app)
+    from idp.authn.known_devices import init_device_cookie
+    init_device_cookie(app)
 
     from idp.mail import init_mail
     init_mail(app)

@@ -1,10 +1,12 @@
-"""Password sign-in: one generic failure for every reason, constant work for unknown users."""
+"""Password sign-in: one generic failure for every reason, constant work for unknown users, and
+the throttle (per account, unless this browser has signed in to the account before:
+authn.known_devices)."""
 from __future__ import annotations
 
 from flask import request
 
 from idp import audit
-from idp.authn import throttle
+from idp.authn import known_devices, throttle
 from idp.authn.errors import LoginFailed, Throttled
 from idp.models import User
 from idp.security import passwords
@@ -22,12 +24,13 @@ def _dummy_hash() -> str:
 
 def authenticate(login: str, password: str) -> User:
     """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
-    keys = throttle.keys_for(identifier_key(login), request.remote_addr or "-")
+    user = find_by_login(login) if login else None
+    device = known_devices.trusted_nonce(user.id) if user is not None else None
+    keys = throttle.keys_for(identifier_key(login), request.remote_addr or "-", device)
     wait, counted = throttle.check(keys)
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")
         raise Throttled(wait)
-    user = find_by_login(login) if login else None
     ok = passwords.verify_password(hasher(), user.password_hash if user else _dummy_hash(), password[:1024])
     reason = None if ok else ("unknown_user" if user is None else "bad_password")
     if ok and user.disabled:
@@ -37,6 +40,7 @@ def authenticate(login: str, password: str) -> User:
         audit.record("authn.login.failed", outcome="failure", user=user, reason=reason)
         raise LoginFailed(reason)
     throttle.record_success(keys, counted)
+    known_devices.remember(user.id)
     if passwords.needs_rehash(hasher(), user.password_hash):
         user.password_hash = passwords.hash_password(hasher(), password)
         audit.record("authn.password.rehashed", user=user)

@@ -1,9 +1,12 @@
 """Exponential back-off after failed logins, per account+IP, per account and per IP.
 
 Failures past a free allowance double the wait up to IDP_THROTTLE_MAX_DELAY; a success clears
-the account+IP counter, and a counter with no failure for a day (QUIET) starts again from zero.
-There is no permanent lock, so nobody can lock a victim out for good, and the account+IP key
-means an attacker elsewhere slows the victim only after many failures.
+the first counter (account+IP, or the device's), and a counter with no failure for a day (QUIET)
+starts again from zero. There is no permanent lock, so nobody can lock a victim out for good,
+and the account+IP key means an attacker elsewhere slows the victim only after many failures.
+A browser with a device cookie for the account (authn.known_devices) is counted on its own
+`dev:` key and the IP's instead of the account's, so the person's own browsers are never slowed
+by someone guessing elsewhere.
 """
 from __future__ import annotations
 
@@ -20,13 +23,17 @@ from idp.models import LoginThrottle
 from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest
 
-FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30}
+FREE_FAILURES = {"acct-ip": 3, "acct": 20, "ip": 30, "dev": 5}
 QUIET = timedelta(days=1)
 
 
-def keys_for(login_key: str, ip: str) -> list[str]:
-    account = digest(login_key)[:32]
+def keys_for(login_key: str, ip: str, device: str | None = None) -> list[str]:
+    """The counters an attempt is checked against and counted on; `device`: the nonce of a
+    device cookie valid for this account (known_devices.trusted_nonce)."""
     network = client_network(ip)
+    if device is not None:
+        return [f"dev:{digest(device)[:32]}", f"ip:{network}"]
+    account = digest(login_key)[:32]
     return [f"acct-ip:{account}:{network}", f"acct:{account}", f"ip:{network}"]
 
 
@@ -92,7 +99,7 @@ def _count_failure(key: str, t, quiet: timedelta) -> int:
 
 
 def record_success(keys: list[str], counted: set[str] | None = None) -> None:
-    """Clear the account+IP counter (one statement, so parallel successes cannot trip on each other).
+    """Clear the first counter (account+IP, or the device's) (one statement, so parallel successes cannot trip on each other).
     `counted`, from check(), skips the statement when there was no counter to clear (the usual
     login); a failure racing this success may then leave its one count, which is harmless."""
     if counted is not None and keys[0] not in counted:

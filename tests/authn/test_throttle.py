@@ -159,3 +159,65 @@ def test_throttle_rows_never_hold_the_login_in_clear(app, make_user):
     with app.app_context():
         keys = list(db.session.scalars(select(LoginThrottle.key)))
     assert not any(user["username"] in k or user["email"] in k for k in keys)
+
+
+# Device cookies (idp.authn.known_devices): the person's own browsers are counted on their own.
+
+def device_cookie(web) -> str | None:
+    name = "idp_device" if web.app.config["IDP_SETTINGS"].is_loopback_http else "__Host-idp_device"
+    cookie = web.http.get_cookie(name, domain=web.host)
+    return cookie.value if cookie is not None else None
+
+
+def set_device_cookie(web, value: str) -> None:
+    name = "idp_device" if web.app.config["IDP_SETTINGS"].is_loopback_http else "__Host-idp_device"
+    web.http.set_cookie(name, value, domain=web.host)
+
+
+def block_the_account(app, user) -> None:
+    """Guessing from many networks until the account-wide allowance is spent."""
+    for _ in range(FREE_FAILURES["acct"] // FREE):
+        fail(Web(app), user, FREE)
+    fail(Web(app), user, FREE_FAILURES["acct"] - (FREE_FAILURES["acct"] // FREE) * FREE + 1)
+    assert_throttled(Web(app), user)
+
+
+def test_a_browser_that_signed_in_before_is_not_slowed_by_guessing_elsewhere(app, make_user, pinned):
+    user = make_user()
+    victim = Web(app)
+    response = victim.login(user["username"], user["password"])
+    assert response.status_code == 303 and device_cookie(victim)
+    header = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_device=")][0]
+    assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
+    victim.logout()
+    block_the_account(app, user)
+    assert_allowed(victim, user)               # its own counter, untouched by the attack
+    with app.app_context():
+        keys = [row.key for row in db.session.scalars(select(LoginThrottle))]
+    assert not any(key.startswith("dev:") for key in keys)
+
+
+def test_a_device_cookie_has_a_small_allowance_of_its_own(app, make_user, pinned):
+    user = make_user()
+    web = Web(app)
+    assert_allowed(web, user)
+    web.logout()
+    fail(web, user, FREE_FAILURES["dev"] + 1)
+    assert_throttled(web, user, seconds=app.config["IDP_SETTINGS"].throttle_base_delay)
+    assert_allowed(Web(app), user)             # the account itself is not blocked
+
+
+@pytest.mark.parametrize("change", ["tampered", "other_account", "expired"])
+def test_a_device_cookie_counts_only_when_genuine_current_and_for_this_account(app, make_user, pinned, change):
+    user, other = make_user(), make_user()
+    web = Web(app)
+    assert_allowed(web, other if change == "other_account" else user)
+    value = device_cookie(web)
+    web.logout()
+    if change == "tampered":
+        user_id, issued, nonce, mac = value.split(".")
+        set_device_cookie(web, f"{user_id}.{int(issued) + 1}.{nonce}.{mac}")
+    if change == "expired":
+        pinned.advance(366 * 24 * 3600)
+    block_the_account(app, user)
+    assert_throttled(web, user)
