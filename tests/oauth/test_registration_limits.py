@@ -19,16 +19,18 @@ from idp.extensions import db
 from idp.models import InitialAccessToken, RateLimit
 from idp.oauth.initial_tokens import issue_initial_access_token
 from tests.conftest import _free_port
+from tests.helpers.races import at_once
 from tests.oauth.flows import TIMEOUT, count_rows
 from tests.oauth.test_registration import JSON, REDIRECT, assert_bearer_refusal, assert_registration_error, events
 
-PER_IP, TOTAL, WINDOW = 3, 5, 600
-A, B, C = "198.51.100.7", "198.51.100.8", "203.0.113.9"
+PER_IP, PER_NETWORK, TOTAL, WINDOW = 3, 5, 5, 600
+A, B, C = "198.51.100.7", "198.51.100.8", "203.0.113.9"  # A and B share a /24
 
 
 def _serve(settings, **overrides):
     port = _free_port()
-    limits = {"client_registration_per_ip": PER_IP, "client_registration_total": TOTAL,
+    limits = {"client_registration_per_ip": PER_IP, "client_registration_per_network": PER_NETWORK,
+              "client_registration_total": TOTAL,
               "client_registration_window": WINDOW, **overrides}
     other = create_app(dataclasses.replace(settings, issuer=f"http://127.0.0.1:{port}", trusted_proxies=1, **limits))
     server = make_server("127.0.0.1", port, other, threaded=True)
@@ -39,6 +41,15 @@ def _serve(settings, **overrides):
 @pytest.fixture(scope="module")
 def open_limited(settings, live_server):
     server, url = _serve(settings, client_registration="open")
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def network_limited(settings, live_server):
+    """One registration per /64, sixteen per /48 (or per /24), twenty in all."""
+    server, url = _serve(settings, client_registration="open", client_registration_per_ip=1,
+                         client_registration_per_network=16, client_registration_total=20)
     yield url
     server.shutdown()
 
@@ -91,7 +102,8 @@ def assert_limited(response, retry_after: int) -> None:
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
-    assert body["error"] == "temporarily_unavailable" and "Retry-After" in body["error_description"]
+    assert body["error"] == "temporarily_unavailable"
+    assert body["error_description"] == "too many client registrations, try again after Retry-After seconds"
     assert set(body) == {"error", "error_description"}
 
 
@@ -103,7 +115,8 @@ def registered(issuer: str, ip: str, count: int) -> None:
 
 def hits(app) -> dict[str, int]:
     with app.app_context():
-        return {row.key.split(":", 1)[1]: row.hits for row in db.session.scalars(db.select(RateLimit))}
+        return {row.key.removeprefix("client-registration:"): row.hits
+                for row in db.session.scalars(db.select(RateLimit))}
 
 
 def _besides_counters_and_audit(rows: dict) -> dict:
@@ -198,7 +211,7 @@ def test_a_parallel_burst_registers_exactly_the_limit(app, open_limited):
 
 def test_a_limit_of_zero_is_no_limit(app, settings, live_server):
     server, url = _serve(settings, client_registration="open", client_registration_per_ip=0,
-                         client_registration_total=0)
+                         client_registration_per_network=0, client_registration_total=0)
     try:
         registered(url, A, PER_IP + 2)
         assert hits(app) == {}
@@ -217,3 +230,65 @@ def test_ended_windows_are_purged(app):
         db.session.commit()
         assert purge_oauth(batch=10)["rate_limits"] == 1
     assert hits(app) == {"ip:192.0.2.2": 1}
+
+
+# --- the network level: one IPv6 /48 or IPv4 /24 gets one share of the total --------------------
+SITES = {  # sixteen addresses in different /64s of one network, a seventeenth, and another network
+    "ipv6 /48": ([f"2001:db8:a:{n:x}::1" for n in range(16)], "2001:db8:a:ffff::1", "2001:db8:b::1"),
+    "ipv4 /24": ([f"198.51.100.{n}" for n in range(1, 17)], "::ffff:198.51.100.17", "198.51.101.1"),
+}
+
+
+@pytest.mark.parametrize("site", SITES, ids=list(SITES))
+def test_the_seventeenth_address_of_one_network_is_refused_while_another_network_registers(
+        app, network_limited, site):
+    addresses, seventeenth, elsewhere = SITES[site]
+    for address in addresses:
+        registered(network_limited, address, 1)
+    assert_limited(post(network_limited, seventeenth), WINDOW)
+    event = events(app, "oauth.registration.limited")[-1]
+    assert event["details"]["limit"] == "network" and event["details"]["endpoint"] == "register"
+    registered(network_limited, elsewhere, 1)
+
+
+def test_requests_a_network_is_refused_do_not_use_up_the_total(app, network_limited):
+    addresses, _, _ = SITES["ipv6 /48"]
+    for address in addresses:
+        registered(network_limited, address, 1)
+    for n in range(16):  # sixteen more /64s of the same /48: refused, and not counted in the total
+        assert_limited(post(network_limited, f"2001:db8:a:1{n:x}::1"), WINDOW)
+    counts = hits(app)
+    assert counts["total"] == 16 and counts["network:2001:db8:a::/48"] == 32
+    assert counts["ip:2001:db8:a:10::/64"] == 0  # taken back: the network refused it, not the address
+    for n in range(4):  # the rest of the total is still there for other networks
+        registered(network_limited, f"2001:db8:{n + 0xb:x}::1", 1)
+    assert_limited(post(network_limited, "2001:db8:ff::1"), WINDOW)
+    assert events(app, "oauth.registration.limited")[-1]["details"]["limit"] == "total"
+
+
+def test_requests_the_total_refuses_do_not_use_up_an_address_allowance(app, open_limited):
+    registered(open_limited, B, PER_IP)
+    registered(open_limited, C, TOTAL - PER_IP)
+    clock.advance(100)
+    for _ in range(PER_IP + 1):  # A's retries while the total is reached
+        assert_limited(post(open_limited, A), WINDOW - 100)
+    assert hits(app)["ip:" + A] == 0
+    clock.advance(WINDOW - 100)  # the total's window ends; A's own window would still run
+    registered(open_limited, A, PER_IP)
+
+
+def test_a_parallel_burst_from_one_network_registers_exactly_its_share(app, network_limited):
+    clients = count_rows(app)["clients"]
+    statuses = at_once([lambda n=n: post(network_limited, f"2001:db8:a:{n:x}::1").status_code for n in range(20)])
+    assert sorted(statuses) == [201] * 16 + [429] * 4
+    assert count_rows(app)["clients"] == clients + 16
+    counts = hits(app)
+    assert counts["total"] == 16 and counts["network:2001:db8:a::/48"] == 20
+    assert sum(v for k, v in counts.items() if k.startswith("ip:")) == 16  # the refused four taken back
+
+
+def test_an_unreadable_forwarded_address_still_counts_per_address_and_in_total(app, open_limited):
+    registered(open_limited, "not-an-address", PER_IP)
+    assert_limited(post(open_limited, "not-an-address"), WINDOW)
+    assert hits(app) == {"ip:not-an-address": PER_IP + 1, "total": PER_IP}
+
