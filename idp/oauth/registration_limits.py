@@ -1,12 +1,13 @@
-"""Rate limits of dynamic client registration (RFC 7591 3), counted in fixed windows of
-IDP_CLIENT_REGISTRATION_WINDOW. The counters are rows in the database, so every instance counts
-the same requests.
+"""Rate limits of dynamic client registration (RFC 7591 3) and of the client configuration
+endpoint (RFC 7592 2), counted in fixed windows of IDP_CLIENT_REGISTRATION_WINDOW. The counters
+are rows in the database, so every instance counts the same requests.
 
 Registration counts per address (an IPv4 address or an IPv6 /64, as for login throttling), per
 network (the IPv4 /24 or IPv6 /48 around it: one site with many /64s gets one share) and for
 everyone together. A request carrying a usable initial access token is not counted: an operator
 issued that token for exactly one client. Every other request is, valid or not, before its body
-is read.
+is read. The configuration endpoint counts every request per address, before the registration
+access token is checked, so wrong tokens count too.
 
 Past a limit the answer is 429 with Retry-After and nothing happens. A refused request counts
 only against the limit that refused it: not against the narrower ones it had passed (a flood
@@ -32,6 +33,7 @@ from idp.models import RateLimit
 from idp.models.types import UtcDateTime
 
 KEY_PREFIX = "client-registration"
+CONFIGURATION_KEY_PREFIX = "client-configuration"
 # The network around an address: an IPv6 /48 is the largest block one end site is usually given
 # (RFC 6177 2), an IPv4 /24 the smallest block routed on the internet; one operator, one share.
 NETWORK_PREFIX = {4: 24, 6: 48}
@@ -44,8 +46,8 @@ class RegistrationLimited(OAuth2Error):
     error = "temporarily_unavailable"
     status_code = 429
 
-    def __init__(self, retry_after: int):
-        super().__init__("too many client registrations, try again after Retry-After seconds")
+    def __init__(self, retry_after: int, what: str = "client registrations"):
+        super().__init__(f"too many {what}, try again after Retry-After seconds")
         self.retry_after = retry_after
 
     def get_headers(self):
@@ -75,13 +77,24 @@ def counters(ip: str, settings) -> list[tuple[str, str, int]]:
     return rows
 
 
+def configuration_counters(ip: str, settings) -> list[tuple[str, str, int]]:
+    """(name, key, limit) of the counter a client configuration request from `ip` adds to."""
+    return [("ip", f"{CONFIGURATION_KEY_PREFIX}:ip:{client_network(ip)[:64]}", settings.client_configuration_per_ip)]
+
+
 def count_registration(ip: str, settings) -> None:
     """Count one registration request from `ip` and commit the count on its own (a request that
     fails later still counts); raise RegistrationLimited past a limit."""
-    _count("register", counters(ip, settings), settings)
+    _count("register", counters(ip, settings), settings, "client registrations")
 
 
-def _count(endpoint: str, rows: list[tuple[str, str, int]], settings) -> None:
+def count_configuration(ip: str, settings) -> None:
+    """Count one client configuration request from `ip` (RFC 7592 2, any method, before its
+    token is checked) and commit the count; raise RegistrationLimited past the limit."""
+    _count("configure", configuration_counters(ip, settings), settings, "client configuration requests")
+
+
+def _count(endpoint: str, rows: list[tuple[str, str, int]], settings, what: str) -> None:
     """Add one to each counter in turn; at the first one past its limit, take the request back
     out of the counters it had passed, record the first refusal, commit and raise."""
     t = now()
@@ -97,7 +110,7 @@ def _count(endpoint: str, rows: list[tuple[str, str, int]], settings) -> None:
                 audit.record("oauth.registration.limited", outcome="failure", endpoint=endpoint, limit=name,
                              window_ends_at=window_ends_at.isoformat())
             db.session.commit()
-            raise RegistrationLimited(max(1, math.ceil((window_ends_at - t).total_seconds())))
+            raise RegistrationLimited(max(1, math.ceil((window_ends_at - t).total_seconds())), what)
         passed.append(key)
     db.session.commit()
 
