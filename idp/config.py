@@ -51,10 +51,14 @@ class Settings:
                                        "Dynamic client registration (RFC 7591/7592) at /oauth/register for applications, not people: `protected` (needs an initial access token from `idp clients initial-token`), `open` (anyone may register a client) or `disabled` (not served, not advertised).")
     client_registration_per_ip: int = setting("IDP_CLIENT_REGISTRATION_PER_IP", 20,
                                               "Registration requests without a valid initial access token accepted from one IP address (IPv6: one /64) per IDP_CLIENT_REGISTRATION_WINDOW; more get 429 (0 = no limit).")
+    client_registration_per_network: int = setting("IDP_CLIENT_REGISTRATION_PER_NETWORK", 40,
+                                                   "Registration requests without a valid initial access token accepted from one IPv4 /24 or IPv6 /48 together per IDP_CLIENT_REGISTRATION_WINDOW, so one site cannot use up the total; more get 429 (0 = no limit, else at least IDP_CLIENT_REGISTRATION_PER_IP).")
     client_registration_total: int = setting("IDP_CLIENT_REGISTRATION_TOTAL", 200,
                                              "Registration requests without a valid initial access token accepted from everyone together per IDP_CLIENT_REGISTRATION_WINDOW; more get 429 (0 = no limit).")
+    client_configuration_per_ip: int = setting("IDP_CLIENT_CONFIGURATION_PER_IP", 60,
+                                               "Requests to a client configuration endpoint (RFC 7592: GET, PUT, DELETE of registration_client_uri, right or wrong registration access token) accepted from one IP address (IPv6: one /64) per IDP_CLIENT_REGISTRATION_WINDOW; more get 429 (0 = no limit).")
     client_registration_window: int = setting("IDP_CLIENT_REGISTRATION_WINDOW", 3600,
-                                              "Seconds of the fixed window the two registration limits count in (60 to 86400).")
+                                              "Seconds of the fixed window the registration and client configuration limits count in (60 to 86400).")
     password_min_length: int = setting("IDP_PASSWORD_MIN_LENGTH", 8,
                                        "Minimum password length in characters (NIST SP 800-63B: at least 8).")
     password_max_length: int = setting("IDP_PASSWORD_MAX_LENGTH", 256,
@@ -324,6 +328,12 @@ def validate(s: Settings) -> None:
                           f"not {s.client_registration!r}")
     if s.client_registration_per_ip < 0 or s.client_registration_total < 0:
         raise ConfigError("IDP_CLIENT_REGISTRATION_PER_IP and IDP_CLIENT_REGISTRATION_TOTAL must be 0 (no limit) or more")
+    if s.client_registration_per_network < 0 or 0 < s.client_registration_per_network < s.client_registration_per_ip:
+        raise ConfigError("IDP_CLIENT_REGISTRATION_PER_NETWORK must be 0 (no limit) or at least "
+                          f"IDP_CLIENT_REGISTRATION_PER_IP ({s.client_registration_per_ip}), "
+                          f"not {s.client_registration_per_network}")
+    if s.client_configuration_per_ip < 0:
+        raise ConfigError("IDP_CLIENT_CONFIGURATION_PER_IP must be 0 (no limit) or more")
     if not 60 <= s.client_registration_window <= 86400:
         raise ConfigError("IDP_CLIENT_REGISTRATION_WINDOW must be between 60 and 86400 seconds")
     try:

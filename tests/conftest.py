@@ -125,7 +125,8 @@ def settings(tmp_path_factory, database_url, port, mailbox):
                     federation_timeout=2,  # the upstream-timeout tests wait this long
                     # the suite registers more clients from 127.0.0.1 than anyone should in an hour;
                     # tests/oauth/test_registration_limits.py runs instances with small limits
-                    client_registration_per_ip=100_000, client_registration_total=100_000)
+                    client_registration_per_ip=100_000, client_registration_per_network=100_000,
+                    client_registration_total=100_000, client_configuration_per_ip=100_000)
 
 
 @pytest.fixture(scope="session")

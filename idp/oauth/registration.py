@@ -3,11 +3,11 @@ client configuration endpoint (RFC 7592), as authlib endpoint subclasses.
 
 Registration needs an initial access token (IDP_CLIENT_REGISTRATION=protected, the default; one
 token registers one client) or nothing (open); requests without a usable token are rate limited
-(registration_limits). The answer carries a registration access token that reads, replaces and
-deletes that one client; we keep only its digest, and it does not change on update. Clients
-registered here are never first-party: a person always sees the consent page, which calls them
-unverified until an operator verifies them (`idp clients verify`), and again once they change
-what the operator checked (VERIFIED_FIELDS).
+(registration_limits), as is every request to the configuration endpoint. The answer carries a
+registration access token that reads, replaces and deletes that one client; we keep only its
+digest, and it does not change on update. Clients registered here are never first-party: a
+person always sees the consent page, which calls them unverified until an operator verifies them
+(`idp clients verify`), and again once they change what the operator checked (VERIFIED_FIELDS).
 """
 from __future__ import annotations
 
@@ -146,7 +146,9 @@ class ClientConfigurationEndpoint(_MetadataHooks, _ConfigurationEndpoint):
 
     def authenticate_token(self, json_request):
         """The registration access token of the client in the URL, compared in constant time.
-        Wrong, foreign, missing or for a client that is gone: the same 401 (RFC 7592 2)."""
+        Wrong, foreign, missing or for a client that is gone: the same 401 (RFC 7592 2). Every
+        request counts against the configuration limit first, so guessing tokens is slow too."""
+        registration_limits.count_configuration(request.remote_addr or "-", _settings())
         token = _bearer(json_request)
         client = find_client(request.view_args["client_id"])
         stored = client.registration_access_token_digest if client is not None else None

@@ -1,4 +1,5 @@
-"""Rate limits of dynamic client registration (idp/oauth/registration_limits.py) over real HTTP.
+"""Rate limits of dynamic client registration and of the client configuration endpoint
+(idp/oauth/registration_limits.py) over real HTTP.
 
 Instances with small limits run on the test database behind one trusted proxy, so a test can
 speak from several addresses (X-Forwarded-For). Each test starts with no counter and a pinned
@@ -19,16 +20,19 @@ from idp.extensions import db
 from idp.models import InitialAccessToken, RateLimit
 from idp.oauth.initial_tokens import issue_initial_access_token
 from tests.conftest import _free_port
+from tests.helpers.races import at_once
 from tests.oauth.flows import TIMEOUT, count_rows
-from tests.oauth.test_registration import JSON, REDIRECT, assert_bearer_refusal, assert_registration_error, events
+from tests.oauth.test_registration import (JSON, REDIRECT, assert_bearer_refusal, assert_registration_error,
+                                           client_row, events)
 
-PER_IP, TOTAL, WINDOW = 3, 5, 600
-A, B, C = "198.51.100.7", "198.51.100.8", "203.0.113.9"
+PER_IP, PER_NETWORK, TOTAL, CONFIGURE, WINDOW = 3, 5, 5, 4, 600
+A, B, C = "198.51.100.7", "198.51.100.8", "203.0.113.9"  # A and B share a /24
 
 
 def _serve(settings, **overrides):
     port = _free_port()
-    limits = {"client_registration_per_ip": PER_IP, "client_registration_total": TOTAL,
+    limits = {"client_registration_per_ip": PER_IP, "client_registration_per_network": PER_NETWORK,
+              "client_registration_total": TOTAL, "client_configuration_per_ip": CONFIGURE,
               "client_registration_window": WINDOW, **overrides}
     other = create_app(dataclasses.replace(settings, issuer=f"http://127.0.0.1:{port}", trusted_proxies=1, **limits))
     server = make_server("127.0.0.1", port, other, threaded=True)
@@ -39,6 +43,15 @@ def _serve(settings, **overrides):
 @pytest.fixture(scope="module")
 def open_limited(settings, live_server):
     server, url = _serve(settings, client_registration="open")
+    yield url
+    server.shutdown()
+
+
+@pytest.fixture(scope="module")
+def network_limited(settings, live_server):
+    """One registration per /64, sixteen per /48 (or per /24), twenty in all."""
+    server, url = _serve(settings, client_registration="open", client_registration_per_ip=1,
+                         client_registration_per_network=16, client_registration_total=20)
     yield url
     server.shutdown()
 
@@ -84,14 +97,22 @@ def post(issuer: str, ip: str, body=None, token: str | None = None) -> requests.
                          timeout=TIMEOUT)
 
 
-def assert_limited(response, retry_after: int) -> None:
+def configure(method: str, uri: str, ip: str, token: str | None, body=None) -> requests.Response:
+    headers = {**JSON, "X-Forwarded-For": ip}
+    if token:
+        headers["Authorization"] = f"Bearer {token}"
+    return requests.request(method, uri, json=body, headers=headers, timeout=TIMEOUT)
+
+
+def assert_limited(response, retry_after: int, what: str = "client registrations") -> None:
     """429 (RFC 6585 4) with Retry-After, an RFC 6749 5.2-shaped JSON error, not cached."""
     assert response.status_code == 429, (response.status_code, response.text)
     assert response.headers["Retry-After"] == str(retry_after)
     assert response.headers["Content-Type"].startswith("application/json")
     assert response.headers["Cache-Control"] == "no-store"
     body = response.json()
-    assert body["error"] == "temporarily_unavailable" and "Retry-After" in body["error_description"]
+    assert body["error"] == "temporarily_unavailable"
+    assert body["error_description"] == f"too many {what}, try again after Retry-After seconds"
     assert set(body) == {"error", "error_description"}
 
 
@@ -102,8 +123,10 @@ def registered(issuer: str, ip: str, count: int) -> None:
 
 
 def hits(app) -> dict[str, int]:
+    """Every counter; registration keys without their "client-registration:" prefix."""
     with app.app_context():
-        return {row.key.split(":", 1)[1]: row.hits for row in db.session.scalars(db.select(RateLimit))}
+        return {row.key.removeprefix("client-registration:"): row.hits
+                for row in db.session.scalars(db.select(RateLimit))}
 
 
 def _besides_counters_and_audit(rows: dict) -> dict:
@@ -198,9 +221,13 @@ def test_a_parallel_burst_registers_exactly_the_limit(app, open_limited):
 
 def test_a_limit_of_zero_is_no_limit(app, settings, live_server):
     server, url = _serve(settings, client_registration="open", client_registration_per_ip=0,
-                         client_registration_total=0)
+                         client_registration_per_network=0, client_registration_total=0,
+                         client_configuration_per_ip=0)
     try:
         registered(url, A, PER_IP + 2)
+        client = post(url, A).json()
+        for _ in range(CONFIGURE + 2):
+            assert configure("GET", client["registration_client_uri"], A, "wrong").status_code == 401
         assert hits(app) == {}
     finally:
         server.shutdown()
@@ -217,3 +244,116 @@ def test_ended_windows_are_purged(app):
         db.session.commit()
         assert purge_oauth(batch=10)["rate_limits"] == 1
     assert hits(app) == {"ip:192.0.2.2": 1}
+
+
+# --- the network level: one IPv6 /48 or IPv4 /24 gets one share of the total --------------------
+SITES = {  # sixteen addresses in different /64s of one network, a seventeenth, and another network
+    "ipv6 /48": ([f"2001:db8:a:{n:x}::1" for n in range(16)], "2001:db8:a:ffff::1", "2001:db8:b::1"),
+    "ipv4 /24": ([f"198.51.100.{n}" for n in range(1, 17)], "::ffff:198.51.100.17", "198.51.101.1"),
+}
+
+
+@pytest.mark.parametrize("site", SITES, ids=list(SITES))
+def test_the_seventeenth_address_of_one_network_is_refused_while_another_network_registers(
+        app, network_limited, site):
+    addresses, seventeenth, elsewhere = SITES[site]
+    for address in addresses:
+        registered(network_limited, address, 1)
+    assert_limited(post(network_limited, seventeenth), WINDOW)
+    event = events(app, "oauth.registration.limited")[-1]
+    assert event["details"]["limit"] == "network" and event["details"]["endpoint"] == "register"
+    registered(network_limited, elsewhere, 1)
+
+
+def test_requests_a_network_is_refused_do_not_use_up_the_total(app, network_limited):
+    addresses, _, _ = SITES["ipv6 /48"]
+    for address in addresses:
+        registered(network_limited, address, 1)
+    for n in range(16):  # sixteen more /64s of the same /48: refused, and not counted in the total
+        assert_limited(post(network_limited, f"2001:db8:a:1{n:x}::1"), WINDOW)
+    counts = hits(app)
+    assert counts["total"] == 16 and counts["network:2001:db8:a::/48"] == 32
+    assert counts["ip:2001:db8:a:10::/64"] == 0  # taken back: the network refused it, not the address
+    for n in range(4):  # the rest of the total is still there for other networks
+        registered(network_limited, f"2001:db8:{n + 0xb:x}::1", 1)
+    assert_limited(post(network_limited, "2001:db8:ff::1"), WINDOW)
+    assert events(app, "oauth.registration.limited")[-1]["details"]["limit"] == "total"
+
+
+def test_requests_the_total_refuses_do_not_use_up_an_address_allowance(app, open_limited):
+    registered(open_limited, B, PER_IP)
+    registered(open_limited, C, TOTAL - PER_IP)
+    clock.advance(100)
+    for _ in range(PER_IP + 1):  # A's retries while the total is reached
+        assert_limited(post(open_limited, A), WINDOW - 100)
+    assert hits(app)["ip:" + A] == 0
+    clock.advance(WINDOW - 100)  # the total's window ends; A's own window would still run
+    registered(open_limited, A, PER_IP)
+
+
+def test_a_parallel_burst_from_one_network_registers_exactly_its_share(app, network_limited):
+    clients = count_rows(app)["clients"]
+    statuses = at_once([lambda n=n: post(network_limited, f"2001:db8:a:{n:x}::1").status_code for n in range(20)])
+    assert sorted(statuses) == [201] * 16 + [429] * 4
+    assert count_rows(app)["clients"] == clients + 16
+    counts = hits(app)
+    assert counts["total"] == 16 and counts["network:2001:db8:a::/48"] == 20
+    assert sum(v for k, v in counts.items() if k.startswith("ip:")) == 16  # the refused four taken back
+
+
+def test_an_unreadable_forwarded_address_still_counts_per_address_and_in_total(app, open_limited):
+    registered(open_limited, "not-an-address", PER_IP)
+    assert_limited(post(open_limited, "not-an-address"), WINDOW)
+    assert hits(app) == {"ip:not-an-address": PER_IP + 1, "total": PER_IP}
+
+
+# --- the client configuration endpoint (RFC 7592) --------------------------------------------------
+@pytest.fixture
+def managed(open_limited):
+    """A client registered from C (the registration counters are not the configuration counter)."""
+    response = post(open_limited, C, {"redirect_uris": [REDIRECT], "client_name": "Managed"})
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def test_the_configuration_endpoint_answers_429_past_its_limit_and_changes_nothing(app, open_limited, managed):
+    uri, token = managed["registration_client_uri"], managed["registration_access_token"]
+    update = {"client_id": managed["client_id"], "redirect_uris": [REDIRECT], "client_name": "Updated"}
+    for method in ("GET", "PUT", "GET", "PUT"):  # a client reading and updating itself
+        assert configure(method, uri, A, token, update if method == "PUT" else None).status_code == 200
+    before = client_row(app, managed["client_id"])
+    assert_limited(configure("PUT", uri, A, token, {**update, "client_name": "Too late"}), WINDOW,
+                   "client configuration requests")
+    assert_limited(configure("DELETE", uri, A, token), WINDOW, "client configuration requests")
+    assert client_row(app, managed["client_id"]) == before  # not renamed, not deleted
+    event = events(app, "oauth.registration.limited")[-1]
+    assert event["details"]["endpoint"] == "configure" and event["details"]["limit"] == "ip" and event["ip"] == A
+    assert configure("GET", uri, B, token).status_code == 200  # another address
+    registered(open_limited, A, 1)  # registering is counted apart
+
+
+@pytest.mark.parametrize("token", [None, "wrong", "x" * 600])
+def test_wrong_registration_access_tokens_count_against_the_configuration_limit(app, open_limited, managed, token):
+    uri = managed["registration_client_uri"]
+    refused = len(events(app, "oauth.registration.refused"))
+    for _ in range(CONFIGURE - 1):
+        assert_bearer_refusal(configure("GET", uri, A, token))
+    assert_bearer_refusal(configure("GET", uri.rsplit("/", 1)[0] + "/no-such-client", A, token))
+    assert len(events(app, "oauth.registration.refused")) == refused + CONFIGURE
+    assert_limited(configure("GET", uri, A, managed["registration_access_token"]), WINDOW,
+                   "client configuration requests")  # the right token, but the address is over its limit
+    assert_limited(configure("GET", uri, A, token), WINDOW, "client configuration requests")
+    assert len(events(app, "oauth.registration.refused")) == refused + CONFIGURE  # no more audit per guess
+    assert hits(app)["client-configuration:ip:" + A] == CONFIGURE + 2
+
+
+def test_the_configuration_limit_lifts_when_the_window_ends(open_limited, managed):
+    uri, token = managed["registration_client_uri"], managed["registration_access_token"]
+    for _ in range(CONFIGURE):
+        assert configure("GET", uri, A, token).status_code == 200
+    clock.advance(WINDOW - 1)
+    assert_limited(configure("GET", uri, A, token), 1, "client configuration requests")
+    clock.advance(1)
+    for _ in range(CONFIGURE):  # a new window, with the whole allowance
+        assert configure("GET", uri, A, token).status_code == 200
+    assert_limited(configure("GET", uri, A, token), WINDOW, "client configuration requests")
