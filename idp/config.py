@@ -52,7 +52,7 @@ class Settings:
     client_registration_per_ip: int = setting("IDP_CLIENT_REGISTRATION_PER_IP", 20,
                                               "Registration requests without a valid initial access token accepted from one IP address (IPv6: one /64) per IDP_CLIENT_REGISTRATION_WINDOW; more get 429 (0 = no limit).")
     client_registration_per_network: int = setting("IDP_CLIENT_REGISTRATION_PER_NETWORK", 40,
-                                                   "Registration requests without a valid initial access token accepted from one IPv4 /24 or IPv6 /48 together per IDP_CLIENT_REGISTRATION_WINDOW, so one site cannot use up the total; more get 429 (0 = no limit, else at least IDP_CLIENT_REGISTRATION_PER_IP).")
+                                                   "Registration requests without a valid initial access token accepted from one IPv4 /24 or IPv6 /48 together per IDP_CLIENT_REGISTRATION_WINDOW, so one site cannot use up the total; more get 429 (0 = no limit; below IDP_CLIENT_REGISTRATION_PER_IP it is the tighter limit for every address).")
     client_registration_total: int = setting("IDP_CLIENT_REGISTRATION_TOTAL", 200,
                                              "Registration requests without a valid initial access token accepted from everyone together per IDP_CLIENT_REGISTRATION_WINDOW; more get 429 (0 = no limit).")
     client_configuration_per_ip: int = setting("IDP_CLIENT_CONFIGURATION_PER_IP", 60,
@@ -328,10 +328,10 @@ def validate(s: Settings) -> None:
                           f"not {s.client_registration!r}")
     if s.client_registration_per_ip < 0 or s.client_registration_total < 0:
         raise ConfigError("IDP_CLIENT_REGISTRATION_PER_IP and IDP_CLIENT_REGISTRATION_TOTAL must be 0 (no limit) or more")
-    if s.client_registration_per_network < 0 or 0 < s.client_registration_per_network < s.client_registration_per_ip:
-        raise ConfigError("IDP_CLIENT_REGISTRATION_PER_NETWORK must be 0 (no limit) or at least "
-                          f"IDP_CLIENT_REGISTRATION_PER_IP ({s.client_registration_per_ip}), "
-                          f"not {s.client_registration_per_network}")
+    if s.client_registration_per_network < 0:
+        # Below the per-address limit is allowed (it is then the tighter one), so a deployment
+        # that raised IDP_CLIENT_REGISTRATION_PER_IP before this setting existed still starts.
+        raise ConfigError("IDP_CLIENT_REGISTRATION_PER_NETWORK must be 0 (no limit) or more")
     if s.client_configuration_per_ip < 0:
         raise ConfigError("IDP_CLIENT_CONFIGURATION_PER_IP must be 0 (no limit) or more")
     if not 60 <= s.client_registration_window <= 86400:

@@ -64,7 +64,7 @@ def test_a_bad_integer_stops_start_up_naming_the_variable(env, variable, raw):
     ("IDP_KEYS_ALG", "HS256"), ("IDP_KEYS_ALG", "none"), ("IDP_ARGON2_MEMORY_KIB", "1024"),
     ("IDP_ARGON2_TIME_COST", "1"), ("IDP_ARGON2_PARALLELISM", "0"), ("IDP_LOG_LEVEL", "LOUD"),
     ("IDP_CLIENT_REGISTRATION_PER_IP", "-1"), ("IDP_CLIENT_REGISTRATION_TOTAL", "-1"),
-    ("IDP_CLIENT_REGISTRATION_PER_NETWORK", "-1"), ("IDP_CLIENT_REGISTRATION_PER_NETWORK", "19"),
+    ("IDP_CLIENT_REGISTRATION_PER_NETWORK", "-1"),
     ("IDP_CLIENT_CONFIGURATION_PER_IP", "-1"),
     ("IDP_CLIENT_REGISTRATION_WINDOW", "59"), ("IDP_CLIENT_REGISTRATION_WINDOW", "86401"),
 ])
@@ -72,11 +72,10 @@ def test_an_out_of_range_value_stops_start_up_naming_the_variable(env, variable,
     refused({**env, variable: raw}, variable)
 
 
-def test_a_network_limit_below_the_address_limit_stops_start_up_unless_one_is_off(env):
-    message = refused({**env, "IDP_CLIENT_REGISTRATION_PER_IP": "50"}, "IDP_CLIENT_REGISTRATION_PER_NETWORK")
-    assert "IDP_CLIENT_REGISTRATION_PER_IP (50)" in message  # the default 40 is below it: raise both
-    assert from_env({**env, "IDP_CLIENT_REGISTRATION_PER_IP": "50",
-                     "IDP_CLIENT_REGISTRATION_PER_NETWORK": "0"}).client_registration_per_network == 0
+def test_a_per_address_limit_raised_before_the_network_limit_existed_still_starts(env):
+    """An upgrade must not stop a deployment that set IDP_CLIENT_REGISTRATION_PER_IP above the new
+    network default: the network limit is then simply the tighter one."""
+    assert from_env({**env, "IDP_CLIENT_REGISTRATION_PER_IP": "50"}).client_registration_per_network == 40
     assert from_env({**env, "IDP_CLIENT_REGISTRATION_PER_IP": "0",
                      "IDP_CLIENT_REGISTRATION_PER_NETWORK": "5"}).client_registration_per_network == 5
 
