@@ -202,18 +202,7 @@ def test_protected_mode_counts_requests_without_a_usable_token(app, protected_li
 
 def test_a_parallel_burst_registers_exactly_the_limit(app, open_limited):
     clients = count_rows(app)["clients"]
-    start = threading.Barrier(10)
-    statuses: list[int] = []
-
-    def attempt():
-        start.wait()
-        statuses.append(post(open_limited, A).status_code)
-
-    threads = [threading.Thread(target=attempt) for _ in range(10)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(60)
+    statuses = at_once([lambda: post(open_limited, A).status_code for _ in range(10)])
     assert sorted(statuses) == [201] * PER_IP + [429] * (10 - PER_IP)
     assert count_rows(app)["clients"] == clients + PER_IP
     assert hits(app)["ip:" + A] == 10
