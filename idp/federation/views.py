@@ -148,6 +148,16 @@ def link(link_id: str):
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
         return page, 400 if isinstance(failure, LoginFailed) else 429
+    if not linking.is_pending_account(row, user):
+        # The page asked for the account with row.email; another account's password (or the
+        # session of another account) proves nothing about it. The wait stays for the right one.
+        audit.record("federation.link.refused", outcome="failure", user=user, provider=provider.id,
+                     reason="other_account")
+        db.session.commit()
+        message = _("You signed in to a different account. Sign in to the account with the email "
+                    "%(email)s to link it.", email=row.email or "")
+        page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
+        return page, 403
     amr, acr, next_path = sorted(set(row.amr) | {AMR_PASSWORD}), row.acr, row.next_path
     current = sso.current_session()
     owner_signed_in = current is not None and current.user_id == user.id and meets(current.acr, ACR_MFA)
