@@ -103,6 +103,12 @@ def find_pending(link_id: str, bid: str | None) -> PendingLink | None:
     return row
 
 
+def is_pending_account(row: PendingLink, user: User) -> bool:
+    """Whether `user` is the account the wait is about: the one whose email matched the upstream's
+    (the link page names that address, so proving another account must not link this identity)."""
+    return bool(row.email) and user.email_key == directory.identifier_key(row.email)
+
+
 def complete_pending(row: PendingLink, user: User) -> LinkedIdentity | None:
     """Link the waiting identity to the account its owner just signed in to, once; None when
     that upstream identity got linked meanwhile. The caller commits."""

@@ -132,6 +132,28 @@ def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str, 
     return redirect(target, 303)
 
 
+def _link_page(context: dict, login_value: str, message: str, status: int):
+    page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
+    return page, status
+
+
+def _why_not_link(row, user: User, provider: UpstreamProvider, owner_signed_in: bool) -> tuple[str, str] | None:
+    """Why the account just proved may not take the waiting upstream identity: (reason, message),
+    or None when it may."""
+    if not linking.is_pending_account(row, user):
+        # The page asked for the account with row.email; another account's password (or the
+        # session of another account) proves nothing about it. The wait stays for the right one.
+        return "other_account", _("You signed in to a different account. Sign in to the account with the email "
+                                  "%(email)s to link it.", email=row.email or "")
+    if has_second_factor(user) and not owner_signed_in:
+        # A password is one factor: linking on it alone would hand this upstream identity (and
+        # whoever holds it) an account that signs in with two. The owner signs in fully first.
+        return "second_factor_required", _("This account uses two-step sign-in. Sign in to it first, with your "
+                                           "second step, then choose %(name)s again to link it.",
+                                           name=provider.display_name)
+    return None
+
+
 @bp.route("/federation/link/<link_id>", methods=["GET", "POST"])
 def link(link_id: str):
     row = linking.find_pending(link_id, session.get("bid"))
@@ -146,30 +168,26 @@ def link(link_id: str):
         user = password_step.authenticate(login_value, request.form.get("password", ""))
     except (LoginFailed, Throttled) as failure:
         db.session.commit()  # keep the throttle counters and the audit event
-        message = _(LOGIN_FAILED) if isinstance(failure, LoginFailed) else \
-            _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
-        page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
-        return page, 400 if isinstance(failure, LoginFailed) else 429
-    upstream_amr, acr, next_path = list(row.amr), row.acr, row.next_path
-    amr = sorted(set(upstream_amr) | {AMR_PASSWORD})
+        if isinstance(failure, Throttled):
+            return _link_page(context, login_value, _("Too many attempts. Wait %(s)s seconds and try again.",
+                                                      s=failure.retry_after), 429)
+        return _link_page(context, login_value, _(LOGIN_FAILED), 400)
     current = sso.current_session()
     owner_signed_in = current is not None and current.user_id == user.id and meets(current.acr, ACR_MFA)
-    if has_second_factor(user) and not owner_signed_in:
-        # A password is one factor: linking on it alone would hand this upstream identity (and
-        # whoever holds it) an account that signs in with two. The owner signs in fully first.
+    refusal = _why_not_link(row, user, provider, owner_signed_in)
+    if refusal is not None:
         audit.record("federation.link.refused", outcome="failure", user=user, provider=provider.id,
-                     reason="second_factor_required")
+                     reason=refusal[0])
         db.session.commit()
-        message = _("This account uses two-step sign-in. Sign in to it first, with your second step, "
-                    "then choose %(name)s again to link it.", name=provider.display_name)
-        page = render_template("federation/link.html", login=login_value, errors={"form": message}, **context)
-        return page, 403
+        return _link_page(context, login_value, refusal[1], 403)
+    upstream_amr, acr, next_path = list(row.amr), row.acr, row.next_path
     if linking.complete_pending(row, user) is None:
         db.session.commit()
         raise PageError(_("This %(name)s account was linked to another account meanwhile.",
                           name=provider.display_name), 409)
     if owner_signed_in:  # linked from a stronger session, which stays as it is
-        audit.record("federation.login.succeeded", user=user, provider=provider.id, amr=amr, session="kept")
+        audit.record("federation.login.succeeded", user=user, provider=provider.id,
+                     amr=sorted(set(upstream_amr) | {AMR_PASSWORD}), session="kept")
         db.session.commit()
         return redirect(_next_target(next_path), 303)
     return _sign_in(user, upstream_amr, acr, provider.id, next_path, password=True)

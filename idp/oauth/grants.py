@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, UnauthorizedClientError, grants
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app, g
@@ -13,7 +13,7 @@ from sqlalchemy import update
 from idp import audit
 from idp.clock import now, timestamp
 from idp.extensions import commit_keeping_loaded, db
-from idp.keys import keyring
+from idp.keys import KeyRing, keyring
 from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
 from idp.oauth import lifetimes
@@ -32,6 +32,21 @@ def revoke_grant(grant: Grant, reason: str) -> None:
     grant.revoked_at = now()
     audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id, reason=reason)
     db.session.commit()
+
+
+def id_token_ring(client) -> KeyRing:
+    """The key ring that signs this client's ID tokens. OIDC Dynamic Registration 2: a registered
+    id_token_signed_response_alg is the alg its ID tokens MUST use, so when the signing key has
+    another alg (rotated since, or IDP_KEYS_ALG changed) the request fails: never a downgrade."""
+    ring = keyring()
+    wanted = client.id_token_signed_response_alg
+    if wanted and wanted != ring.alg:
+        # unauthorized_client, not invalid_client: the client did authenticate; its registration
+        # asks for what this server will not do now. The RP's developer reads the description.
+        shown = "".join(c for c in wanted if c.isascii() and c.isalnum())  # RFC 6749 5.2 charset
+        raise UnauthorizedClientError(f"id_token_signed_response_alg {shown} is registered but ID tokens are "
+                                      f"signed with {ring.alg} now; update the client registration")
+    return ring
 
 
 def _consume(model, row_id: int) -> bool:
@@ -82,6 +97,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = db.session.scalar(db.select(AuthorizationCode).where(AuthorizationCode.code_digest == digest(code)))
         if row is None or row.grant.client_id != client.id:
             return None
+        if row.used_at is None and "openid" in row.grant.scope.split():
+            id_token_ring(client)  # refuse before the code is spent: it can be redeemed once fixed
         if row.used_at is not None or not _consume(AuthorizationCode, row.id):
             # RFC 6749 4.1.2: a code is single use; on reuse, revoke what it produced.
             revoke_grant(row.grant, "code_replayed")
@@ -105,14 +122,20 @@ class OpenIDCode(oidc_grants.OpenIDCode):
     def exists_nonce(self, nonce, request):
         return False  # nonce replay is the RP's check; single-use codes and PKCE guard the code
 
+    def encode_id_token(self, token, request):
+        # One ring for the alg, the header and the key, checked again (it may have switched
+        # since query_authorization_code).
+        g.idp_id_token_ring = id_token_ring(request.client)
+        return super().encode_id_token(token, request)
+
     def resolve_client_private_key(self, client):
-        return keyring().signer
+        return g.idp_id_token_ring.signer
 
     def get_client_algorithm(self, client):
-        return keyring().alg
+        return g.idp_id_token_ring.alg
 
     def get_encode_header(self, client):
-        ring = keyring()
+        ring = g.idp_id_token_ring
         return {"alg": ring.alg, "kid": ring.kid, "typ": "JWT"}
 
     def get_client_claims(self, client):
