@@ -131,7 +131,6 @@ def create_app(settings: Settings | None = None) -> Flask:
     init_i18n(app)
     from idp.web.branding import init_branding
     init_branding(app)
-    init_session_cookie(app)
     from idp.authn.known_devices import init_device_cookie
     init_device_cookie(app)
 
@@ -144,6 +143,7 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.outbox import init_outbox
 
     init_outbox(app)
+    init_session_cookie(app)  # after the outbox's hook, so it runs before it (see its docstring)
     if settings.runs_inline_worker:
         _start_worker_on_first_request(app)
 

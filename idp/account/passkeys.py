@@ -4,14 +4,15 @@ Adding or removing one changes how the account can be entered, so it needs a rec
 (IDP_MFA_RECENT_AUTH_SECONDS); renaming does not. Removing the last passkey is refused when it
 would leave no way in (no password) or no second factor where two are required (IDP_MFA_REQUIRED,
 or a connected app that requires them: account.second_factor). Every change
-is an audit event (in authn.passkeys)."""
+is an audit event (in authn.passkeys). Removals hold the person's factors while they check and
+delete (account.second_factor), so two at once cannot both remove what was meant to stay."""
 from __future__ import annotations
 
 
 from flask import Response, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.second_factor import second_factor_requirement
+from idp.account.second_factor import hold_factors, second_factor_requirement
 from idp.account.views import bp, reauth_url
 from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed
@@ -50,10 +51,11 @@ def _recently_signed_in() -> SsoSession:
     return row
 
 
-def _removal_refused(user) -> tuple[str, str] | None:
+def _removal_refused(user, credential_id: int) -> tuple[str, str] | None:
     """Why this passkey must stay (the message, and what requires it), or None. IDP_MFA_REQUIRED,
-    or a connected app that requires two factors, makes a second factor a must."""
-    if len(passkeys.credentials_of(user)) > 1:
+    or a connected app that requires two factors, makes a second factor a must. Only once the
+    person's factors are held (hold_factors), so the answer still holds at the commit."""
+    if any(other.id != credential_id for other in passkeys.credentials_of(user)):
         return None
     factors = enrolled_factors(user)
     if steps.PASSWORD not in factors:
@@ -120,14 +122,15 @@ def passkey_delete(credential: int):
     found = passkeys.find_credential(row.user, credential)
     if found is None:
         raise PageError(_("This passkey does not exist. Go back to your passkeys."), 404)
-    refusal = _removal_refused(row.user)
+    hold_factors(row.user)  # a racing removal (the app, another passkey) waits, or this one does
+    refusal = _removal_refused(row.user, found.id)
     if refusal:
         message, required_by = refusal
         audit.record("authn.passkey.removal_refused", outcome="failure", user=row.user, credential=found.id,
                      required_by=required_by)
         db.session.commit()
         return _page(row, {"form": message}, 409)
-    passkeys.remove(found)
+    passkeys.remove(found)  # False when a racing request (a double click) removed it first: no error
     if not has_second_factor(row.user):
         recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone
     db.session.commit()

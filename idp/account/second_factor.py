@@ -1,6 +1,10 @@
 """When a person must keep a second factor, so the account pages refuse to remove the last one:
 IDP_MFA_REQUIRED, or an app they use that requires two factors (a client with require_mfa that
-they consented to, or that still holds a live grant for them: its next login would need one)."""
+they consented to, or that still holds a live grant for them: its next login would need one).
+
+A removal first holds the person's factors (hold_factors), then checks, then deletes: two removals
+at once (the app and the last passkey, two passkeys) run one after the other, so the second sees
+what the first left and is refused instead of removing the last factor too."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +13,7 @@ from flask import current_app
 from sqlalchemy import or_, select
 
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import Client, Consent, Grant, User
 
 
@@ -30,3 +34,10 @@ def second_factor_requirement(user: User) -> Requirement | None:
                                                     or_(Client.id.in_(consented), Client.id.in_(granted)))
                                .order_by(Client.client_name, Client.id).limit(1))
     return Requirement(client.client_name or client.client_id, client.client_id) if client is not None else None
+
+
+def hold_factors(user: User) -> None:
+    """Until this request commits or rolls back, no other request gets past this call for the same
+    person (their row is locked): the checks that keep a last factor and the removal they allow
+    become one atomic step."""
+    lock_for_update(User, user.id)

@@ -2,14 +2,15 @@
 
 Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event, and can end
 the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED and
-while an app that requires two factors is connected (account.second_factor)."""
+while an app that requires two factors is connected (account.second_factor), atomically: a removal
+racing the removal of the last passkey is refused, never both done."""
 from __future__ import annotations
 
 
 from flask import current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.account.second_factor import second_factor_requirement
+from idp.account.second_factor import hold_factors, second_factor_requirement
 from idp.account.views import bp, reauth_url
 from idp.authn import recovery, session, steps, totp
 from idp.authn.factors import enrolled_factors, has_second_factor
@@ -84,6 +85,7 @@ def totp_setup():
 def totp_remove():
     row = _recently_signed_in()
     user = row.user
+    hold_factors(user)  # a racing removal of the last passkey waits, then finds this one done
     need = second_factor_requirement(user)
     if need is not None and not _has_other_second_factor(user):
         audit.record("account.totp.remove_refused", outcome="failure", user=user, reason="last_factor",

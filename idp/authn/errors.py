@@ -27,8 +27,8 @@ class PasskeyFailed(AuthnError):
 class LoginGone(AuthnError):
     """The login in progress ended (finished, given up or expired) while this request was working
     on it, usually in a racing request from the same browser. Nothing of this request is kept
-    unless the view committed it on purpose (a wrong code still counts); the person is asked to
-    sign in again."""
+    unless it was committed on purpose before (a wrong code still counts, a one-time factor stays
+    spent: authn.flow); the person is asked to sign in again."""
 
     def __init__(self, next_path: str | None = None):
         super().__init__("login in progress is gone")

@@ -8,7 +8,14 @@ So the row is never read, changed in Python and written back: each change is one
 statement whose row count says whether the login still exists (a wrong code is counted with
 UPDATE ... SET failures = failures + 1, the end of a login is claimed with a DELETE that only one
 request can win). A request that finds the login gone raises LoginGone, and the view answers with
-the sign-in page again instead of an error."""
+the sign-in page again instead of an error.
+
+That answer rolls back what the request did, so what must outlive the login is committed before
+the login is changed: a wrong code's count (the views), and a one-time factor that proving spent
+(a TOTP time step, a recovery code, a WebAuthn challenge: `proved(..., spent=True)`), which a
+racing request ending the login must never give back (RFC 6238 5.2: the same OTP is not accepted
+twice). Setting a factor up during a login stays one unit with it: a LoginGone there undoes the
+set-up, which proved nothing yet (the app's secret stays pending, the passkey is not added)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -23,7 +30,7 @@ from idp.authn import steps
 from idp.authn.errors import LoginGone
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import commit_keeping_loaded, db
 from idp.models import LoginAttempt, User
 from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest, random_token
@@ -161,8 +168,13 @@ def record(row: LoginAttempt, user: User, proof: steps.Proof) -> None:
     set_committed_value(row, "user", user)
 
 
-def proved(row: LoginAttempt, user: User, proof: steps.Proof):
-    """Record a proof and go on: the next factor's page, enrolment, or the end of the login."""
+def proved(row: LoginAttempt, user: User, proof: steps.Proof, *, spent: bool = False):
+    """Record a proof and go on: the next factor's page, enrolment, or the end of the login.
+
+    spent: proving used up a one-time factor; its use is committed first, so that a LoginGone
+    from here on (which rolls back) leaves it used (RFC 6238 5.2)."""
+    if spent:
+        commit_keeping_loaded()  # nothing loaded changed unseen: the factor's own rows are set in place
     record(row, user, proof)
     return advance(row)
 

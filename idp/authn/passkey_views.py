@@ -67,7 +67,7 @@ def passwordless():
         settings = current_app.config["IDP_SETTINGS"]
         return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
                                registration=settings.registration_enabled), 400
-    return flow.proved(attempt, credential.user, proof)
+    return flow.proved(attempt, credential.user, proof, spent=True)  # the challenge stays spent
 
 
 # --- second factor -----------------------------------------------------------------------------
@@ -91,7 +91,7 @@ def passkey():
         # guessed, and a racing request may already have finished (and deleted) this login.
         db.session.commit()
         return render_template("authn/passkey.html", errors={"form": _(SECOND_FACTOR_FAILED)}, **context), 400
-    return flow.proved(attempt, attempt.user, proof)
+    return flow.proved(attempt, attempt.user, proof, spent=True)  # the challenge stays spent
 
 
 # --- set up during a login -----------------------------------------------------------------------

@@ -18,7 +18,7 @@ from idp import audit
 from idp.authn import steps
 from idp.authn.factors import has_second_factor
 from idp.clock import now
-from idp.extensions import commit_keeping_loaded, db
+from idp.extensions import db
 from idp.models import SsoSession, User
 from idp.security.tokens import digest, random_token
 
@@ -72,18 +72,40 @@ def current_session() -> SsoSession | None:
 
 
 def _touch(row: SsoSession) -> bool:
-    """Note that the session is in use, in one UPDATE (no read-modify-write, so a session ended
-    meanwhile is not an error) and commit; False when the row is gone."""
+    """Note that the session is in use: one UPDATE (no read-modify-write, so a session ended
+    meanwhile is no error) in this request's own transaction; False when the row is gone.
+
+    It never commits: a commit here would also commit whatever the request did before (a spent
+    recovery code, a login half-way through) and split its unit of work in two. The view's own
+    commit takes the touch along; for a page that commits nothing, _commit_touch does it alone."""
     t = now()
-    result = db.session.execute(update(SsoSession).where(SsoSession.id == row.id).values(last_seen_at=t),
-                                execution_options={"synchronize_session": False})
-    # Loaded values stay loaded (nothing is read again after the commit), so a sign-out that a
-    # racing request commits later cannot make this request's page fail half-way.
-    commit_keeping_loaded()
+    result = db.session.execute(_touch_statement(row.id, t), execution_options={"synchronize_session": False})
     if result.rowcount != 1:
         return False
     set_committed_value(row, "last_seen_at", t)
+    g.idp_touch = (db.session().get_transaction(), row.id, t)
     return True
+
+
+def _touch_statement(session_id: int, t):
+    return update(SsoSession).where(SsoSession.id == session_id).values(last_seen_at=t)
+
+
+def _commit_touch(response):
+    """After the page: a touch its transaction still holds (the view neither committed nor rolled
+    back) is committed alone. Whatever else the view left uncommitted is rolled back first, as the
+    end of the request would. A failed page (5xx), or a view that rolled back, drops the touch with
+    the rest: the next page makes it again."""
+    touch = g.pop("idp_touch", None)
+    if touch is None or response.status_code >= 500:
+        return response
+    transaction, session_id, t = touch
+    if db.session().get_transaction() is transaction:
+        db.session.rollback()
+        # Same UPDATE again, now alone: a session a racing request ended meanwhile stays ended.
+        db.session.execute(_touch_statement(session_id, t), execution_options={"synchronize_session": False})
+        db.session.commit()
+    return response
 
 
 def current_user() -> User | None:
@@ -236,6 +258,11 @@ def _delete_returning(condition, limit: int | None, reason: str | None) -> int:
 
 
 def init_session_cookie(app: Flask) -> None:
+    """Write the session cookie and commit a pending touch (_commit_touch) after each page. Call it
+    after every other after_request hook is registered (Flask runs them in reverse), so the touch
+    is committed before another hook waits on the database (the outbox's deliveries)."""
+    app.after_request(_commit_touch)
+
     @app.after_request
     def _write_cookie(response):
         raw = g.get("idp_cookie")

@@ -74,7 +74,7 @@ def totp_step():
     # row is None when the app was removed since this login began: the code cannot be right.
     refused = _check_code(attempt, lambda: row is not None and totp.verify(row, code), "authn/totp.html",
                           WRONG_CODE, "bad_totp", **context)
-    return refused or flow.proved(attempt, attempt.user, steps.totp_proof())
+    return refused or flow.proved(attempt, attempt.user, steps.totp_proof(), spent=True)
 
 
 @bp.route("/login/recovery", methods=["GET", "POST"], endpoint="recovery")
@@ -94,7 +94,7 @@ def recovery_code():
                           **context)
     if refused:
         return refused
-    response = flow.proved(attempt, attempt.user, steps.recovery_proof())
+    response = flow.proved(attempt, attempt.user, steps.recovery_proof(), spent=True)
     if left[0] > recovery.WARN_AT:
         return response
     # Few codes left: say so before going on (the login is already complete).

@@ -23,7 +23,8 @@ How a factor's view plugs in (idp/authn/flow.py holds the server-side login in p
   if not flow.is_asking(attempt, WEBAUTHN):  # (flow.is_enrolling for a set-up step)
       raise PageError(...)                   # a step out of turn is refused
   ... verify the factor for attempt.user (or, passwordless, find the user) ...
-  return flow.proved(attempt, user, webauthn_proof(hardware=..., user_verified=...))
+  return flow.proved(attempt, user, webauthn_proof(hardware=..., user_verified=...), spent=True)
+(spent=True: proving used up a one-time factor, here the challenge; see authn/flow.py.)
 flow.proved records the proof, then redirects to the next step's endpoint (flow.ASK_ENDPOINTS /
 ENROL_ENDPOINTS) or finishes the login (SSO session started, or raised for a step-up).
 """

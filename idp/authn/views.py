@@ -37,8 +37,8 @@ def _next_target() -> str:
 @bp.errorhandler(LoginGone)
 def _login_gone(gone: LoginGone):
     """A racing request (a double click, another tab) ended the login this request was working on:
-    undo what this request did (a view commits on purpose what must stay, such as a wrong code's
-    count) and offer the sign-in page again, never an error page."""
+    undo what this request did (what must stay was committed on purpose before: a wrong code's
+    count, a spent one-time factor) and offer the sign-in page again, never an error page."""
     db.session.rollback()
     browser.pop(flow.SESSION_KEY, None)
     settings = current_app.config["IDP_SETTINGS"]

@@ -1,10 +1,13 @@
 """The last second factor stays while an app that requires two factors (a client with
-require_mfa) is connected: consented to, or holding a live grant for the person."""
+require_mfa) is connected: consented to, or holding a live grant for the person; and the last
+passkey of an account without a password stays. Also when two removals race: one wins, the
+other gets the refusal page."""
 from __future__ import annotations
 
 from datetime import timedelta
 
 import pytest
+import requests
 
 from idp import clock
 from idp.extensions import db
@@ -15,7 +18,8 @@ from tests.authn.test_passkeys import add_passkey
 from tests.authn.web import Web
 from tests.helpers.authenticator import SoftAuthenticator
 from tests.helpers.forms import csrf_token
-from tests.helpers.mfa import code_at, give_totp
+from tests.helpers.mfa import code_at, give_passkey, give_totp
+from tests.helpers.races import at_once
 
 
 def _signed_in_with_totp(app, user) -> Web:
@@ -125,3 +129,96 @@ def test_the_last_passkey_stays_while_a_connected_app_requires_two_factors(app, 
     assert refused.status_code == 409 and "Payroll requires two-step sign-in" in refused.get_data(as_text=True)
     assert _count(app, WebAuthnCredential, user) == 1
     assert _refusals(app, user, "authn.passkey.removal_refused")[-1]["required_by"] == client["client_id"]
+
+
+# --- removals at the same moment (over real HTTP, threads against the live server) -------------
+
+ROUNDS = 3
+
+
+def _signed_in_over_http(live_server, user) -> requests.Session:
+    http = requests.Session()
+    token = csrf_token(http.get(f"{live_server}/login?next=/account", timeout=10).text)
+    signed_in = http.post(f"{live_server}/login", data={"csrf_token": token, "login": user["username"],
+                                                        "password": user["password"]},
+                          allow_redirects=False, timeout=30)
+    assert signed_in.headers["Location"] == "/account"
+    return http
+
+
+def _remover(http, live_server, path: str, page: str):
+    token = csrf_token(http.get(f"{live_server}{page}", timeout=10).text)
+    return lambda: http.post(f"{live_server}{path}", data={"csrf_token": token}, allow_redirects=False, timeout=30)
+
+
+def _remove_totp_over(http, live_server):
+    return _remover(http, live_server, "/account/security/totp/remove", "/account/security")
+
+
+def _remove_passkey_over(http, live_server, credential: int):
+    return _remover(http, live_server, f"/account/passkeys/{credential}/delete", "/account/passkeys")
+
+
+def _one_wins(responses) -> None:
+    statuses = [r.status_code for r in responses]
+    assert sorted(statuses) == [303, 409], statuses  # never both, never a 500
+    refused = next(r for r in responses if r.status_code == 409)
+    assert "two-step sign-in" in refused.text or "only way to sign in" in refused.text, refused.text[:500]
+
+
+def test_removing_the_app_and_the_last_passkey_at_once_leaves_one_of_them(app, live_server, make_user,
+                                                                          make_client):
+    client = make_client(require_mfa=True, name="Payroll")
+    for _ in range(ROUNDS):
+        user = make_user()
+        http = _signed_in_over_http(live_server, user)
+        give_totp(app, user)
+        credential = give_passkey(app, user)
+        _consent(app, user, client["client_id"])
+        _one_wins(at_once([_remove_totp_over(http, live_server),
+                           _remove_passkey_over(http, live_server, credential)]))
+        assert _count(app, TotpCredential, user) + _count(app, WebAuthnCredential, user) == 1
+        assert len(_refusals(app, user, "account.totp.remove_refused")
+                   + _refusals(app, user, "authn.passkey.removal_refused")) == 1
+
+
+def test_removing_the_last_two_passkeys_at_once_leaves_one(app, live_server, make_user, make_client):
+    client = make_client(require_mfa=True, name="Payroll")
+    for _ in range(ROUNDS):
+        user = make_user()
+        http = _signed_in_over_http(live_server, user)
+        first, second = give_passkey(app, user, "Laptop"), give_passkey(app, user, "Phone")
+        _consent(app, user, client["client_id"])
+        _one_wins(at_once([_remove_passkey_over(http, live_server, first),
+                           _remove_passkey_over(http, live_server, second)]))
+        assert _count(app, WebAuthnCredential, user) == 1
+        assert _refusals(app, user, "authn.passkey.removal_refused")[-1]["required_by"] == client["client_id"]
+
+
+def test_removing_both_passkeys_of_an_account_without_password_at_once_leaves_one(app, live_server, make_user):
+    for _ in range(ROUNDS):
+        user = make_user()
+        http = _signed_in_over_http(live_server, user)
+        first, second = give_passkey(app, user, "Laptop"), give_passkey(app, user, "Phone")
+        with app.app_context():
+            db.session.get(User, user["id"]).password_hash = None  # signs in with passkeys only
+            db.session.commit()
+        _one_wins(at_once([_remove_passkey_over(http, live_server, first),
+                           _remove_passkey_over(http, live_server, second)]))
+        assert _count(app, WebAuthnCredential, user) == 1
+        assert _refusals(app, user, "authn.passkey.removal_refused")[-1]["required_by"] == "last_way_in"
+
+
+def test_a_double_clicked_passkey_removal_removes_it_once_and_refuses_nothing(app, live_server, make_user,
+                                                                              make_client):
+    """The second click waits for the first: it finds the passkey gone (no error, or "does not
+    exist" when it looked after the first committed), never "your last passkey" for the other."""
+    client = make_client(require_mfa=True)
+    user = make_user()
+    http = _signed_in_over_http(live_server, user)
+    first, _ = give_passkey(app, user, "Laptop"), give_passkey(app, user, "Phone")
+    _consent(app, user, client["client_id"])
+    remove = _remove_passkey_over(http, live_server, first)
+    statuses = sorted(r.status_code for r in at_once([remove, remove]))
+    assert statuses in ([303, 303], [303, 404]), statuses
+    assert _count(app, WebAuthnCredential, user) == 1 and not _refusals(app, user, "authn.passkey.removal_refused")

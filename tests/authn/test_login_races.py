@@ -1,11 +1,14 @@
 """Racing requests on one login in progress, over real HTTP (threads against the live server):
 a double click, two tabs, a script. Whatever the order, no request gets a 500, a login ends at
-most once, and every wrong code still counts (the throttle and the login's own failure count).
+most once, every wrong code still counts (the throttle and the login's own failure count), and a
+one-time factor that was checked stays spent even when its login is found gone.
 
 The live server sees every request from 127.0.0.1, so the shared per-IP counter is put back
 afterwards (loopback_ip_counter)."""
 from __future__ import annotations
 
+
+import json
 
 import requests
 from sqlalchemy import func, select
@@ -13,6 +16,7 @@ from sqlalchemy import func, select
 from idp.extensions import db
 from idp.models import AuditEvent, LoginAttempt, LoginThrottle, RecoveryCode, SsoSession
 from idp.security.tokens import digest
+from tests.helpers.authenticator import SoftAuthenticator
 from tests.helpers.forms import csrf_token
 from tests.helpers.mfa import code_at, give_recovery_codes, give_totp
 from tests.helpers.races import at_once as _race
@@ -258,3 +262,112 @@ def test_a_step_up_racing_a_sign_out_never_fails_and_leaves_a_consistent_session
                 assert row.acr == "urn:idp:acr:mfa"
                 held = http.cookies.get("idp_session")
                 assert held is None or row.token_digest == digest(held)
+
+
+# --- a one-time factor stays spent when its login is gone (RFC 6238 5.2) -----------------------
+
+def _signed_out_everywhere(app, user) -> None:
+    """What "sign out everywhere" on another device (or an administrator) does meanwhile."""
+    from idp.authn import session
+
+    with app.app_context():
+        session.end_sessions_of(user["id"])
+        db.session.commit()
+
+
+def _password_again(live_server, user, http: requests.Session | None = None) -> requests.Response:
+    http = http or requests.Session()
+    token = csrf_token(http.get(f"{live_server}/login?next=/account", timeout=10).text)
+    return http.post(f"{live_server}/login", data={"csrf_token": token, "login": user["username"],
+                     "password": user["password"]}, allow_redirects=False, timeout=30)
+
+
+def test_a_totp_code_spent_on_a_login_that_ended_is_refused_next_time(app, live_server, make_user, pinned,
+                                                                       loopback_ip_counter):
+    user = make_user()
+    http, secret = _step_up_in_progress(app, live_server, user)
+    send = _poster(http, live_server, "/login/totp", code_at(secret))
+    _signed_out_everywhere(app, user)  # the session the step-up adds to ends under it
+    gone = send()
+    assert gone.status_code == 409 and GONE in gone.text
+    again = requests.Session()
+    assert _password_again(live_server, user, again).headers["Location"] == "/login/totp"
+    reused = _poster(again, live_server, "/login/totp", code_at(secret))()  # same time step
+    assert reused.status_code == 400 and WRONG in reused.text
+    assert _sessions(app, user) == 0
+    pinned.advance(30)  # the next time step's code is a new one: it works
+    assert _poster(again, live_server, "/login/totp", code_at(secret))().status_code == 303
+
+
+def test_a_recovery_code_spent_on_a_login_that_ended_stays_spent(app, live_server, make_user, pinned,
+                                                                 loopback_ip_counter):
+    user = make_user()
+    http, _secret = _step_up_in_progress(app, live_server, user)
+    code = give_recovery_codes(app, user)[0]
+    send = _poster(http, live_server, "/login/recovery", code)
+    _signed_out_everywhere(app, user)
+    gone = send()
+    assert gone.status_code == 409 and GONE in gone.text
+    assert _count(app, RecoveryCode, RecoveryCode.user_id == user["id"], RecoveryCode.used_at.is_(None)) == 9
+    assert _events(app, user, "authn.recovery.used") == 1
+    again = requests.Session()
+    assert _password_again(live_server, user, again).headers["Location"] == "/login/totp"
+    reused = _poster(again, live_server, "/login/recovery", code)()
+    assert reused.status_code == 400 and "already used" in reused.text
+    assert _sessions(app, user) == 0
+
+
+def test_a_recovery_code_racing_a_sign_out_is_spent_exactly_when_it_was_accepted(app, live_server, make_user,
+                                                                                 pinned, loopback_ip_counter):
+    """Whatever the order: refused before it was checked (no login any more) leaves the code
+    unused; checked (the login then finished, or was found gone) spends it for good."""
+    for _ in range(ROUNDS):
+        user = make_user()
+        http, _secret = _step_up_in_progress(app, live_server, user)
+        code = give_recovery_codes(app, user)[0]
+        send = _poster(http, live_server, "/login/recovery", code)
+        token = csrf_token(http.get(f"{live_server}/logout", timeout=10).text)
+
+        def logout():
+            return http.post(f"{live_server}/logout", data={"csrf_token": token}, allow_redirects=False, timeout=30)
+
+        sent, _ = _race([send, logout])
+        assert sent.status_code in (303, 400, 409), sent.status_code
+        unused = _count(app, RecoveryCode, RecoveryCode.user_id == user["id"], RecoveryCode.used_at.is_(None))
+        assert unused == (10 if NOT_IN_PROGRESS in sent.text else 9), (sent.status_code, unused)
+
+
+def _passkey_options(http, live_server, path: str, page: str) -> dict:
+    token = csrf_token(http.get(f"{live_server}{page}", timeout=10).text)
+    return http.post(f"{live_server}{path}", headers={"X-CSRFToken": token, "Accept": "application/json"},
+                     timeout=10).json()
+
+
+def test_a_passkey_assertion_spent_on_a_login_that_ended_cannot_be_replayed(app, live_server, make_user, pinned):
+    user = make_user()
+    http = _password_step(live_server, user)
+    authenticator = SoftAuthenticator()
+    # (the account page offers no passkey form at an IP-address issuer; the CSRF token is the same)
+    created = authenticator.create(_passkey_options(http, live_server, "/account/passkeys/options", "/logout"),
+                                   live_server)
+    token = csrf_token(http.get(f"{live_server}/logout", timeout=10).text)
+    assert http.post(f"{live_server}/account/passkeys", data={"csrf_token": token, "name": "Laptop",
+                     "credential": json.dumps(created)}, allow_redirects=False, timeout=10).status_code == 200
+    asked = http.get(f"{live_server}/login?next=/account&acr=urn:idp:acr:mfa&step_up=1", allow_redirects=False,
+                     timeout=10)
+    assert asked.headers["Location"] == "/login/passkey"
+    answer = json.dumps(authenticator.get(_passkey_options(http, live_server, "/login/passkey/options",
+                                                           "/login/passkey"), live_server))
+    token = csrf_token(http.get(f"{live_server}/login/passkey", timeout=10).text)
+    _signed_out_everywhere(app, user)
+    gone = http.post(f"{live_server}/login/passkey", data={"csrf_token": token, "credential": answer},
+                     allow_redirects=False, timeout=30)
+    assert gone.status_code == 409 and GONE in gone.text
+    # The same browser signs in again and presents the same assertion (its challenge is bound
+    # to this browser and this person, as before).
+    assert _password_again(live_server, user, http).headers["Location"] == "/login/passkey"
+    token = csrf_token(http.get(f"{live_server}/login/passkey", timeout=10).text)
+    replayed = http.post(f"{live_server}/login/passkey", data={"csrf_token": token, "credential": answer},
+                         allow_redirects=False, timeout=30)
+    assert replayed.status_code == 400 and "That passkey did not work" in replayed.text
+    assert _sessions(app, user) == 0

@@ -36,3 +36,22 @@ def give_recovery_codes(app, user: dict) -> list[str]:
 def code_at(secret: str, steps: int = 0) -> str:
     """The TOTP code for the idp clock's time step plus `steps` (pyotp computes it)."""
     return pyotp.TOTP(secret).at(clock.timestamp() + 30 * steps)
+
+
+def give_passkey(app, user: dict, name: str = "Laptop") -> int:
+    """Store a passkey row for the user (its key is never used to sign); returns the row id."""
+    import secrets
+
+    from webauthn.helpers import bytes_to_base64url
+
+    from idp.extensions import db
+    from idp.models import WebAuthnCredential
+
+    with app.app_context():
+        row = WebAuthnCredential(user_id=user["id"], credential_id=bytes_to_base64url(secrets.token_bytes(32)),
+                                 user_handle=bytes_to_base64url(secrets.token_bytes(32)), public_key=b"unused",
+                                 sign_count=0, name=name, transports=[], device_type="multi_device",
+                                 created_at=clock.now())
+        db.session.add(row)
+        db.session.commit()
+        return row.id
