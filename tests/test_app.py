@@ -129,6 +129,25 @@ def test_json_documents_carry_security_headers(live_server, path):
     assert response.headers["Access-Control-Allow-Origin"] == "*"
 
 
+@pytest.mark.parametrize("method, path, kwargs, challenge", [
+    ("GET", "/userinfo", {"headers": {"Authorization": "Bearer not-a-token"}}, 'Bearer error="invalid_token"'),
+    ("GET", "/userinfo", {}, "Bearer"),
+    ("POST", "/token", {"data": {"grant_type": "client_credentials"}, "auth": ("no-such-client", "x")},
+     'Basic error="invalid_client"'),
+    ("POST", "/revoke", {"data": {"token": "x"}, "auth": ("no-such-client", "x")}, 'Basic error="invalid_client"'),
+], ids=["userinfo-invalid-token", "userinfo-no-token", "token-invalid-client", "revoke-invalid-client"])
+def test_browser_apps_can_read_the_www_authenticate_challenge(live_server, method, path, kwargs, challenge):
+    """RFC 6750 3 / RFC 6749 5.2: the challenge says why a request was refused; a cross-origin
+    script only sees it when the CORS answer exposes the header."""
+    response = requests.request(method, live_server + path, timeout=10,
+                                headers={"Origin": "https://spa.example", **kwargs.pop("headers", {})}, **kwargs)
+    assert response.status_code == 401
+    assert response.headers["WWW-Authenticate"].startswith(challenge)
+    assert response.headers["Access-Control-Allow-Origin"] == "*"
+    exposed = [h.strip().lower() for h in response.headers.get("Access-Control-Expose-Headers", "").split(",")]
+    assert "www-authenticate" in exposed
+
+
 def test_static_files_carry_security_headers(live_server):
     response = get(f"{live_server}/static/css/idp.css")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/css")

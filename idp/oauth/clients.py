@@ -8,6 +8,7 @@ from urllib.parse import urlsplit
 from flask import current_app, has_app_context
 from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
+from sqlalchemy import inspect
 
 from idp import audit
 from idp.clock import now
@@ -184,7 +185,12 @@ def set_auth_method(client: Client, method: str, *, jwks: dict | None = None, jw
 def set_subject_type(client: Client, subject_type: str, sector: str | None = None) -> None:
     """OIDC Core 8: `public`, or `pairwise` within a sector, a host name: the one named, else the
     single host of the redirect URIs. Redirect URIs on several hosts need the sector named (OIDC
-    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch)."""
+    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch). Only for a
+    client being created: the `sub` a client sees never changes (OIDC Core 5.3.2, 8.1), or its
+    tokens would show it one person under two values, one of them perhaps another sector's."""
+    if inspect(client).has_identity:
+        raise ClientRejected(f"the subject type and sector of {client.client_id} were fixed when it was created "
+                             f"(OIDC Core 8.1); delete it and create a new client instead")
     if subject_type not in SUBJECT_TYPES:
         raise ClientRejected(f"subject_type must be one of {', '.join(SUBJECT_TYPES)}")
     if subject_type == "public":

@@ -8,6 +8,7 @@ registration access token that reads, replaces and deletes that one client; we k
 digest, and it does not change on update. Clients registered here are never first-party: a
 person always sees the consent page, which calls them unverified until an operator verifies them
 (`idp clients verify`), and again once they change what the operator checked (VERIFIED_FIELDS).
+An update never changes the subject type, nor a pairwise client's sector (keep_subject).
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
 from authlib.oauth2.rfc6749.requests import JsonPayload, JsonRequest
 from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint as _RegistrationEndpoint
+from authlib.oauth2.rfc7591 import InvalidRedirectURIError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint as _ConfigurationEndpoint
 from flask import current_app, request
 from werkzeug.exceptions import RequestEntityTooLarge
@@ -215,6 +217,9 @@ def register_client(metadata: dict, credential) -> tuple[Client, str | None, str
     client = Client(client_id=new_client_id(), registered_via="dynamic", first_party=False, require_pkce=True,
                     registration_access_token_digest=digest(registration_token))
     _apply(client, metadata)
+    client.subject_type = metadata.get("subject_type", "public")
+    client.sector_identifier = sector_from_redirect_uris(client.redirect_uris) \
+        if client.subject_type == "pairwise" else None
     secret = random_token(32) if client.token_endpoint_auth_method in SECRET_METHODS else None
     store_secret(client, secret)
     db.session.add(client)
@@ -232,7 +237,9 @@ def register_client(metadata: dict, credential) -> tuple[Client, str | None, str
 def change_client(client: Client, metadata: dict, presented_secret: str | None) -> str | None:
     """RFC 7592 2.2: replace the metadata (omitted fields take their defaults). A client that
     now needs a secret it has not got (or one we must keep in clear for client_secret_jwt and did
-    not see) gets a new one, returned once; a client that needs none loses it."""
+    not see) gets a new one, returned once; a client that needs none loses it. The subject type
+    and sector stay as registered (keep_subject)."""
+    keep_subject(client, metadata)
     before = metadata_of(client)
     had_clear = client.client_secret_encrypted is not None
     _apply(client, metadata)
@@ -285,9 +292,33 @@ def _apply(client: Client, m: dict) -> None:
     client.post_logout_redirect_uris = m.get("post_logout_redirect_uris", [])
     client.require_auth_time = m.get("require_auth_time", False)
     client.backchannel_logout_session_required = m.get("backchannel_logout_session_required", False)
-    client.subject_type = m.get("subject_type", "public")
-    client.sector_identifier = sector_from_redirect_uris(client.redirect_uris) \
-        if client.subject_type == "pairwise" else None
+
+
+def keep_subject(client: Client, m: dict) -> None:
+    """The `sub` a client sees is fixed at registration. OIDC Core 8.1: a pairwise sector is the
+    host of the redirect URIs, and a client may not move to another host's sector, where it would
+    read with the tokens it holds the `sub` that sector's clients see; OIDC Core 5.3.2: UserInfo
+    `sub` must match the ID tokens'. So neither the subject type nor a pairwise sector changes."""
+    subject_type = m.get("subject_type", "public")
+    if subject_type != client.subject_type:
+        _refuse_change(client, "subject_type_changed", client_metadata.invalid(
+            "subject_type", f"cannot change from {client.subject_type} after registration (OIDC Core 8.1); "
+                            f"register a new client instead"))
+    sector = client.sector_identifier or sector_from_redirect_uris(client.redirect_uris)
+    if subject_type == "pairwise" and sector_from_redirect_uris(m.get("redirect_uris", [])) != sector:
+        where = f"the host {sector}" if sector else "its registered host"
+        _refuse_change(client, "sector_changed", InvalidRedirectURIError(
+            f"redirect_uris: must stay on {where}, the sector of this pairwise client (OIDC Core 8.1); "
+            f"register a new client for another host"))
+
+
+def _refuse_change(client: Client, reason: str, error: OAuth2Error) -> None:
+    """Refuse an update (RFC 7592 2.2, with the RFC 7591 3.2.2 error), with an audit event: a
+    client trying to change the `sub` it sees is worth a look."""
+    audit.record("oauth.registration.refused", outcome="failure", client=client, endpoint="configure",
+                 reason=reason)
+    db.session.commit()
+    raise error
 
 
 def metadata_of(client: Client) -> dict:

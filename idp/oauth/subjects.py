@@ -4,7 +4,10 @@ A public client sees `user.subject`. A pairwise client sees a value computed fro
 host name) and the user, so clients in different sectors cannot correlate a user by `sub`, while
 every client of one sector sees the same value, login after login (OIDC Core 8.1). The value is
 an HMAC under a key derived from IDP_SECRET_KEY: not reversible by anyone but this server, and it
-changes if IDP_SECRET_KEY changes (rotating that secret changes every pairwise `sub`).
+changes if IDP_SECRET_KEY changes (rotating that secret changes every pairwise `sub`). A client's
+subject type and sector are fixed when it is created (clients.set_subject_type refuses a stored
+client, registration.keep_subject refuses an RFC 7592 update that would move them), so the `sub`
+a client sees for a person never changes (OIDC Core 5.3.2).
 """
 from __future__ import annotations
 

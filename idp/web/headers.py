@@ -10,6 +10,10 @@ CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' 
 # and revocation, so that a browser app can revoke its tokens when the person signs out.
 CORS_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.jwks", "oauth.openid_configuration",
                   "oauth.oauth_metadata", "oauth.revoke"}
+# CORS endpoints that may answer 401/403 with a WWW-Authenticate challenge (RFC 6750 3: UserInfo's
+# invalid_token / insufficient_scope; RFC 6749 5.2: invalid_client at token and revocation). Browsers
+# hide that header from scripts unless it is exposed.
+CHALLENGE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke"}
 # Endpoints whose answers carry tokens or say something about one (RFC 6749 5.1, RFC 7662 4).
 NO_STORE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke", "oauth.introspect"}
 
@@ -29,6 +33,8 @@ def init_headers(app: Flask, *, https: bool) -> None:
             h["Access-Control-Allow-Origin"] = "*"
             h["Access-Control-Allow-Headers"] = "Authorization, Content-Type"
             h["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
+            if request.endpoint in CHALLENGE_ENDPOINTS:
+                h["Access-Control-Expose-Headers"] = "WWW-Authenticate"
         if response.mimetype == "text/html" or request.endpoint in NO_STORE_ENDPOINTS:
             h["Cache-Control"] = "no-store"
             h.setdefault("Pragma", "no-cache")

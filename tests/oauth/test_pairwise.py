@@ -1,12 +1,19 @@
 """Pairwise subject identifiers (OIDC Core 8.1): one `sub` per (sector, user), the same in the ID
-token, UserInfo and the JWT access token, stable across logins, different across sectors."""
+token, UserInfo and the JWT access token, stable across logins, different across sectors; and a
+client's sector, like its subject type, never changes once it exists."""
 import pytest
 import requests
 
-from idp.oauth.subjects import pairwise_subject, sector_from_redirect_uris
+from idp.extensions import db
+from idp.models import User
+from idp.oauth.clients import ClientRejected, find_client, set_subject_type
+from idp.oauth.initial_tokens import issue_initial_access_token
+from idp.oauth.subjects import pairwise_subject, sector_from_redirect_uris, subject_for
 from tests.helpers.rp import RelyingParty, discovery, verify_access_token, verify_id_token
-from tests.oauth.flows import (TIMEOUT, assert_redirect_error, raw_authorize_url, signed_in_browser,
+from tests.oauth.flows import (TIMEOUT, assert_redirect_error, raw_authorize_url, refresh, signed_in_browser,
                                tokens_for, userinfo)
+from tests.oauth.test_registration import (REDIRECT, as_rp_client, assert_registration_error, client_row,
+                                           configure, events, register)
 from tests.test_cli import Cli
 
 
@@ -201,3 +208,130 @@ def test_native_app_with_a_private_scheme_needs_the_sector_named(tmp_path):
             "--redirect-uri", "com.example.app:/cb"]
     assert cli(*args, ok=False).exit_code != 0
     assert cli.json(*args, "--sector", "app.example.com")["sector_identifier"] == "app.example.com"
+
+
+# --- a registered client keeps its sector and subject type (RFC 7592 updates) -------------------
+def _register(app, live_server, **metadata) -> dict:
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "pairwise test")
+        db.session.commit()
+    response = register(live_server, {"redirect_uris": [REDIRECT], "grant_types": ["authorization_code",
+                                      "refresh_token"], "scope": "openid offline_access", **metadata}, token)
+    assert response.status_code == 201, response.text
+    return response.json()
+
+
+def _update(registered: dict, **metadata) -> requests.Response:
+    """RFC 7592 2.2: PUT the whole metadata to registration_client_uri with the registration token."""
+    body = {"client_id": registered["client_id"], "grant_types": registered["grant_types"],
+            "scope": registered["scope"], "redirect_uris": registered["redirect_uris"],
+            "subject_type": registered["subject_type"], **metadata}
+    return configure("PUT", registered["registration_client_uri"], registered["registration_access_token"], body)
+
+
+def _signed_in(live_server, user, registered) -> tuple[dict, dict]:
+    """A code flow for the registered client: its tokens, and the sub of its ID token (checked against /jwks)."""
+    client = as_rp_client(registered)
+    rp, _, token = tokens_for(live_server, user, client, scope="openid offline_access")
+    return token, verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
+
+
+def _sub_elsewhere(app, user: dict, client_id: str) -> str:
+    with app.app_context():
+        return subject_for(db.session.get(User, user["id"]), find_client(client_id))
+
+
+def test_a_pairwise_client_cannot_move_its_redirect_uris_to_another_sector(app, live_server, make_user,
+                                                                           make_client):
+    """The client holds tokens, so it needs no code delivered on the new host: moving there would
+    let UserInfo tell it the other sector's `sub` (OIDC Core 8.1), unlike its ID token's (5.3.2)."""
+    user = make_user()
+    registered = _register(app, live_server, subject_type="pairwise")
+    other_sector = make_client(redirect_uris=["https://sector-victim.example/cb"], subject_type="pairwise",
+                               sector_identifier="sector-victim.example")
+    token, sub = _signed_in(live_server, user, registered)
+    before = client_row(app, registered["client_id"])
+
+    response = _update(registered, redirect_uris=["https://sector-victim.example/cb"])
+    assert_registration_error(response, "invalid_redirect_uri", "redirect_uris")
+    assert "127.0.0.1" in response.json()["error_description"]  # names the host it must stay on
+    assert client_row(app, registered["client_id"]) == before
+    refused = events(app, "oauth.registration.refused")[-1]
+    assert refused["client_id"] == registered["client_id"] and refused["details"]["reason"] == "sector_changed"
+
+    info = userinfo(live_server, token["access_token"])
+    assert info.status_code == 200 and info.json()["sub"] == sub
+    assert sub != _sub_elsewhere(app, user, other_sector["client_id"])
+    refreshed = refresh(live_server, as_rp_client(registered), token["refresh_token"])
+    assert refreshed.status_code == 200, refreshed.text
+    assert verify_access_token(live_server, refreshed.json()["access_token"])["sub"] == sub
+    assert userinfo(live_server, refreshed.json()["access_token"]).json()["sub"] == sub
+
+
+@pytest.mark.parametrize("redirect_uris", [
+    ["http://127.0.0.1:9999/callback", "https://sector-victim.example/cb"],  # several hosts: no sector at all
+    ["http://localhost:9999/callback"],                                      # the same machine, another name
+], ids=["adds-a-host", "another-name"])
+def test_a_pairwise_client_cannot_add_or_rename_its_host(app, live_server, redirect_uris):
+    registered = _register(app, live_server, subject_type="pairwise")
+    before = client_row(app, registered["client_id"])
+    response = _update(registered, redirect_uris=redirect_uris)
+    assert response.status_code == 400 and response.json()["error"] in ("invalid_redirect_uri",
+                                                                       "invalid_client_metadata")
+    assert client_row(app, registered["client_id"]) == before
+
+
+@pytest.mark.parametrize("registered_as, change", [
+    ("public", {"subject_type": "pairwise"}),
+    ("public", {"subject_type": "pairwise", "redirect_uris": ["https://sector-victim.example/cb"]}),
+    ("pairwise", {"subject_type": "public"}),
+    ("pairwise", {"subject_type": None}),  # left out of the PUT: the default, public (RFC 7592 2.2)
+], ids=["to-pairwise", "to-pairwise-elsewhere", "to-public", "omitted"])
+def test_the_subject_type_cannot_change_after_registration(app, live_server, make_user, registered_as, change):
+    user = make_user()
+    registered = _register(app, live_server, subject_type=registered_as)
+    token, sub = _signed_in(live_server, user, registered)
+    before = client_row(app, registered["client_id"])
+    body = {"client_id": registered["client_id"], "grant_types": registered["grant_types"],
+            "scope": registered["scope"], "redirect_uris": registered["redirect_uris"], **change}
+    response = configure("PUT", registered["registration_client_uri"], registered["registration_access_token"],
+                         {k: v for k, v in body.items() if v is not None})
+    assert_registration_error(response, "invalid_client_metadata", "subject_type")
+    assert client_row(app, registered["client_id"]) == before
+    assert events(app, "oauth.registration.refused")[-1]["details"]["reason"] == "subject_type_changed"
+    assert userinfo(live_server, token["access_token"]).json()["sub"] == sub
+
+
+def test_a_pairwise_client_may_change_its_redirect_uris_on_its_own_host(app, live_server, make_user):
+    user = make_user()
+    registered = _register(app, live_server, subject_type="pairwise")
+    token, sub = _signed_in(live_server, user, registered)
+    moved = ["http://127.0.0.1:8888/elsewhere", "http://127.0.0.1:9999/callback"]
+    response = _update(registered, redirect_uris=moved, client_name="Renamed")
+    assert response.status_code == 200, response.text
+    assert response.json()["redirect_uris"] == moved and response.json()["subject_type"] == "pairwise"
+    assert client_row(app, registered["client_id"])["sector_identifier"] == "127.0.0.1"
+    assert userinfo(live_server, token["access_token"]).json()["sub"] == sub
+    _, again = _signed_in(live_server, user, {**registered, "redirect_uris": moved[1:]})
+    assert again == sub
+
+
+def test_a_public_client_may_move_to_another_host(app, live_server, make_user):
+    """A public `sub` is the same for every client, so the host does not change it."""
+    user = make_user()
+    registered = _register(app, live_server)
+    token, sub = _signed_in(live_server, user, registered)
+    response = _update(registered, redirect_uris=["https://moved.example/cb"])
+    assert response.status_code == 200, response.text
+    assert userinfo(live_server, token["access_token"]).json()["sub"] == sub == user["subject"]
+
+
+def test_an_existing_clients_subject_type_and_sector_cannot_be_set_again(app, make_client):
+    """The one function that sets them (`idp clients create`) refuses a client already stored."""
+    made = make_client(redirect_uris=["https://fixed.example/cb"])
+    with app.app_context():
+        client = find_client(made["client_id"])
+        for subject_type, sector in (("pairwise", None), ("pairwise", "other.example"), ("public", None)):
+            with pytest.raises(ClientRejected, match="fixed when it was created"):
+                set_subject_type(client, subject_type, sector)
+        assert (client.subject_type, client.sector_identifier) == ("public", None)

@@ -98,6 +98,7 @@ def test_token_without_openid_scope_is_403_insufficient_scope(live_server, make_
     assert response.status_code == 403
     assert response.headers["WWW-Authenticate"].startswith('Bearer error="insufficient_scope"')
     assert response.json()["error"] == "insufficient_scope"
+    assert response.headers["Access-Control-Expose-Headers"] == "WWW-Authenticate"  # readable by browser apps
 
 
 def test_claims_follow_the_scopes(live_server, make_user, make_client):
