@@ -11,7 +11,7 @@ import requests
 
 from idp import clock
 from idp.extensions import db
-from idp.models import AuditEvent, Client, Grant, TotpCredential, User, WebAuthnCredential
+from idp.models import AuditEvent, Client, Grant, SsoSession, TotpCredential, User, WebAuthnCredential
 from idp.oauth import consent
 from idp.security.tokens import random_token
 from tests.authn.test_passkeys import add_passkey
@@ -146,6 +146,15 @@ def _signed_in_over_http(live_server, user) -> requests.Session:
     return http
 
 
+def _as_if_two_factors(app, user) -> None:
+    """The factors here are stored directly, so the password session is raised as if it had
+    proved one of them (changes need two factors from someone who has a second)."""
+    with app.app_context():
+        for row in db.session.scalars(db.select(SsoSession).where(SsoSession.user_id == user["id"])):
+            row.acr, row.amr = "urn:idp:acr:mfa", ["pwd", "otp", "mfa"]
+        db.session.commit()
+
+
 def _remover(http, live_server, path: str, page: str):
     token = csrf_token(http.get(f"{live_server}{page}", timeout=10).text)
     return lambda: http.post(f"{live_server}{path}", data={"csrf_token": token}, allow_redirects=False, timeout=30)
@@ -175,6 +184,7 @@ def test_removing_the_app_and_the_last_passkey_at_once_leaves_one_of_them(app, l
         give_totp(app, user)
         credential = give_passkey(app, user)
         _consent(app, user, client["client_id"])
+        _as_if_two_factors(app, user)
         _one_wins(at_once([_remove_totp_over(http, live_server),
                            _remove_passkey_over(http, live_server, credential)]))
         assert _count(app, TotpCredential, user) + _count(app, WebAuthnCredential, user) == 1
@@ -189,6 +199,7 @@ def test_removing_the_last_two_passkeys_at_once_leaves_one(app, live_server, mak
         http = _signed_in_over_http(live_server, user)
         first, second = give_passkey(app, user, "Laptop"), give_passkey(app, user, "Phone")
         _consent(app, user, client["client_id"])
+        _as_if_two_factors(app, user)
         _one_wins(at_once([_remove_passkey_over(http, live_server, first),
                            _remove_passkey_over(http, live_server, second)]))
         assert _count(app, WebAuthnCredential, user) == 1
@@ -203,6 +214,7 @@ def test_removing_both_passkeys_of_an_account_without_password_at_once_leaves_on
         with app.app_context():
             db.session.get(User, user["id"]).password_hash = None  # signs in with passkeys only
             db.session.commit()
+        _as_if_two_factors(app, user)
         _one_wins(at_once([_remove_passkey_over(http, live_server, first),
                            _remove_passkey_over(http, live_server, second)]))
         assert _count(app, WebAuthnCredential, user) == 1
@@ -218,6 +230,7 @@ def test_a_double_clicked_passkey_removal_removes_it_once_and_refuses_nothing(ap
     http = _signed_in_over_http(live_server, user)
     first, _ = give_passkey(app, user, "Laptop"), give_passkey(app, user, "Phone")
     _consent(app, user, client["client_id"])
+    _as_if_two_factors(app, user)
     remove = _remove_passkey_over(http, live_server, first)
     statuses = sorted(r.status_code for r in at_once([remove, remove]))
     assert statuses in ([303, 303], [303, 404]), statuses
