@@ -66,45 +66,34 @@ def current_session() -> SsoSession | None:
         row = db.session.scalar(db.select(SsoSession).where(SsoSession.token_digest == digest(raw)))
         if row is not None and _is_live(row):
             g.idp_session = row
-            if now() - row.last_seen_at > TOUCH_EVERY and not _touch(row):
-                g.idp_session = None  # ended by a racing request (signed out in another tab)
+            if now() - row.last_seen_at > TOUCH_EVERY:
+                _note_use(row)
     return g.idp_session
 
 
-def _touch(row: SsoSession) -> bool:
-    """Note that the session is in use: one UPDATE (no read-modify-write, so a session ended
-    meanwhile is no error) in this request's own transaction; False when the row is gone.
-
-    It never commits: a commit here would also commit whatever the request did before (a spent
-    recovery code, a login half-way through) and split its unit of work in two. The view's own
-    commit takes the touch along; for a page that commits nothing, _commit_touch does it alone."""
+def _note_use(row: SsoSession) -> None:
+    """Note that the session is in use (last_seen_at, at most once a minute), written after the
+    page by _commit_touch. Not now: an UPDATE here would hold the session row's lock (on SQLite,
+    the one writer's lock) for the rest of the request, outbound fetches included, and a commit
+    here would also commit whatever the request did before and split its unit of work in two."""
     t = now()
-    result = db.session.execute(_touch_statement(row.id, t), execution_options={"synchronize_session": False})
-    if result.rowcount != 1:
-        return False
     set_committed_value(row, "last_seen_at", t)
-    g.idp_touch = (db.session().get_transaction(), row.id, t)
-    return True
-
-
-def _touch_statement(session_id: int, t):
-    return update(SsoSession).where(SsoSession.id == session_id).values(last_seen_at=t)
+    g.idp_touch = (row.id, t)
 
 
 def _commit_touch(response):
-    """After the page: a touch its transaction still holds (the view neither committed nor rolled
-    back) is committed alone. Whatever else the view left uncommitted is rolled back first, as the
-    end of the request would. A failed page (5xx), or a view that rolled back, drops the touch with
-    the rest: the next page makes it again."""
+    """After the page: the noted use in a short transaction of its own, one UPDATE (a session a
+    racing request ended meanwhile stays ended: nothing matches). Whatever the view left
+    uncommitted is rolled back first, as the end of the request would. A failed page (5xx) skips
+    it: the next page notes it again."""
     touch = g.pop("idp_touch", None)
     if touch is None or response.status_code >= 500:
         return response
-    transaction, session_id, t = touch
-    if db.session().get_transaction() is transaction:
-        db.session.rollback()
-        # Same UPDATE again, now alone: a session a racing request ended meanwhile stays ended.
-        db.session.execute(_touch_statement(session_id, t), execution_options={"synchronize_session": False})
-        db.session.commit()
+    session_id, t = touch
+    db.session.rollback()
+    db.session.execute(update(SsoSession).where(SsoSession.id == session_id).values(last_seen_at=t),
+                       execution_options={"synchronize_session": False})
+    db.session.commit()
     return response
 
 
