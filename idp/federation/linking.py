@@ -18,7 +18,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.federation.errors import AccountDisabled, EmailMissing, LastWayToSignIn, RegistrationClosed
 from idp.federation.flow import Identity, browser_id
 from idp.models import LinkedIdentity, PendingLink, UpstreamProvider, User
@@ -129,7 +129,9 @@ def linked_identities(user_id: int) -> list[LinkedIdentity]:
 
 def unlink(user: User, link_id: int) -> LinkedIdentity | None:
     """Remove one of the user's links, unless it is their last way to sign in; None when the
-    link is not theirs. The caller commits."""
+    link is not theirs. The caller commits. The person's row is held first, so two unlinks at
+    once cannot both see another way in and remove the last two."""
+    lock_for_update(User, user.id)
     links = linked_identities(user.id)
     link = next((item for item in links if item.id == link_id), None)
     if link is None:

@@ -284,6 +284,31 @@ def test_linked_providers_are_listed_and_can_be_unlinked_while_another_way_remai
     assert ("federation.identity.unlinked", {"provider": second}) in events(app, second)
 
 
+def test_unlinking_the_last_two_ways_in_at_once_leaves_one(app, live_server, upstream, make_provider):
+    """An account without a password and two linked providers: two unlinks at the same moment
+    must not both see the other way in and remove both (the account would be locked out)."""
+    from tests.helpers.races import at_once
+
+    first = make_provider(upstream=upstream, allow_registration=True)
+    person_upstream = upstream.make_user()
+    person = Person()
+    person.get(federated(person, live_server, first, upstream.issuer, person_upstream))
+    local = user_by_email(app, person_upstream["email"])
+    second = make_provider(upstream=upstream)
+    with app.app_context():
+        db.session.add(LinkedIdentity(user_id=local["id"], provider_id=second, subject="second-subject"))
+        db.session.commit()
+    ids = read(app, lambda: list(db.session.scalars(db.select(LinkedIdentity.id)
+                                                    .where(LinkedIdentity.user_id == local["id"]))))
+    token = csrf_token(person.get(f"{live_server}/account").text)
+    statuses = at_once([lambda link_id=link_id: person.http.post(
+        f"{live_server}/account/linked/{link_id}/unlink", data={"csrf_token": token}, allow_redirects=False,
+        timeout=30).status_code for link_id in ids])
+    assert sorted(statuses) == [303, 409], statuses
+    assert read(app, lambda: db.session.scalar(db.select(db.func.count()).select_from(LinkedIdentity)
+                                               .where(LinkedIdentity.user_id == local["id"]))) == 1
+
+
 def test_a_disabled_account_cannot_sign_in_through_its_link(app, live_server, upstream, make_provider):
     provider_id = make_provider(upstream=upstream, allow_registration=True)
     person_upstream = upstream.make_user()
