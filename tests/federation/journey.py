@@ -65,3 +65,25 @@ def federated(person: Person, downstream: str, provider_id: str, upstream_issuer
     start = f"{downstream}/federation/{provider_id}/start" + (f"?next={next_path}" if next_path else "")
     page = to_upstream_login(person, start, upstream_issuer)
     return sign_in_upstream(person, page, user, decision)
+
+
+def answer_totp(person: Person, downstream: str, secret: str):
+    """Answer the downstream's TOTP step with the code for the (pinned) clock; the response."""
+    from tests.helpers.mfa import code_at
+
+    page = person.get(f"{downstream}/login/totp")
+    assert page.status_code == 200, page.status_code
+    return person.post(f"{downstream}/login/totp", data={"csrf_token": csrf_token(page.text),
+                                                         "code": code_at(secret)})
+
+
+def sign_in_with_totp(person: Person, downstream: str, user: dict, secret: str, next_path: str = "/account"):
+    """Sign in at the downstream with password and TOTP; the last response (303 to next_path)."""
+    login_page = person.get(f"{downstream}/login?next={next_path}")
+    step = person.post(f"{downstream}/login", data={"csrf_token": csrf_token(login_page.text),
+                                                   "login": user["username"], "password": user["password"],
+                                                   "next": next_path})
+    assert step.status_code == 303 and step.headers["Location"] == "/login/totp", step.status_code
+    done = answer_totp(person, downstream, secret)
+    assert done.status_code == 303, done.status_code
+    return done

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from idp.extensions import db
 from idp.models import PendingLink
-from tests.federation.journey import Person, federated
+from tests.federation.journey import Person, federated, sign_in_with_totp
 from tests.federation.test_roundtrip import events, links_of, read, sessions_of
 from tests.helpers.forms import csrf_token
-from tests.helpers.mfa import code_at, give_totp
+from tests.helpers.mfa import give_totp
 
 
 def waiting(app, provider_id: str) -> int:
@@ -59,14 +59,7 @@ def test_a_two_factor_session_of_another_account_does_not_link_to_it(app, live_s
     secret = give_totp(app, other)
     person_upstream = upstream.make_user(email=matched["email"])
     person = Person()
-    login_page = person.get(f"{live_server}/login?next=/account")
-    step = person.post(f"{live_server}/login", data={"csrf_token": csrf_token(login_page.text),
-                                                     "login": other["username"], "password": other["password"],
-                                                     "next": "/account"})
-    assert step.status_code == 303 and step.headers["Location"] == "/login/totp"
-    totp_page = person.get(f"{live_server}/login/totp")
-    assert person.post(f"{live_server}/login/totp", data={"csrf_token": csrf_token(totp_page.text),
-                                                          "code": code_at(secret)}).status_code == 303
+    sign_in_with_totp(person, live_server, other, secret)
 
     link_url, page = to_link_page(person, live_server, provider_id, upstream, person_upstream)
     refused = person.post(link_url, data={"csrf_token": csrf_token(page.text), "login": other["username"],

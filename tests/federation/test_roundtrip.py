@@ -11,9 +11,10 @@ from idp import clock
 
 from idp.extensions import db
 from idp.models import AuditEvent, LinkedIdentity, PendingLink, SsoSession, User
-from tests.federation.journey import Person, federated, sign_in_upstream, to_upstream_login
+from tests.federation.journey import (Person, answer_totp, federated, sign_in_upstream, sign_in_with_totp,
+                                      to_upstream_login)
 from tests.helpers.forms import csrf_token
-from tests.helpers.mfa import code_at, give_totp
+from tests.helpers.mfa import give_totp
 from tests.helpers.rp import RelyingParty, verify_id_token
 
 
@@ -376,13 +377,6 @@ def sessions_at(app, user_id: int) -> list[tuple[str, str, list]]:
         db.select(SsoSession).where(SsoSession.user_id == user_id).order_by(SsoSession.id))])
 
 
-def answer_totp(person: Person, live_server: str, secret: str):
-    page = person.get(f"{live_server}/login/totp")
-    assert page.status_code == 200, page.status_code
-    return person.post(f"{live_server}/login/totp", data={"csrf_token": csrf_token(page.text),
-                                                         "code": code_at(secret)})
-
-
 def federated_with_totp(app, live_server, upstream, make_provider):
     """A person whose account was made by a first sign-in through the upstream and who then set
     up an authenticator app here: (provider id, upstream person, local user, TOTP secret)."""
@@ -481,8 +475,6 @@ def test_an_account_with_a_second_factor_is_not_linked_on_its_password_alone(app
                                                                              make_provider, make_user):
     """A password is one factor: linking on it would let the upstream identity into an account
     that signs in with two. Signed in with both first, the owner links, and keeps that session."""
-    from tests.helpers.mfa import code_at, give_totp
-
     provider_id = make_provider(upstream=upstream, allow_registration=True, trust_email_verified=True)
     local = make_user()
     secret = give_totp(app, local)
@@ -499,15 +491,7 @@ def test_an_account_with_a_second_factor_is_not_linked_on_its_password_alone(app
     assert ("federation.link.refused", {"provider": provider_id, "reason": "second_factor_required"}) \
         in events(app, provider_id)
 
-    login_page = person.get(f"{live_server}/login?next=/account")
-    step = person.post(f"{live_server}/login", data={"csrf_token": csrf_token(login_page.text),
-                                                     "login": local["username"], "password": local["password"],
-                                                     "next": "/account"})
-    assert step.status_code == 303 and step.headers["Location"] == "/login/totp"
-    totp_page = person.get(f"{live_server}/login/totp")
-    done = person.post(f"{live_server}/login/totp", data={"csrf_token": csrf_token(totp_page.text),
-                                                         "code": code_at(secret)})
-    assert done.status_code == 303
+    sign_in_with_totp(person, live_server, local, secret)
     sid = read(app, lambda: db.session.scalar(db.select(SsoSession.sid).where(SsoSession.user_id == local["id"])))
 
     # Still signed in upstream: straight back to the callback, then to a new wait for proof.
