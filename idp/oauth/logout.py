@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import requests
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from idp import audit
 from idp.authn.session import EndedSession, end, on_session_end
@@ -157,19 +157,35 @@ def parse_end_session(values) -> EndSessionRequest:
     return EndSessionRequest(params=params, client=client, hint=hint, redirect_to=redirect_to)
 
 
+def hint_in_session(req: EndSessionRequest, sso: SsoSession | None) -> bool:
+    """True when the id_token_hint belongs to this browser's current session with its app: the
+    sub that app sees for the signed-in person, the session's sid, and that app took part in the
+    session (a grant with that sid; the purge keeps those while the session lasts). RP-Initiated
+    Logout 1.0 2: the OP MUST ask the person when the ID token does not belong to the current OP
+    session with the RP; 4: a hint whose sid is not the current session's is suspect."""
+    if sso is None or req.hint is None or req.hint.get("sid") != sso.sid:
+        return False
+    hint_client = find_client(_hint_client_id(req.hint) or "")
+    if hint_client is None:
+        return False
+    try:
+        expected_sub = subject_for(sso.user, hint_client)
+    except ValueError:  # a pairwise client without a sector: the hint cannot be matched
+        return False
+    took_part = exists().where(Grant.sid == sso.sid, Grant.client_id == hint_client.id)
+    return req.hint.get("sub") == expected_sub and bool(db.session.scalar(select(took_part)))
+
+
 def needs_confirmation(req: EndSessionRequest, sso: SsoSession | None) -> bool:
-    """RP-Initiated Logout 1.0 6: without a valid id_token_hint for the signed-in person (and a
-    logout_hint, when given, that names them too) the person confirms first."""
+    """RP-Initiated Logout 1.0 2 and 6: unless the id_token_hint belongs to this session (and a
+    logout_hint, when given, names the signed-in person too) the person confirms first. An old
+    ID token, from a session that has ended, travels in URLs and logs; it must not be enough to
+    sign someone out unasked."""
     if sso is None:
         return False
+    if not hint_in_session(req, sso):
+        return True
     user = sso.user
-    hint_client = find_client(_hint_client_id(req.hint) or "") if req.hint else None
-    try:
-        expected_sub = subject_for(user, hint_client)
-    except ValueError:  # a pairwise client without a sector: the hint cannot be matched
-        return True
-    if req.hint is None or req.hint.get("sub") != expected_sub:
-        return True
     named = req.params.get("logout_hint")
     return named is not None and identifier_key(named) not in (
         identifier_key(user.username), identifier_key(user.email), user.subject)
