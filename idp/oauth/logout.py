@@ -123,7 +123,14 @@ class EndSessionRequest:
     params: dict          # the accepted parameters, carried through the confirmation form
     client: Client | None
     hint: dict | None     # claims of a valid id_token_hint
-    redirect_to: str | None  # post_logout_redirect_uri with state, when we may redirect there
+    hint_failed: bool     # an id_token_hint was sent and failed validation
+    target: str | None    # a post_logout_redirect_uri registered for the client, with state
+
+
+@dataclass(frozen=True)
+class EndSessionPlan:
+    confirm: bool             # the person confirms on our page first
+    redirect_to: str | None   # where to go once signed out; None: our signed-out page
 
 
 def _hint_client_id(hint: dict) -> str | None:
@@ -135,9 +142,9 @@ def _hint_client_id(hint: dict) -> str | None:
 
 
 def parse_end_session(values) -> EndSessionRequest:
-    """RP-Initiated Logout 1.0 2 and 3. An id_token_hint we did not issue counts as absent (the
-    person confirms instead); post-logout redirection needs an identified client and an exact
-    match with one of its post_logout_redirect_uris."""
+    """RP-Initiated Logout 1.0 2 and 3: what the app sent, checked. A hint that fails validation
+    is not used; a post-logout target must match one of the client's post_logout_redirect_uris
+    exactly (whether we go there is plan()'s decision)."""
     params = {name: values[name][:4096] for name in PARAMS if values.get(name)}
     hint = verify_id_token_hint(params["id_token_hint"]) if "id_token_hint" in params else None
     client_id = params.get("client_id")
@@ -150,11 +157,20 @@ def parse_end_session(values) -> EndSessionRequest:
     client = find_client(client_id) if client_id else None
     if "client_id" in params and client is None:
         raise EndSessionRejected("client_id is not a registered client")
-    redirect_to = None
     target = params.get("post_logout_redirect_uri")
-    if client is not None and target is not None and target in (client.post_logout_redirect_uris or []):
-        redirect_to = add_params_to_uri(target, {"state": params["state"]}) if "state" in params else target
-    return EndSessionRequest(params=params, client=client, hint=hint, redirect_to=redirect_to)
+    if client is None or target not in (client.post_logout_redirect_uris or []):
+        target = None
+    elif "state" in params:
+        target = add_params_to_uri(target, {"state": params["state"]})
+    return EndSessionRequest(params=params, client=client, hint=hint,
+                             hint_failed="id_token_hint" in params and hint is None, target=target)
+
+
+def plan(req: EndSessionRequest, sso: SsoSession | None) -> EndSessionPlan:
+    """Whether the person confirms first, and where they go once signed out."""
+    in_session = hint_in_session(req, sso)
+    return EndSessionPlan(confirm=_needs_confirmation(req, sso, in_session),
+                          redirect_to=_redirect_target(req, in_session))
 
 
 def hint_in_session(req: EndSessionRequest, sso: SsoSession | None) -> bool:
@@ -176,14 +192,14 @@ def hint_in_session(req: EndSessionRequest, sso: SsoSession | None) -> bool:
     return req.hint.get("sub") == expected_sub and bool(db.session.scalar(select(took_part)))
 
 
-def needs_confirmation(req: EndSessionRequest, sso: SsoSession | None) -> bool:
+def _needs_confirmation(req: EndSessionRequest, sso: SsoSession | None, in_session: bool) -> bool:
     """RP-Initiated Logout 1.0 2 and 6: unless the id_token_hint belongs to this session (and a
     logout_hint, when given, names the signed-in person too) the person confirms first. An old
     ID token, from a session that has ended, travels in URLs and logs; it must not be enough to
     sign someone out unasked."""
     if sso is None:
         return False
-    if not hint_in_session(req, sso):
+    if not in_session:
         return True
     user = sso.user
     named = req.params.get("logout_hint")
@@ -191,11 +207,23 @@ def needs_confirmation(req: EndSessionRequest, sso: SsoSession | None) -> bool:
         identifier_key(user.username), identifier_key(user.email), user.subject)
 
 
-def finish(req: EndSessionRequest, *, confirmed: bool) -> str | None:
-    """End this browser's session (if any) and return where to send the person: the validated
-    post_logout_redirect_uri, or None for our signed-out page. The caller commits."""
+def _redirect_target(req: EndSessionRequest, in_session: bool) -> str | None:
+    """RP-Initiated Logout 1.0 4: after a hint that failed validation, no redirection; 3: without
+    a hint, only where we have other means to trust the target: an operator created or verified
+    the client. An unverified client's owner can mint a valid hint with an account of their own,
+    so its target is followed only for its own hint of this very session (the person used it)."""
+    if req.target is None or req.hint_failed:
+        return None
+    if req.client.is_unverified:
+        its_own = in_session and _hint_client_id(req.hint) == req.client.client_id
+        return req.target if its_own else None
+    return req.target
+
+
+def finish(req: EndSessionRequest, step: EndSessionPlan, *, confirmed: bool) -> None:
+    """End this browser's session (if any), recorded with where the person goes next; the caller
+    commits and redirects to step.redirect_to (or our signed-out page)."""
     row = end(reason="logout")
     if row is not None:
         audit.record("oauth.logout.succeeded", user=row.user_id, client=req.client, sid=row.sid,
-                     confirmed=confirmed, redirected=req.redirect_to is not None)
-    return req.redirect_to
+                     confirmed=confirmed, redirected=step.redirect_to is not None)
