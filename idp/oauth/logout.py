@@ -41,6 +41,8 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = 120  # BCL 1.0 2.4: short, "preferably at most two minutes"
 DELIVERED = (200, 204)  # BCL 1.0 2.8 says 200; 204 is common and just as clear
 PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
+MAX_LENGTH = {"id_token_hint": 8192}  # as long as tokens.verify_id_token_hint reads
+MAX_OTHER_LENGTH = 4096
 
 
 def init_logout(app: Flask) -> None:
@@ -115,7 +117,8 @@ def deliver_logout_token(payload: dict) -> None:
 
 # --- RP-initiated logout -------------------------------------------------------------------------
 class EndSessionRejected(ValueError):
-    """The request contradicts itself (client_id is not the hint's audience, an unknown client)."""
+    """The request contradicts itself (client_id is not the hint's audience, an unknown client)
+    or carries a value longer than we accept."""
 
 
 @dataclass(frozen=True)
@@ -144,8 +147,12 @@ def _hint_client_id(hint: dict) -> str | None:
 def parse_end_session(values) -> EndSessionRequest:
     """RP-Initiated Logout 1.0 2 and 3: what the app sent, checked. A hint that fails validation
     is not used; a post-logout target must match one of the client's post_logout_redirect_uris
-    exactly (whether we go there is plan()'s decision)."""
-    params = {name: values[name][:4096] for name in PARAMS if values.get(name)}
+    exactly (whether we go there is plan()'s decision). A value too long is refused, never cut:
+    a cut hint would fail validation and a cut state would come back altered."""
+    for name in PARAMS:
+        if len(values.get(name) or "") > MAX_LENGTH.get(name, MAX_OTHER_LENGTH):
+            raise EndSessionRejected(f"{name} is too long")
+    params = {name: values[name] for name in PARAMS if values.get(name)}
     hint = verify_id_token_hint(params["id_token_hint"]) if "id_token_hint" in params else None
     client_id = params.get("client_id")
     if hint is not None and client_id:

@@ -199,3 +199,30 @@ def test_a_hint_that_fails_validation_is_never_followed_by_a_redirect(live_serve
     confirmed = confirm(browser, live_server, page)
     assert confirmed.status_code == 303 and confirmed.headers["Location"] == "/logged-out"
     assert sessions_of(app, user) == 0
+
+
+# --- values too long ---------------------------------------------------------------------------
+@pytest.mark.parametrize("name, length", [("state", 4097), ("post_logout_redirect_uri", 4097),
+                                          ("logout_hint", 4097), ("id_token_hint", 8193)])
+def test_a_value_too_long_is_refused_not_cut(live_server, app, make_user, logout_client, name, length):
+    user = make_user()
+    client = logout_client()
+    browser, tokens, _ = sign_in_to(live_server, user, client)
+    request = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": PLR, "state": "s"}
+    request[name] = "x" * length
+    for method in ("GET", "POST"):
+        response = end_session(browser, live_server, method=method, **request)
+        assert response.status_code == 400 and "Location" not in response.headers
+        assert "This sign-out request is not valid." in response.text
+    assert_signed_in(live_server, browser, client)
+    assert sessions_of(app, user) == 1
+
+
+def test_a_long_state_within_the_limit_comes_back_whole(live_server, app, make_user, logout_client):
+    user = make_user()
+    client = logout_client()
+    browser, tokens, _ = sign_in_to(live_server, user, client)
+    state = "s" * 4096
+    response = end_session(browser, live_server, id_token_hint=tokens["id_token"], post_logout_redirect_uri=PLR,
+                           state=state)
+    assert response.status_code == 302 and response.headers["Location"] == f"{PLR}?state={state}"
