@@ -499,6 +499,60 @@ def test_a_slow_receiver_does_not_hold_the_logout_page(live_server, app, make_us
     wait_until(lambda: messages_for(app, client["client_id"])[0]["status"] == "delivered")
 
 
+@pytest.fixture
+def rotated_back(app):
+    """Whatever a test rotates to, later tests sign with a fresh key of IDP_KEYS_ALG."""
+    yield
+    rotate_keys(app)
+
+
+def rotate_keys(app, alg=None) -> str:
+    """As `idp keys rotate [--alg ALG] --now`."""
+    from idp.keys import rotate
+    with app.app_context():
+        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=True)
+        db.session.commit()
+        return row.kid
+
+
+def test_a_logout_token_is_signed_with_the_alg_the_client_registered_for_id_tokens(
+        live_server, app, make_user, logout_client, receivers, rotated_back):
+    """BCL 1.0 2.6: the RP validates a logout token as it validates ID tokens, so the alg is its
+    id_token_signed_response_alg."""
+    kid = rotate_keys(app, "ES256")
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver, id_token_signed_response_alg="ES256")
+    browser, tokens, claims = sign_in_to(live_server, user, client)
+    end_session(browser, live_server, id_token_hint=tokens["id_token"])
+    [token] = receiver.wait_for()
+    header = jwt.decode(token, jwks(live_server), algorithms=["ES256"]).header
+    assert header["alg"] == "ES256" and header["kid"] == kid
+    assert verify_logout_token(live_server, token, client["client_id"])["sid"] == claims["sid"]
+
+
+def test_when_no_key_of_the_registered_alg_signs_the_delivery_fails_at_once_and_is_audited(
+        live_server, app, make_user, logout_client, receivers, rotated_back):
+    """The signing key's alg changed since the client signed in (`idp keys rotate --alg ES256`):
+    no retired key signs, so the message ends as failed on its first attempt with the reason,
+    instead of 12 attempts over 9 hours; the receiver gets nothing it would reject."""
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver, id_token_signed_response_alg="RS256")
+    browser, tokens, claims = sign_in_to(live_server, user, client)
+    rotate_keys(app, "ES256")
+    response = end_session(browser, live_server, id_token_hint=tokens["id_token"], post_logout_redirect_uri=PLR)
+    assert response.status_code == 302 and response.headers["Location"] == PLR   # the logout itself is done
+    wait_until(lambda: [m["status"] for m in messages_for(app, client["client_id"])] == ["failed"])
+    [message] = messages_for(app, client["client_id"])
+    assert message["attempts"] == 1
+    assert message["last_error"] == "id_token_signed_response_alg RS256 is registered but the signing key is ES256"
+    assert receiver.posts == []
+    events = with_db(app, lambda db: [(e.outcome, e.client_id, e.details) for e in db.session.scalars(
+        db.select(AuditEvent).where(AuditEvent.user_id == user["id"], AuditEvent.type == "oauth.logout_token.failed"))])
+    assert events == [("failure", client["client_id"], {"sid": claims["sid"], "reason": message["last_error"]})]
+
+
 def test_a_client_without_backchannel_logout_uri_gets_nothing(live_server, app, make_user, logout_client):
     user = make_user()
     client = logout_client()
