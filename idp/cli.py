@@ -697,8 +697,9 @@ def purge_expired(batch: int) -> dict[str, int]:
     from idp.oauth.purge import purge_oauth
     from idp.outbox import delete_finished
     settings = current_app.config["IDP_SETTINGS"]
-    counts = purge_oauth(batch)
-    counts["sso_sessions"] = _in_batches(end_expired_sessions, batch)  # through logout: the apps hear of it
+    # Sessions first, through logout (the apps hear of it), so their grants may go in this run.
+    counts = {"sso_sessions": _in_batches(end_expired_sessions, batch)}
+    counts.update(purge_oauth(batch))
     counts["login_throttles"] = purge_quiet_throttles(batch)
     counts["outbox"] = delete_finished(now() - timedelta(seconds=settings.outbox_retention), batch)
     counts.update(_purge_short_lived(batch))

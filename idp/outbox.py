@@ -36,6 +36,11 @@ class DeliveryFailed(Exception):
     """A handler could not deliver; the message (no secrets) is kept as last_error."""
 
 
+class DeliveryImpossible(DeliveryFailed):
+    """A delivery that no retry can make succeed (the handler says why); the message is marked
+    failed at once instead of being tried MAX_ATTEMPTS times into the void."""
+
+
 def register_handler(app: Flask, kind: str, handler: Callable[[dict], None]) -> None:
     """Rooms above the outbox say how to deliver their kinds (their init wires them)."""
     app.extensions.setdefault("idp.outbox", {})[kind] = handler
@@ -89,7 +94,7 @@ def deliver(message: OutboxMessage) -> bool:
             raise DeliveryFailed(f"no handler for {message.kind}")
         handler(message.payload)
     except DeliveryFailed as failure:
-        _retry_later(message, str(failure))
+        _retry_later(message, str(failure), give_up=isinstance(failure, DeliveryImpossible))
         return False
     message.status = "delivered"
     message.delivered_at = now()
@@ -98,9 +103,9 @@ def deliver(message: OutboxMessage) -> bool:
     return True
 
 
-def _retry_later(message: OutboxMessage, error: str) -> None:
+def _retry_later(message: OutboxMessage, error: str, give_up: bool = False) -> None:
     message.last_error = error[:500]
-    if message.attempts >= MAX_ATTEMPTS:
+    if give_up or message.attempts >= MAX_ATTEMPTS:
         message.status = "failed"
         log.warning("outbox message %s (%s) failed for good: %s", message.id, message.kind, message.last_error)
     else:

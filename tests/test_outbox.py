@@ -23,6 +23,7 @@ class Recorder:
         self.seen: list[int] = []
         self.lock = threading.Lock()
         self.failing = False
+        self.impossible = False
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
 
@@ -30,6 +31,8 @@ class Recorder:
         self.entered.set()
         if self.gate is not None:
             self.gate.wait(30)
+        if self.impossible:
+            raise outbox.DeliveryImpossible("cannot be done")
         if self.failing:
             raise outbox.DeliveryFailed("receiver said no")
         with self.lock:
@@ -136,6 +139,18 @@ def test_failures_back_off_on_the_schedule_then_end_as_failed(app, recorder, pin
     assert final.status == "failed" and final.attempts == outbox.MAX_ATTEMPTS
     pinned.advance(10 * 24 * 3600)
     assert run_once(app, [message_id]) == (0, 0)       # never again
+    assert recorder.seen == []
+
+
+def test_a_delivery_that_cannot_succeed_fails_at_once_and_is_never_retried(app, recorder, pinned):
+    recorder.impossible = True
+    [message_id] = enqueue(app)
+    assert run_once(app, [message_id]) == (0, 1)
+    failed = row(app, message_id)
+    assert failed.status == "failed" and failed.attempts == 1 and failed.last_error == "cannot be done"
+    recorder.impossible = False
+    pinned.advance(10 * 24 * 3600)
+    assert run_once(app, [message_id]) == (0, 0)
     assert recorder.seen == []
 
 

@@ -38,9 +38,9 @@ def purge_cli(settings):
     return tool
 
 
-def _grant(client_pk, user_pk, t, *, created=None, expires=None, revoked=None) -> Grant:
+def _grant(client_pk, user_pk, t, *, created=None, expires=None, revoked=None, sid=None) -> Grant:
     row = Grant(id=random_token(16), client_id=client_pk, user_id=user_pk, scope="openid", auth_time=int(t.timestamp()),
-                created_at=created or t, expires_at=expires or t + timedelta(days=30), revoked_at=revoked)
+                created_at=created or t, expires_at=expires or t + timedelta(days=30), revoked_at=revoked, sid=sid)
     db.session.add(row)
     db.session.flush()
     return row
@@ -74,6 +74,9 @@ def _rows(app, make_user, make_client, t) -> dict[str, dict[str, list]]:
     with app.app_context():
         old = t - grace() - timedelta(seconds=1)
         client_pk = db.session.scalar(select(Client.id).where(Client.client_id == client_id))
+        idle = timedelta(seconds=settings.session_idle_lifetime + 1)
+        sessions = [_session(user_pk, t, expires=t + timedelta(hours=1)), _session(user_pk, t, expires=t - timedelta(seconds=1)),
+                    _session(user_pk, t, expires=t + timedelta(hours=1), last_seen=t - idle)]
         live = _grant(client_pk, user_pk, t)
         kept_grants = [live, _grant(client_pk, user_pk, t, expires=t - timedelta(seconds=10)),
                        _grant(client_pk, user_pk, t, revoked=t - timedelta(seconds=10)),
@@ -81,6 +84,11 @@ def _rows(app, make_user, make_client, t) -> dict[str, dict[str, list]]:
         gone_grants = [_grant(client_pk, user_pk, t, created=old, expires=old),
                        _grant(client_pk, user_pk, t, created=old, revoked=old),
                        _grant(client_pk, user_pk, t, created=old, expires=t + timedelta(days=1))]  # no refresh token
+        # A grant of a session that has not ended stays, however old (logout must still find its app);
+        # one of a session this purge ends goes with it.
+        kept_grants += [_grant(client_pk, user_pk, t, created=old, expires=e, revoked=r, sid=sessions[0].sid)
+                        for e, r in ((old, None), (t + timedelta(days=1), old), (t + timedelta(days=1), None))]
+        gone_grants += [_grant(client_pk, user_pk, t, created=old, expires=t + timedelta(days=1), sid=sessions[1].sid)]
         kept_refresh = [_refresh(kept_grants[3], t + timedelta(hours=1)), _refresh(live, t - timedelta(seconds=10))]
         gone_refresh = [_refresh(live, old), _refresh(gone_grants[0], t + timedelta(hours=1))]  # the latter by cascade
         kept_codes, gone_codes = [_code(live, t + timedelta(seconds=60))], [_code(live, t - timedelta(seconds=1))]
@@ -97,9 +105,6 @@ def _rows(app, make_user, make_client, t) -> dict[str, dict[str, list]]:
         retention = timedelta(seconds=settings.outbox_retention + 1)
         outbox = [OutboxMessage(kind="purge-test", payload={}, status=s, created_at=c) for s, c in
                   (("pending", t - retention), ("delivered", t), ("delivered", t - retention), ("failed", t - retention))]
-        idle = timedelta(seconds=settings.session_idle_lifetime + 1)
-        sessions = [_session(user_pk, t, expires=t + timedelta(hours=1)), _session(user_pk, t, expires=t - timedelta(seconds=1)),
-                    _session(user_pk, t, expires=t + timedelta(hours=1), last_seen=t - idle)]
         db.session.add_all(pending + revoked + assertions + initial + throttles + outbox)
         db.session.commit()
         key = {Grant: "id", RefreshToken: "id", AuthorizationCode: "id", PendingAuthorization: "id_digest",
@@ -139,7 +144,7 @@ def test_purge_removes_exactly_the_expired_rows_and_a_second_run_finds_nothing(a
     try:
         first = purge_cli.json("purge")
         _assert_purged(app, rows)
-        assert first["grants"] >= 3 and first["refresh_tokens"] >= 1 and first["authorization_codes"] >= 1
+        assert first["grants"] >= 4 and first["refresh_tokens"] >= 1 and first["authorization_codes"] >= 1
         assert first["sso_sessions"] >= 2 and first["login_throttles"] >= 2 and first["outbox"] >= 2
         for name in ("pending_authorizations", "revoked_tokens", "client_assertions"):
             assert first[name] >= 1, name

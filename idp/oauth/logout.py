@@ -9,7 +9,8 @@ client of our ID tokens (aud is a list); its rules are the same as these.
 Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_ended in the same
 transaction), the grants issued in it lose their refresh tokens unless they hold offline_access,
 and every client that took part and registered a backchannel_logout_uri gets an outbox message.
-The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp.
+The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp,
+with the client's registered id_token_signed_response_alg (or not at all, see unsignable_for).
 """
 from __future__ import annotations
 
@@ -19,17 +20,18 @@ from dataclasses import dataclass
 import requests
 from authlib.common.urls import add_params_to_uri
 from flask import Flask, current_app
-from sqlalchemy import select
+from sqlalchemy import exists, select
 
 from idp import audit
 from idp.authn.session import EndedSession, end, on_session_end
 from idp.clock import now, timestamp
 from idp.extensions import db
+from idp.keys import KeyRing, keyring
 from idp.models import Client, Grant, SsoSession
 from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import sign, verify_id_token_hint
-from idp.outbox import DeliveryFailed, enqueue, register_handler
+from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_handler
 from idp.security import outbound
 from idp.security.tokens import random_token
 from idp.users.directory import identifier_key
@@ -41,6 +43,8 @@ EVENT = "http://schemas.openid.net/event/backchannel-logout"
 LOGOUT_TOKEN_TTL = 120  # BCL 1.0 2.4: short, "preferably at most two minutes"
 DELIVERED = (200, 204)  # BCL 1.0 2.8 says 200; 204 is common and just as clear
 PARAMS = ("id_token_hint", "client_id", "post_logout_redirect_uri", "state", "logout_hint", "ui_locales")
+MAX_LENGTH = {"id_token_hint": 8192}  # as long as tokens.verify_id_token_hint reads
+MAX_OTHER_LENGTH = 4096
 
 
 def init_logout(app: Flask) -> None:
@@ -77,26 +81,47 @@ def _subject(grant: Grant) -> str | None:
         return None
 
 
-def logout_token(client: Client, sid: str, sub: str | None) -> str:
+def logout_token(client: Client, sid: str, sub: str | None, ring: KeyRing | None = None) -> str:
     """BCL 1.0 2.4: iss, aud, iat, exp, jti, events, sid and sub; never a nonce; typed logout+jwt."""
     t = timestamp()
     claims = {"iss": current_app.config["IDP_SETTINGS"].issuer, "aud": client.client_id, "iat": t,
               "exp": t + LOGOUT_TOKEN_TTL, "jti": random_token(16), "events": {EVENT: {}}, "sid": sid}
     if sub:
         claims["sub"] = sub
-    return sign({"typ": "logout+jwt"}, claims)
+    return sign({"typ": "logout+jwt"}, claims, ring)
+
+
+def unsignable_for(client: Client, ring: KeyRing) -> str | None:
+    """Why no logout token can be signed for this client with `ring`, or None. BCL 1.0 2.4 and
+    2.6: it is signed and validated like an ID token, so with the client's
+    id_token_signed_response_alg. Only the signing key signs (as for ID tokens,
+    grants.id_token_ring): a retired key may have been retired because it leaked, and the next
+    key is not in every instance's JWKS yet. When the signing key has another alg, no retry can
+    help until the keys or the client registration change."""
+    wanted = client.id_token_signed_response_alg
+    if not wanted or wanted == ring.alg:
+        return None
+    shown = "".join(c for c in wanted if c.isascii() and c.isalnum())[:16]
+    return f"id_token_signed_response_alg {shown} is registered but the signing key is {ring.alg}"
 
 
 def deliver_logout_token(payload: dict) -> None:
     """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
     too: it may come from an RP whose key cache is stale after a rotation, or a 3xx: redirects
-    are not followed) is retried. Only public addresses are reached (idp.security.outbound)."""
+    are not followed) is retried. Only public addresses are reached (idp.security.outbound). A
+    token we cannot sign with the client's registered alg fails at once, audited, never retried."""
     client = find_client(payload["client_id"])
     if client is None or not client.backchannel_logout_uri:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
         return
+    ring = keyring()
+    refused = unsignable_for(client, ring)
+    if refused is not None:
+        audit.record("oauth.logout_token.failed", outcome="failure", user=payload["user_id"],
+                     client=client.client_id, sid=payload["sid"], reason=refused)
+        raise DeliveryImpossible(refused)
     settings = current_app.config["IDP_SETTINGS"]
-    body = {"logout_token": logout_token(client, payload["sid"], payload["sub"])}
+    body = {"logout_token": logout_token(client, payload["sid"], payload["sub"], ring)}
     try:
         with outbound.session(outbound.policy_for(settings)) as session, session.post(
                 client.backchannel_logout_uri, data=body, timeout=settings.backchannel_logout_timeout,
@@ -115,7 +140,8 @@ def deliver_logout_token(payload: dict) -> None:
 
 # --- RP-initiated logout -------------------------------------------------------------------------
 class EndSessionRejected(ValueError):
-    """The request contradicts itself (client_id is not the hint's audience, an unknown client)."""
+    """The request contradicts itself (client_id is not the hint's audience, an unknown client)
+    or carries a value longer than we accept."""
 
 
 @dataclass(frozen=True)
@@ -123,7 +149,14 @@ class EndSessionRequest:
     params: dict          # the accepted parameters, carried through the confirmation form
     client: Client | None
     hint: dict | None     # claims of a valid id_token_hint
-    redirect_to: str | None  # post_logout_redirect_uri with state, when we may redirect there
+    hint_failed: bool     # an id_token_hint was sent and failed validation
+    target: str | None    # a post_logout_redirect_uri registered for the client, with state
+
+
+@dataclass(frozen=True)
+class EndSessionPlan:
+    confirm: bool             # the person confirms on our page first
+    redirect_to: str | None   # where to go once signed out; None: our signed-out page
 
 
 def _hint_client_id(hint: dict) -> str | None:
@@ -135,10 +168,14 @@ def _hint_client_id(hint: dict) -> str | None:
 
 
 def parse_end_session(values) -> EndSessionRequest:
-    """RP-Initiated Logout 1.0 2 and 3. An id_token_hint we did not issue counts as absent (the
-    person confirms instead); post-logout redirection needs an identified client and an exact
-    match with one of its post_logout_redirect_uris."""
-    params = {name: values[name][:4096] for name in PARAMS if values.get(name)}
+    """RP-Initiated Logout 1.0 2 and 3: what the app sent, checked. A hint that fails validation
+    is not used; a post-logout target must match one of the client's post_logout_redirect_uris
+    exactly (whether we go there is plan()'s decision). A value too long is refused, never cut:
+    a cut hint would fail validation and a cut state would come back altered."""
+    for name in PARAMS:
+        if len(values.get(name) or "") > MAX_LENGTH.get(name, MAX_OTHER_LENGTH):
+            raise EndSessionRejected(f"{name} is too long")
+    params = {name: values[name] for name in PARAMS if values.get(name)}
     hint = verify_id_token_hint(params["id_token_hint"]) if "id_token_hint" in params else None
     client_id = params.get("client_id")
     if hint is not None and client_id:
@@ -150,36 +187,73 @@ def parse_end_session(values) -> EndSessionRequest:
     client = find_client(client_id) if client_id else None
     if "client_id" in params and client is None:
         raise EndSessionRejected("client_id is not a registered client")
-    redirect_to = None
     target = params.get("post_logout_redirect_uri")
-    if client is not None and target is not None and target in (client.post_logout_redirect_uris or []):
-        redirect_to = add_params_to_uri(target, {"state": params["state"]}) if "state" in params else target
-    return EndSessionRequest(params=params, client=client, hint=hint, redirect_to=redirect_to)
+    if client is None or target not in (client.post_logout_redirect_uris or []):
+        target = None
+    elif "state" in params:
+        target = add_params_to_uri(target, {"state": params["state"]})
+    return EndSessionRequest(params=params, client=client, hint=hint,
+                             hint_failed="id_token_hint" in params and hint is None, target=target)
 
 
-def needs_confirmation(req: EndSessionRequest, sso: SsoSession | None) -> bool:
-    """RP-Initiated Logout 1.0 6: without a valid id_token_hint for the signed-in person (and a
-    logout_hint, when given, that names them too) the person confirms first."""
+def plan(req: EndSessionRequest, sso: SsoSession | None) -> EndSessionPlan:
+    """Whether the person confirms first, and where they go once signed out."""
+    in_session = hint_in_session(req, sso)
+    return EndSessionPlan(confirm=_needs_confirmation(req, sso, in_session),
+                          redirect_to=_redirect_target(req, in_session))
+
+
+def hint_in_session(req: EndSessionRequest, sso: SsoSession | None) -> bool:
+    """True when the id_token_hint belongs to this browser's current session with its app: the
+    sub that app sees for the signed-in person, the session's sid, and that app took part in the
+    session (a grant with that sid; the purge keeps those while the session lasts). RP-Initiated
+    Logout 1.0 2: the OP MUST ask the person when the ID token does not belong to the current OP
+    session with the RP; 4: a hint whose sid is not the current session's is suspect."""
+    if sso is None or req.hint is None or req.hint.get("sid") != sso.sid:
+        return False
+    hint_client = find_client(_hint_client_id(req.hint) or "")
+    if hint_client is None:
+        return False
+    try:
+        expected_sub = subject_for(sso.user, hint_client)
+    except ValueError:  # a pairwise client without a sector: the hint cannot be matched
+        return False
+    took_part = exists().where(Grant.sid == sso.sid, Grant.client_id == hint_client.id)
+    return req.hint.get("sub") == expected_sub and bool(db.session.scalar(select(took_part)))
+
+
+def _needs_confirmation(req: EndSessionRequest, sso: SsoSession | None, in_session: bool) -> bool:
+    """RP-Initiated Logout 1.0 2 and 6: unless the id_token_hint belongs to this session (and a
+    logout_hint, when given, names the signed-in person too) the person confirms first. An old
+    ID token, from a session that has ended, travels in URLs and logs; it must not be enough to
+    sign someone out unasked."""
     if sso is None:
         return False
+    if not in_session:
+        return True
     user = sso.user
-    hint_client = find_client(_hint_client_id(req.hint) or "") if req.hint else None
-    try:
-        expected_sub = subject_for(user, hint_client)
-    except ValueError:  # a pairwise client without a sector: the hint cannot be matched
-        return True
-    if req.hint is None or req.hint.get("sub") != expected_sub:
-        return True
     named = req.params.get("logout_hint")
     return named is not None and identifier_key(named) not in (
         identifier_key(user.username), identifier_key(user.email), user.subject)
 
 
-def finish(req: EndSessionRequest, *, confirmed: bool) -> str | None:
-    """End this browser's session (if any) and return where to send the person: the validated
-    post_logout_redirect_uri, or None for our signed-out page. The caller commits."""
+def _redirect_target(req: EndSessionRequest, in_session: bool) -> str | None:
+    """RP-Initiated Logout 1.0 4: after a hint that failed validation, no redirection; 3: without
+    a hint, only where we have other means to trust the target: an operator created or verified
+    the client. An unverified client's owner can mint a valid hint with an account of their own,
+    so its target is followed only for its own hint of this very session (the person used it)."""
+    if req.target is None or req.hint_failed:
+        return None
+    if req.client.is_unverified:
+        its_own = in_session and _hint_client_id(req.hint) == req.client.client_id
+        return req.target if its_own else None
+    return req.target
+
+
+def finish(req: EndSessionRequest, step: EndSessionPlan, *, confirmed: bool) -> None:
+    """End this browser's session (if any), recorded with where the person goes next; the caller
+    commits and redirects to step.redirect_to (or our signed-out page)."""
     row = end(reason="logout")
     if row is not None:
         audit.record("oauth.logout.succeeded", user=row.user_id, client=req.client, sid=row.sid,
-                     confirmed=confirmed, redirected=req.redirect_to is not None)
-    return req.redirect_to
+                     confirmed=confirmed, redirected=step.redirect_to is not None)

@@ -5,6 +5,12 @@ for GRACE past their end, so deleting them never cuts a live token short: a gran
 after it expired, was revoked, or (holding no refresh token) was created; a refresh token a GRACE
 after its idle limit, used or not, so a replayed old refresh token is still caught as reuse
 until then. Deleting a grant removes its codes and refresh tokens (ON DELETE CASCADE).
+
+A grant whose sid names a session that has not ended yet is kept whatever its age: it is how
+logout finds the apps that took part in that session (Back-Channel Logout 1.0 2: each RP with a
+session with the person is told), and how /end-session knows a hint's app joined the session.
+Once that session has ended (its logout tokens are queued by then), the rules above apply again.
+The check costs one lookup in the unique index on sso_sessions.sid per candidate grant.
 """
 from __future__ import annotations
 
@@ -15,7 +21,7 @@ from sqlalchemy import and_, exists, or_, select
 
 from idp.clock import now
 from idp.models import (AuthorizationCode, ClientAssertion, Grant, InitialAccessToken, PendingAuthorization,
-                        RateLimit, RefreshToken, RevokedToken)
+                        RateLimit, RefreshToken, RevokedToken, SsoSession)
 from idp.models.batches import delete_in_batches
 from idp.oauth.lifetimes import MAX_ACCESS_TTL
 
@@ -31,12 +37,14 @@ def purge_oauth(batch: int = 1000) -> dict[str, int]:
     t = now()
     old = t - grace()
     no_refresh_token = ~exists(select(RefreshToken.id).where(RefreshToken.grant_id == Grant.id))
+    in_live_session = exists(select(SsoSession.id).where(SsoSession.sid == Grant.sid))
     return {
         "authorization_codes": delete_in_batches(AuthorizationCode, AuthorizationCode.expires_at < t, batch),
         "pending_authorizations": delete_in_batches(PendingAuthorization, PendingAuthorization.expires_at < t, batch),
         "refresh_tokens": delete_in_batches(RefreshToken, RefreshToken.expires_at < old, batch),
-        "grants": delete_in_batches(Grant, or_(Grant.expires_at < old, Grant.revoked_at < old,
-                                               and_(Grant.created_at < old, no_refresh_token)), batch),
+        "grants": delete_in_batches(Grant, and_(or_(Grant.expires_at < old, Grant.revoked_at < old,
+                                                    and_(Grant.created_at < old, no_refresh_token)),
+                                                ~in_live_session), batch),
         "revoked_tokens": delete_in_batches(RevokedToken, RevokedToken.expires_at < t, batch),
         "client_assertions": delete_in_batches(ClientAssertion, ClientAssertion.expires_at < t, batch),
         "initial_access_tokens": delete_in_batches(

@@ -9,7 +9,7 @@ from joserfc.errors import JoseError
 from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
-from idp.keys import keyring, reload_for_unknown_kid
+from idp.keys import KeyRing, keyring, reload_for_unknown_kid
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
@@ -21,8 +21,9 @@ def _settings():
     return current_app.config["IDP_SETTINGS"]
 
 
-def sign(header: dict, claims: dict) -> str:
-    ring = keyring()
+def sign(header: dict, claims: dict, ring: KeyRing | None = None) -> str:
+    """A JWT signed with the signing key of `ring` (this process's key ring by default)."""
+    ring = ring or keyring()
     return jwt.encode({**header, "alg": ring.alg, "kid": ring.kid}, claims, ring.signer, algorithms=[ring.alg])
 
 

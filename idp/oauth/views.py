@@ -312,11 +312,12 @@ def _end_session(values, *, confirmed: bool):
     except logout.EndSessionRejected:
         raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
     sso = current_session()
-    if not confirmed and logout.needs_confirmation(req, sso):
+    step = logout.plan(req, sso)
+    if step.confirm and not confirmed:
         return render_template("oauth/logout-confirm.html", user=sso.user, client=req.client, params=req.params)
-    target = logout.finish(req, confirmed=confirmed)
+    logout.finish(req, step, confirmed=confirmed)
     db.session.commit()
-    return redirect(target or url_for("authn.logged_out"), 303 if request.method == "POST" else 302)
+    return redirect(step.redirect_to or url_for("authn.logged_out"), 303 if request.method == "POST" else 302)
 
 
 @bp.route("/jwks")

@@ -7,6 +7,7 @@ import dataclasses
 import socket
 import threading
 from datetime import timedelta
+from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode
 
@@ -17,6 +18,7 @@ from idp import clock, outbox
 from idp.extensions import db
 from idp.models import AuditEvent, Client, Grant, OutboxMessage, SsoSession
 from idp.oauth.logout import EVENT, KIND
+from idp.oauth.purge import grace
 from tests.helpers.forms import csrf_token
 from tests.helpers.rp import Browser, jwks, verify_id_token
 from tests.oauth.flows import assert_redirect_error, assert_token_error, raw_authorize_url, refresh, tokens_for, with_db
@@ -497,6 +499,60 @@ def test_a_slow_receiver_does_not_hold_the_logout_page(live_server, app, make_us
     wait_until(lambda: messages_for(app, client["client_id"])[0]["status"] == "delivered")
 
 
+@pytest.fixture
+def rotated_back(app):
+    """Whatever a test rotates to, later tests sign with a fresh key of IDP_KEYS_ALG."""
+    yield
+    rotate_keys(app)
+
+
+def rotate_keys(app, alg=None) -> str:
+    """As `idp keys rotate [--alg ALG] --now`."""
+    from idp.keys import rotate
+    with app.app_context():
+        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=True)
+        db.session.commit()
+        return row.kid
+
+
+def test_a_logout_token_is_signed_with_the_alg_the_client_registered_for_id_tokens(
+        live_server, app, make_user, logout_client, receivers, rotated_back):
+    """BCL 1.0 2.6: the RP validates a logout token as it validates ID tokens, so the alg is its
+    id_token_signed_response_alg."""
+    kid = rotate_keys(app, "ES256")
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver, id_token_signed_response_alg="ES256")
+    browser, tokens, claims = sign_in_to(live_server, user, client)
+    end_session(browser, live_server, id_token_hint=tokens["id_token"])
+    [token] = receiver.wait_for()
+    header = jwt.decode(token, jwks(live_server), algorithms=["ES256"]).header
+    assert header["alg"] == "ES256" and header["kid"] == kid
+    assert verify_logout_token(live_server, token, client["client_id"])["sid"] == claims["sid"]
+
+
+def test_when_no_key_of_the_registered_alg_signs_the_delivery_fails_at_once_and_is_audited(
+        live_server, app, make_user, logout_client, receivers, rotated_back):
+    """The signing key's alg changed since the client signed in (`idp keys rotate --alg ES256`):
+    no retired key signs, so the message ends as failed on its first attempt with the reason,
+    instead of 12 attempts over 9 hours; the receiver gets nothing it would reject."""
+    user = make_user()
+    receiver = receivers()
+    client = logout_client(receiver, id_token_signed_response_alg="RS256")
+    browser, tokens, claims = sign_in_to(live_server, user, client)
+    rotate_keys(app, "ES256")
+    response = end_session(browser, live_server, id_token_hint=tokens["id_token"], post_logout_redirect_uri=PLR)
+    assert response.status_code == 302 and response.headers["Location"] == PLR   # the logout itself is done
+    wait_until(lambda: [m["status"] for m in messages_for(app, client["client_id"])] == ["failed"])
+    [message] = messages_for(app, client["client_id"])
+    assert message["attempts"] == 1
+    assert message["last_error"] == "id_token_signed_response_alg RS256 is registered but the signing key is ES256"
+    assert receiver.posts == []
+    events = with_db(app, lambda db: [(e.outcome, e.client_id, e.details) for e in db.session.scalars(
+        db.select(AuditEvent).where(AuditEvent.user_id == user["id"], AuditEvent.type == "oauth.logout_token.failed"))])
+    assert events == [("failure", client["client_id"], {"sid": claims["sid"], "reason": message["last_error"]})]
+
+
 def test_a_client_without_backchannel_logout_uri_gets_nothing(live_server, app, make_user, logout_client):
     user = make_user()
     client = logout_client()
@@ -564,6 +620,62 @@ def test_expired_sessions_swept_tell_the_apps(live_server, app, make_user, logou
     reasons = with_db(app, lambda db: [e.details["reason"] for e in db.session.scalars(
         db.select(AuditEvent).where(AuditEvent.user_id == user["id"], AuditEvent.type == "authn.session.ended"))])
     assert reasons == ["expired"]
+
+
+@pytest.fixture
+def idp_cli(settings):
+    """`idp ...` in-process on the test database (SQLite or PostgreSQL), on the pinned clock."""
+    from tests.test_cli import Cli
+    tool = Cli(Path(settings.instance_path))
+    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
+                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
+    return tool
+
+
+def grants_in(app, client: dict, sid: str) -> int:
+    return with_db(app, lambda db: db.session.scalar(
+        db.select(db.func.count()).select_from(Grant).join(Client, Grant.client_id == Client.id)
+        .where(Client.client_id == client["client_id"], Grant.sid == sid)))
+
+
+def an_app_signed_in_long_ago(live_server, app, user, logout_client, receiver, idp_cli):
+    """App A signs the person in (openid only: its grant holds no refresh token), then the session
+    stays in use through app B, 7 hours at a time (under the idle limit), until A's grant is older
+    than the purge's grace; `idp purge` runs. Returns (browser, A, A's tokens and ID token claims)."""
+    clock.set_now(clock.now().replace(microsecond=0))
+    client_a, client_b = logout_client(receiver), logout_client()
+    browser, tokens, claims = sign_in_to(live_server, user, client_a)
+    assert "refresh_token" not in tokens
+    with app.app_context():
+        past_grace = clock.now() + grace()
+    while clock.now() <= past_grace:
+        clock.advance(7 * 3600)
+        tokens_for(live_server, user, client_b, scope="openid", browser=browser)
+    idp_cli("purge")
+    assert grants_in(app, client_a, claims["sid"]) == 1   # kept: the session it took part in is still live
+    return browser, client_a, tokens, claims
+
+
+@pytest.mark.parametrize("how", ["end_session", "disable"])
+def test_an_app_that_signed_the_person_in_before_a_purge_still_hears_of_the_logout(
+        live_server, app, make_user, logout_client, receivers, idp_cli, how):
+    """BCL 1.0 2: every RP with a session with the person is told, however long ago it joined;
+    `idp purge` keeps the grants of a session that has not ended."""
+    user = make_user()
+    receiver = receivers()
+    browser, client_a, tokens, claims = an_app_signed_in_long_ago(live_server, app, user, logout_client, receiver,
+                                                                  idp_cli)
+    if how == "end_session":
+        response = end_session(browser, live_server, id_token_hint=tokens["id_token"], post_logout_redirect_uri=PLR)
+        assert response.status_code == 302 and response.headers["Location"] == PLR
+    else:
+        idp_cli("users", "disable", user["username"])
+    [token] = receiver.wait_for()
+    logout = verify_logout_token(live_server, token, client_a["client_id"])
+    assert (logout["sid"], logout["sub"]) == (claims["sid"], claims["sub"])
+    assert sessions_of(app, user) == 0
+    idp_cli("purge")                                   # the session ended: its grants may go now
+    assert grants_in(app, client_a, claims["sid"]) == 0
 
 
 def test_signing_in_again_keeps_the_apps_attached_to_the_session(live_server, app, make_user, logout_client,
