@@ -18,6 +18,7 @@ from datetime import timedelta
 from flask import Flask, current_app, g
 from sqlalchemy import and_, inspect, select, update
 
+from idp import audit
 from idp.clock import now
 from idp.extensions import db
 from idp.models.batches import delete_in_batches
@@ -108,6 +109,9 @@ def _retry_later(message: OutboxMessage, error: str, give_up: bool = False) -> N
     if give_up or message.attempts >= MAX_ATTEMPTS:
         message.status = "failed"
         log.warning("outbox message %s (%s) failed for good: %s", message.id, message.kind, message.last_error)
+        # An operator asks the audit trail why an app never heard of a logout, or a mail never came.
+        audit.record("outbox.message.failed", outcome="failure", message=message.id, kind=message.kind,
+                     attempts=message.attempts, error=message.last_error)
     else:
         message.next_attempt_at = now() + retry_delay(message.attempts)
         log.info("outbox message %s (%s) attempt %s failed: %s", message.id, message.kind, message.attempts,

@@ -120,6 +120,13 @@ def test_a_claim_whose_worker_died_is_taken_over_after_the_lease(app, recorder, 
     assert row(app, message_id).attempts == 2 and recorder.seen == [0]
 
 
+def failure_events(app, message_id: int) -> list[dict]:
+    from idp.models import AuditEvent
+    with app.app_context():
+        return [e.details for e in db.session.scalars(db.select(AuditEvent).where(
+            AuditEvent.type == "outbox.message.failed").order_by(AuditEvent.id)) if e.details["message"] == message_id]
+
+
 def test_failures_back_off_on_the_schedule_then_end_as_failed(app, recorder, pinned):
     recorder.failing = True
     [message_id] = enqueue(app)
@@ -137,6 +144,8 @@ def test_failures_back_off_on_the_schedule_then_end_as_failed(app, recorder, pin
     assert run_once(app, [message_id]) == (0, 1)       # attempt MAX_ATTEMPTS
     final = row(app, message_id)
     assert final.status == "failed" and final.attempts == outbox.MAX_ATTEMPTS
+    assert failure_events(app, message_id) == [{"message": message_id, "kind": final.kind, "attempts": outbox.MAX_ATTEMPTS,
+                                    "error": "receiver said no"}]
     pinned.advance(10 * 24 * 3600)
     assert run_once(app, [message_id]) == (0, 0)       # never again
     assert recorder.seen == []
@@ -148,6 +157,7 @@ def test_a_delivery_that_cannot_succeed_fails_at_once_and_is_never_retried(app, 
     assert run_once(app, [message_id]) == (0, 1)
     failed = row(app, message_id)
     assert failed.status == "failed" and failed.attempts == 1 and failed.last_error == "cannot be done"
+    assert [event["attempts"] for event in failure_events(app, message_id)] == [1]
     recorder.impossible = False
     pinned.advance(10 * 24 * 3600)
     assert run_once(app, [message_id]) == (0, 0)
