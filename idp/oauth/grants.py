@@ -18,6 +18,7 @@ from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
+from idp.oauth.tokens import id_token_alg_refusal
 from idp.security.tokens import digest, random_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
@@ -35,17 +36,14 @@ def revoke_grant(grant: Grant, reason: str) -> None:
 
 
 def id_token_ring(client) -> KeyRing:
-    """The key ring that signs this client's ID tokens. OIDC Dynamic Registration 2: a registered
-    id_token_signed_response_alg is the alg its ID tokens MUST use, so when the signing key has
-    another alg (rotated since, or IDP_KEYS_ALG changed) the request fails: never a downgrade."""
+    """The key ring that signs this client's ID tokens; unauthorized_client when the signing key
+    has another alg than the client registered (tokens.id_token_alg_refusal). Not
+    invalid_client: the client did authenticate; its registration asks for what this server will
+    not do now, and the RP's developer reads the description."""
     ring = keyring()
-    wanted = client.id_token_signed_response_alg
-    if wanted and wanted != ring.alg:
-        # unauthorized_client, not invalid_client: the client did authenticate; its registration
-        # asks for what this server will not do now. The RP's developer reads the description.
-        shown = "".join(c for c in wanted if c.isascii() and c.isalnum())  # RFC 6749 5.2 charset
-        raise UnauthorizedClientError(f"id_token_signed_response_alg {shown} is registered but ID tokens are "
-                                      f"signed with {ring.alg} now; update the client registration")
+    refusal = id_token_alg_refusal(client, ring)
+    if refusal is not None:
+        raise UnauthorizedClientError(f"{refusal}; update the client registration")
     return ring
 
 

@@ -10,7 +10,7 @@ Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_e
 transaction), the grants issued in it lose their refresh tokens unless they hold offline_access,
 and every client that took part and registered a backchannel_logout_uri gets an outbox message.
 The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp,
-with the client's registered id_token_signed_response_alg (or not at all, see unsignable_for).
+with the client's registered id_token_signed_response_alg (or not at all: tokens.id_token_alg_refusal).
 """
 from __future__ import annotations
 
@@ -30,7 +30,7 @@ from idp.keys import KeyRing, keyring
 from idp.models import Client, Grant, SsoSession
 from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import sign, verify_id_token_hint
+from idp.oauth.tokens import id_token_alg_refusal, sign, verify_id_token_hint
 from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_handler
 from idp.security import outbound
 from idp.security.tokens import random_token
@@ -91,20 +91,6 @@ def logout_token(client: Client, sid: str, sub: str | None, ring: KeyRing | None
     return sign({"typ": "logout+jwt"}, claims, ring)
 
 
-def unsignable_for(client: Client, ring: KeyRing) -> str | None:
-    """Why no logout token can be signed for this client with `ring`, or None. BCL 1.0 2.4 and
-    2.6: it is signed and validated like an ID token, so with the client's
-    id_token_signed_response_alg. Only the signing key signs (as for ID tokens,
-    grants.id_token_ring): a retired key may have been retired because it leaked, and the next
-    key is not in every instance's JWKS yet. When the signing key has another alg, no retry can
-    help until the keys or the client registration change."""
-    wanted = client.id_token_signed_response_alg
-    if not wanted or wanted == ring.alg:
-        return None
-    shown = "".join(c for c in wanted if c.isascii() and c.isalnum())[:16]
-    return f"id_token_signed_response_alg {shown} is registered but the signing key is {ring.alg}"
-
-
 def deliver_logout_token(payload: dict) -> None:
     """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
     too: it may come from an RP whose key cache is stale after a rotation, or a 3xx: redirects
@@ -115,7 +101,7 @@ def deliver_logout_token(payload: dict) -> None:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
         return
     ring = keyring()
-    refused = unsignable_for(client, ring)
+    refused = id_token_alg_refusal(client, ring)
     if refused is not None:
         audit.record("oauth.logout_token.failed", outcome="failure", user=payload["user_id"],
                      client=client.client_id, sid=payload["sid"], reason=refused)

@@ -27,6 +27,19 @@ def sign(header: dict, claims: dict, ring: KeyRing | None = None) -> str:
     return jwt.encode({**header, "alg": ring.alg, "kid": ring.kid}, claims, ring.signer, algorithms=[ring.alg])
 
 
+def id_token_alg_refusal(client, ring: KeyRing) -> str | None:
+    """Why `ring` cannot sign this client's ID tokens (and logout tokens, which are signed and
+    checked like them: BCL 1.0 2.4, 2.6), or None. OIDC Dynamic Registration 2: a registered
+    id_token_signed_response_alg is the alg they MUST use, and only the signing key signs (a
+    retired key may have been retired because it leaked), so another alg is a refusal, never a
+    downgrade. The text fits RFC 6749 5.2's error_description charset."""
+    wanted = client.id_token_signed_response_alg
+    if not wanted or wanted == ring.alg:
+        return None
+    shown = "".join(c for c in wanted if c.isascii() and c.isalnum())[:16]
+    return f"id_token_signed_response_alg {shown} is registered but the signing key is {ring.alg}"
+
+
 def access_token(client, grant_type, user, scope) -> str:
     """RFC 9068 2.2: iss, exp, aud, sub, client_id, iat, jti, scope; `gid` names the stored grant."""
     t = timestamp()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error, UnauthorizedClientError
 from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
@@ -23,7 +23,7 @@ from idp.oauth.introspection import IntrospectionEndpoint
 from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server, query_client
 from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import verify_id_token_hint
+from idp.oauth.tokens import id_token_alg_refusal, verify_id_token_hint
 from idp.users import terms
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -105,6 +105,9 @@ def _validate_extras(grant, params: dict) -> dict:
         raise InvalidRequestError("response_mode must be query or form_post", **where)
     if mode == "form_post" and urlsplit(grant.redirect_uri).scheme not in ("http", "https"):
         raise InvalidRequestError("form_post needs an http(s) redirect_uri", **where)
+    refusal = id_token_alg_refusal(grant.client, keyring()) if "openid" in grant.request.scope.split() else None
+    if refusal is not None:  # refused at /token anyway (grants.id_token_ring): say so before anyone signs in
+        raise UnauthorizedClientError(f"{refusal}; update the client registration", **where)
     max_age = params.get("max_age")
     if max_age is not None and (not max_age.isdigit() or len(max_age) > 10):
         raise InvalidRequestError("max_age must be a non-negative integer", **where)

@@ -4,6 +4,8 @@ rotate to another algorithm its token requests fail with unauthorized_client (th
 unspent) instead of carrying an ID token the relying party would reject."""
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
+
 import pytest
 import requests
 
@@ -65,6 +67,18 @@ def code_for(issuer: str, user: dict, client: dict, scope: str = "openid") -> tu
     return rp, rp.callback_params(response)["code"]
 
 
+def authorization_refused(issuer: str, user: dict, client: dict, shown: str) -> None:
+    """/authorize answers unauthorized_client at once (to the verified redirect_uri, with state
+    and iss) instead of letting the person sign in and consent for a token that would fail."""
+    rp = RelyingParty(issuer, client, scope="openid")
+    _, response = authorize(issuer, user, rp, browser=signed_in_browser(issuer, user))
+    assert response.status_code == 302 and response.headers["Location"].startswith(client["redirect_uri"])
+    params = dict(parse_qsl(urlsplit(response.headers["Location"]).query))
+    assert params["error"] == "unauthorized_client" and "code" not in params
+    assert params["state"] == rp.state and params["iss"] == issuer
+    assert f"id_token_signed_response_alg {shown} is registered" in params["error_description"]
+
+
 def code_used(app, code: str) -> bool:
     with app.app_context():
         return db.session.scalar(db.select(AuthorizationCode.used_at)
@@ -105,10 +119,11 @@ def test_a_client_registered_for_es256_gets_es256_id_tokens_verified_against_jwk
     assert {key.kid: key for key in jwks(live_server).keys}[kid].as_dict()["alg"] == "ES256"
     verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
 
-    _rotate(app, "RS256")  # and back: the ES256 client is refused, not served RS256
-    rp, code = code_for(live_server, user, client)
+    rp, code = code_for(live_server, user, client)  # a code issued while the keys were ES256 ...
+    _rotate(app, "RS256")  # ... and back: the ES256 client is refused, not served RS256
     assert_token_error(redeem(live_server, client, code, rp.verifier), "unauthorized_client")
     assert not code_used(app, code)
+    authorization_refused(live_server, user, client, "ES256")
 
 
 @pytest.mark.parametrize("alg, shown", [("PS256", "PS256"), ('RS"256\u00e9', "RS256")])
@@ -119,10 +134,7 @@ def test_a_client_record_with_an_alg_no_key_can_sign_gets_no_token(app, live_ser
     record holds reaches the error description only in characters RFC 6749 5.2 allows."""
     client = make_client(first_party=True, id_token_signed_response_alg=alg)
     user = make_user()
-    rp, code = code_for(live_server, user, client)
-    body = assert_token_error(redeem(live_server, client, code, rp.verifier), "unauthorized_client")
-    assert f"id_token_signed_response_alg {shown} is registered" in body["error_description"]
-    assert not code_used(app, code)
+    authorization_refused(live_server, user, client, shown)
 
 
 def test_without_openid_no_id_token_is_issued_so_the_alg_does_not_matter(app, live_server, make_user, make_client):
