@@ -33,3 +33,11 @@ class LoginGone(AuthnError):
     def __init__(self, next_path: str | None = None):
         super().__init__("login in progress is gone")
         self.next_path = next_path
+
+
+class RateLimited(AuthnError):
+    """A request past a fixed-window limit (authn.rate_limits); nothing of it was done."""
+
+    def __init__(self, retry_after: int):
+        super().__init__(f"retry after {retry_after}s")
+        self.retry_after = retry_after

@@ -9,34 +9,21 @@ issued that token for exactly one client. Every other request is, valid or not, 
 is read. The configuration endpoint counts every request per address, before the registration
 access token is checked, so wrong tokens count too.
 
-Past a limit the answer is 429 with Retry-After and nothing happens. A refused request counts
-only against the limit that refused it: not against the narrower ones it had passed (a flood
-held back by the total does not use up a bystander's own allowance), and never against the wider
-ones after it (one network cannot use up everyone's allowance). The first refusal per counter and
-window is an audit event, later ones are not (a flood must not fill the audit trail).
+Past a limit the answer is 429 with Retry-After and nothing happens. The counting (what a refused
+request counts against, which refusal is an audit event) lives in authn.rate_limits, shared with the
+limits of self-registration.
 """
 from __future__ import annotations
 
-import ipaddress
-import math
-from datetime import datetime, timedelta
-
 from authlib.consts import default_json_headers
 from authlib.oauth2.rfc6749 import OAuth2Error
-from sqlalchemy import case, literal, update
 
-from idp import audit
+from idp.authn import rate_limits
+from idp.authn.errors import RateLimited
 from idp.authn.throttle import client_network
-from idp.clock import now
-from idp.extensions import db, upsert
-from idp.models import RateLimit
-from idp.models.types import UtcDateTime
 
 KEY_PREFIX = "client-registration"
 CONFIGURATION_KEY_PREFIX = "client-configuration"
-# The network around an address: an IPv6 /48 is the largest block one end site is usually given
-# (RFC 6177 2), an IPv4 /24 the smallest block routed on the internet; one operator, one share.
-NETWORK_PREFIX = {4: 24, 6: 48}
 
 
 class RegistrationLimited(OAuth2Error):
@@ -54,27 +41,10 @@ class RegistrationLimited(OAuth2Error):
         return [*default_json_headers, ("Retry-After", str(self.retry_after))]
 
 
-def wider_network(ip: str) -> str | None:
-    """The IPv4 /24 or IPv6 /48 an address belongs to (an IPv4-mapped IPv6 address as IPv4);
-    None for what is not an address."""
-    try:
-        address = ipaddress.ip_address(ip)
-    except ValueError:
-        return None
-    if address.version == 6 and address.ipv4_mapped is not None:
-        address = address.ipv4_mapped
-    return str(ipaddress.ip_network(f"{address}/{NETWORK_PREFIX[address.version]}", strict=False))
-
-
 def counters(ip: str, settings) -> list[tuple[str, str, int]]:
-    """(name, key, limit) of each counter a registration request from `ip` adds to, narrowest
-    first: a request must pass the narrower limits before it reaches a wider one."""
-    rows = [("ip", f"{KEY_PREFIX}:ip:{client_network(ip)[:64]}", settings.client_registration_per_ip)]
-    network = wider_network(ip)
-    if network is not None:
-        rows.append(("network", f"{KEY_PREFIX}:network:{network}", settings.client_registration_per_network))
-    rows.append(("total", f"{KEY_PREFIX}:total", settings.client_registration_total))
-    return rows
+    """(name, key, limit) of each counter a registration request from `ip` adds to, narrowest first."""
+    return rate_limits.counters(KEY_PREFIX, ip, settings.client_registration_per_ip,
+                                settings.client_registration_per_network, settings.client_registration_total)
 
 
 def configuration_counters(ip: str, settings) -> list[tuple[str, str, int]]:
@@ -95,44 +65,8 @@ def count_configuration(ip: str, settings) -> None:
 
 
 def _count(endpoint: str, rows: list[tuple[str, str, int]], settings, what: str) -> None:
-    """Add one to each counter in turn; at the first one past its limit, take the request back
-    out of the counters it had passed, record the first refusal, commit and raise."""
-    t = now()
-    window = timedelta(seconds=settings.client_registration_window)
-    passed: list[str] = []
-    for name, key, limit in rows:
-        if not limit:  # 0: no limit
-            continue
-        hits, window_ends_at = _hit(key, t, window)
-        if hits > limit:
-            _take_back(passed)
-            if hits == limit + 1:
-                audit.record("oauth.registration.limited", outcome="failure", endpoint=endpoint, limit=name,
-                             window_ends_at=window_ends_at.isoformat())
-            db.session.commit()
-            raise RegistrationLimited(max(1, math.ceil((window_ends_at - t).total_seconds())), what)
-        passed.append(key)
-    db.session.commit()
-
-
-def _hit(key: str, t: datetime, window: timedelta) -> tuple[int, datetime]:
-    """Add one to the counter, or start it at one when its window has ended, in one statement
-    (as authn.throttle does: a read-then-write would lose counts under parallel requests);
-    returns the new count and when its window ends."""
-    ends = literal(t + window, UtcDateTime())
-    restart = RateLimit.window_ends_at <= t
-    statement = upsert(RateLimit).values(key=key, hits=1, window_ends_at=t + window)
-    statement = statement.on_conflict_do_update(
-        index_elements=[RateLimit.key],
-        set_={"hits": case((restart, 1), else_=RateLimit.hits + 1),
-              "window_ends_at": case((restart, ends), else_=RateLimit.window_ends_at)})
-    hits, window_ends_at = db.session.execute(statement.returning(RateLimit.hits, RateLimit.window_ends_at)).one()
-    return hits, window_ends_at
-
-
-def _take_back(keys: list[str]) -> None:
-    """Subtract the one _hit added to each of `keys`, in the same transaction: the rows are still
-    locked by that upsert (PostgreSQL row locks, SQLite's one writer) until the commit, so no
-    other request saw the extra count or can change the window in between."""
-    if keys:
-        db.session.execute(update(RateLimit).where(RateLimit.key.in_(keys)).values(hits=RateLimit.hits - 1))
+    """Count the request on `rows` (authn.rate_limits.count); past a limit, the OAuth error."""
+    try:
+        rate_limits.count(rows, settings.client_registration_window, "oauth.registration.limited", endpoint=endpoint)
+    except RateLimited as limited:
+        raise RegistrationLimited(limited.retry_after, what) from None
