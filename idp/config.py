@@ -47,6 +47,14 @@ class Settings:
                                    "Number of reverse proxies in front whose X-Forwarded-For/-Proto are trusted (0 = none).")
     registration_enabled: bool = setting("IDP_REGISTRATION_ENABLED", True,
                                          "Whether people may create their own account at /register.")
+    registration_per_ip: int = setting("IDP_REGISTRATION_PER_IP", 10,
+                                       "Sign-up attempts (POST /register, accepted or not) from one IP address (IPv6: one /64) per IDP_REGISTRATION_WINDOW; more get the form again with 429 (0 = no limit).")
+    registration_per_network: int = setting("IDP_REGISTRATION_PER_NETWORK", 50,
+                                            "Sign-up attempts from one IPv4 /24 or IPv6 /48 together per IDP_REGISTRATION_WINDOW, so one site cannot use up the total; more get the form again with 429 (0 = no limit; below IDP_REGISTRATION_PER_IP it is the tighter limit for every address).")
+    registration_total: int = setting("IDP_REGISTRATION_TOTAL", 1000,
+                                      "Sign-up attempts from everyone together per IDP_REGISTRATION_WINDOW; more get the form again with 429 (0 = no limit).")
+    registration_window: int = setting("IDP_REGISTRATION_WINDOW", 3600,
+                                       "Seconds of the fixed window the sign-up limits count in (60 to 86400).")
     client_registration: str = setting("IDP_CLIENT_REGISTRATION", "protected",
                                        "Dynamic client registration (RFC 7591/7592) at /oauth/register for applications, not people: `protected` (needs an initial access token from `idp clients initial-token`), `open` (anyone may register a client) or `disabled` (not served, not advertised).")
     client_registration_per_ip: int = setting("IDP_CLIENT_REGISTRATION_PER_IP", 20,
@@ -323,6 +331,11 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_BACKCHANNEL_LOGOUT_TIMEOUT must be between 1 and 30 seconds")
     if s.outbox_poll_seconds <= 0 or s.session_sweep_seconds <= 0:
         raise ConfigError("IDP_OUTBOX_POLL_SECONDS and IDP_SESSION_SWEEP_SECONDS must be positive")
+    if min(s.registration_per_ip, s.registration_per_network, s.registration_total) < 0:
+        raise ConfigError("IDP_REGISTRATION_PER_IP, IDP_REGISTRATION_PER_NETWORK and IDP_REGISTRATION_TOTAL "
+                          "must be 0 (no limit) or more")
+    if not 60 <= s.registration_window <= 86400:
+        raise ConfigError("IDP_REGISTRATION_WINDOW must be between 60 and 86400 seconds")
     if s.client_registration not in CLIENT_REGISTRATION_MODES:
         raise ConfigError(f"IDP_CLIENT_REGISTRATION must be one of {', '.join(CLIENT_REGISTRATION_MODES)}, "
                           f"not {s.client_registration!r}")

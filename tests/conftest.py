@@ -126,7 +126,10 @@ def settings(tmp_path_factory, database_url, port, mailbox):
                     # the suite registers more clients from 127.0.0.1 than anyone should in an hour;
                     # tests/oauth/test_registration_limits.py runs instances with small limits
                     client_registration_per_ip=100_000, client_registration_per_network=100_000,
-                    client_registration_total=100_000, client_configuration_per_ip=100_000)
+                    client_registration_total=100_000, client_configuration_per_ip=100_000,
+                    # and signs up more people from 127.0.0.1; tests/authn/test_registration_limits.py
+                    # runs the small limits
+                    registration_per_ip=100_000, registration_per_network=100_000, registration_total=100_000)
 
 
 @pytest.fixture(scope="session")

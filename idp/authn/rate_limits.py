@@ -1,6 +1,6 @@
 """Requests counted in fixed windows, in the rate_limits table (so every instance counts the same
-requests): the limits of self-registration (authn.registration_limits) and of dynamic client
-registration (oauth.registration_limits) share this counting.
+requests): the limits of self-registration at /register (count_registration, here) and of
+dynamic client registration (oauth.registration_limits) share this counting.
 
 A request adds one to each of its counters in turn, narrowest first (an address, its network,
 everyone). Past a limit nothing else happens for it, and it counts only against the limit that
@@ -25,6 +25,7 @@ from idp.extensions import db, upsert
 from idp.models import RateLimit
 from idp.models.types import UtcDateTime
 
+REGISTRATION_KEY_PREFIX = "registration"
 # The network around an address: an IPv6 /48 is the largest block one end site is usually given
 # (RFC 6177 2), an IPv4 /24 the smallest block routed on the internet; one operator, one share.
 NETWORK_PREFIX = {4: 24, 6: 48}
@@ -98,3 +99,11 @@ def _take_back(keys: list[str]) -> None:
     other request saw the extra count or can change the window in between."""
     if keys:
         db.session.execute(update(RateLimit).where(RateLimit.key.in_(keys)).values(hits=RateLimit.hits - 1))
+
+
+def count_registration(ip: str, settings) -> None:
+    """Count one sign-up attempt (POST /register, before its password is hashed: each costs an
+    argon2 hash, a row and a mail to any address) from `ip`; raise RateLimited past a limit."""
+    rows = counters(REGISTRATION_KEY_PREFIX, ip, settings.registration_per_ip, settings.registration_per_network,
+                    settings.registration_total)
+    count(rows, settings.registration_window, "authn.registration.limited")

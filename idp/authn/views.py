@@ -5,9 +5,9 @@ from __future__ import annotations
 from flask import Blueprint, current_app, redirect, render_template, request, session as browser, url_for
 
 from idp import audit
-from idp.authn import flow, session, steps
+from idp.authn import flow, rate_limits, session, steps
 from idp.authn import password as password_step
-from idp.authn.errors import LoginFailed, LoginGone, Throttled
+from idp.authn.errors import LoginFailed, LoginGone, RateLimited, Throttled
 from idp.extensions import commit_keeping_loaded, db
 from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
@@ -88,6 +88,7 @@ def login():
 
 @bp.route("/register", methods=["GET", "POST"])
 def register():
+    """The sign-up form; each POST is counted (authn.rate_limits) before anything else is done."""
     settings = current_app.config["IDP_SETTINGS"]
     if not settings.registration_enabled:
         raise PageError(_("Registration is closed here. Ask your administrator for an account."), 403)
@@ -95,6 +96,13 @@ def register():
     if request.method == "GET":
         return render_template("authn/register.html", next=target, values={}, errors={})
     values = {"username": form_value("username", max_length=64), "email": form_value("email", max_length=320)}
+    try:
+        rate_limits.count_registration(request.remote_addr or "-", settings)
+    except RateLimited as limited:
+        message = _("Too many accounts were created recently. Try again later (in %(n)s min).",
+                    n=-(-limited.retry_after // 60))
+        page = render_template("authn/register.html", next=target, values=values, errors={"form": message})
+        return page, 429, {"Retry-After": str(limited.retry_after)}  # RFC 6585 4
     try:
         if settings.terms_version and request.form.get("accept_terms") != "yes":
             raise RegistrationRejected({"accept_terms": _("Accept the terms of service to create an account.")})

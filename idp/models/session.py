@@ -39,9 +39,9 @@ class LoginThrottle(db.Model):
 
 
 class RateLimit(db.Model):
-    """Requests counted under one key (client registrations from one address, one network or
-    everyone; client configuration requests from one address) in a fixed window; the count starts
-    again at one after window_ends_at."""
+    """Requests counted under one key (registrations of people or of clients from one address,
+    one network or everyone; client configuration requests from one address) in a fixed window;
+    the count starts again at one after window_ends_at."""
 
     __tablename__ = "rate_limits"
 
