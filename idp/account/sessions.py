@@ -53,10 +53,8 @@ def apps():
     current = session.current_session()
     if current is None:
         return redirect(url_for("authn.login", next=request.path))
-    rows = consent.connected_apps(current.user_id)
-    clients = {c.id: c for c in db.session.scalars(db.select(Client).where(Client.id.in_([r.client_id for r in rows])))}
-    listed = [{"client": clients[r.client_id], "scopes": consent.describe(r.scope), "granted_at": r.granted_at}
-              for r in rows if r.client_id in clients]
+    listed = [{"client": app.client, "scopes": consent.describe(app.scope), "granted_at": app.since}
+              for app in consent.connected_apps(current.user_id)]
     return render_template("account/apps.html", apps=listed)
 
 
@@ -66,7 +64,7 @@ def revoke_app(client_id: str):
     if current is None:
         return redirect(url_for("authn.login"), 303)
     client = db.session.scalar(db.select(Client).where(Client.client_id == client_id[:64]))
-    if client is None or consent.find(current.user_id, client.id) is None:
+    if client is None or not consent.has_access(current.user_id, client.id):
         raise PageError(_("That app has no access to your account."), 404)
     consent.revoke(current.user, client)
     db.session.commit()

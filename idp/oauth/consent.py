@@ -1,5 +1,9 @@
-"""Remembered consent per user and client, and the plain words for each scope."""
+"""Remembered consent per user and client, the apps that hold access to a person (consented, or
+first-party with a live grant), and the plain words for each scope."""
 from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
 
 from authlib.oauth2.rfc6749 import scope_to_list
 from sqlalchemy import update
@@ -7,7 +11,7 @@ from sqlalchemy import update
 from idp import audit
 from idp.clock import now
 from idp.extensions import db, upsert
-from idp.models import Consent, Grant
+from idp.models import Client, Consent, Grant
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -53,21 +57,59 @@ def record(user, client, scope: str) -> None:
     audit.record("oauth.consent.granted", user=user, client=client, scope=scope)
 
 
-def connected_apps(user_id: int) -> list[Consent]:
-    """Every client the person has consented to, with what and when (newest first)."""
-    return list(db.session.scalars(db.select(Consent).where(Consent.user_id == user_id)
-                                   .order_by(Consent.granted_at.desc())))
+@dataclass(frozen=True)
+class ConnectedApp:
+    """A client with access to the person: what it may see, and since when (the consent, or
+    for a first-party client, its oldest live grant)."""
+
+    client: Client
+    scope: str
+    since: datetime
+
+
+def _live_grants(user_id: int):
+    """The person's grants that still produce or back tokens: not revoked, not expired."""
+    return (Grant.user_id == user_id, Grant.revoked_at.is_(None), Grant.expires_at > now())
+
+
+def connected_apps(user_id: int) -> list[ConnectedApp]:
+    """Every client the person consented to or that holds a live grant of theirs (newest first).
+    First-party clients skip consent, yet their grants (refresh tokens with offline_access) outlive
+    sign-out, so they must be listed, and revocable, too."""
+    consents = {c.client_id: c for c in db.session.scalars(db.select(Consent).where(Consent.user_id == user_id))}
+    granted: dict[int, tuple[set[str], datetime]] = {}
+    for client_pk, scope, created_at in db.session.execute(
+            db.select(Grant.client_id, Grant.scope, Grant.created_at).where(*_live_grants(user_id))):
+        scopes, since = granted.get(client_pk, (set(), created_at))
+        granted[client_pk] = (scopes | set(scope_to_list(scope or "")), min(since, created_at))
+    clients = db.session.scalars(db.select(Client).where(Client.id.in_(set(consents) | set(granted))))
+    apps = []
+    for client in clients:
+        consent, (scopes, since) = consents.get(client.id), granted.get(client.id, (set(), None))
+        if consent is not None:
+            scopes, since = scopes | set(scope_to_list(consent.scope)), consent.granted_at
+        ordered = [s for s in SCOPE_WORDS if s in scopes] + sorted(scopes - set(SCOPE_WORDS))
+        apps.append(ConnectedApp(client, " ".join(ordered), since))
+    return sorted(apps, key=lambda app: app.since, reverse=True)
+
+
+def has_access(user_id: int, client_pk: int) -> bool:
+    """True when the person consented to the client or it holds a live grant of theirs."""
+    if find(user_id, client_pk) is not None:
+        return True
+    return db.session.scalar(db.select(Grant.id).where(*_live_grants(user_id), Grant.client_id == client_pk)
+                             .limit(1)) is not None
 
 
 def revoke(user, client) -> int:
-    """Forget the consent and revoke every grant the client holds for the person (their refresh
-    tokens die with the grant; their JWT access tokens fail at UserInfo and introspection).
-    Returns how many grants were revoked; the caller commits."""
+    """Forget the consent, if any, and revoke every grant the client holds for the person (their
+    refresh tokens die with the grant; their JWT access tokens fail at UserInfo and
+    introspection). Returns how many grants were revoked; the caller commits."""
     row = find(user.id, client.id)
     if row is not None:
         db.session.delete(row)
     moment = now()
     result = db.session.execute(update(Grant).where(Grant.user_id == user.id, Grant.client_id == client.id,
                                                     Grant.revoked_at.is_(None)).values(revoked_at=moment))
-    audit.record("oauth.consent.revoked", user=user, client=client, grants=result.rowcount)
+    audit.record("oauth.consent.revoked", user=user, client=client, grants=result.rowcount, consent=row is not None)
     return result.rowcount

@@ -4,11 +4,12 @@ from __future__ import annotations
 import re
 
 import pytest
+import requests
 
 from idp.account.devices import describe_user_agent
 from tests.authn.web import Web
 from tests.helpers.forms import csrf_token
-from tests.oauth.flows import is_consent_page, refresh, signed_in_browser, tokens_for, userinfo
+from tests.oauth.flows import is_consent_page, refresh, signed_in_browser, tokens_for, userinfo, with_db
 from tests.helpers.rp import RelyingParty
 
 FIREFOX_WINDOWS = "Mozilla/5.0 (Windows NT 10.0; Win64; x64; rv:133.0) Gecko/20100101 Firefox/133.0"
@@ -101,3 +102,61 @@ def test_revoking_a_connected_app_removes_consent_and_kills_its_tokens(live_serv
     assert is_consent_page(browser.get(rp.authorization_url()))  # asked again
     again = browser.post(live_server + action, data={"csrf_token": csrf_token(page.text)})
     assert again.status_code == 404
+
+
+def revoke_action(page_text: str, client: dict) -> str:
+    return re.search(rf'action="(/account/apps/{client["client_id"]}/revoke)"', page_text).group(1)
+
+
+def test_a_first_party_app_with_a_live_grant_is_listed_and_revoking_it_kills_its_tokens(live_server, make_user,
+                                                                                       make_client):
+    """First-party apps skip consent, yet their offline grant outlives sign-out: the person sees
+    it among the connected apps and can end it."""
+    user = make_user()
+    client = make_client(name="Staff portal", first_party=True)
+    browser = signed_in_browser(live_server, user)
+    _, _, token = tokens_for(live_server, user, client, scope="openid email offline_access", browser=browser)
+    page = browser.get(f"{live_server}/account/apps")
+    assert "Staff portal" in page.text and "See your email address" in page.text
+    assert "Stay connected when you are not using it" in page.text
+    action = revoke_action(page.text, client)
+    assert browser.post(live_server + action, data={"csrf_token": csrf_token(page.text)}).status_code == 303
+    assert "Staff portal" not in browser.get(f"{live_server}/account/apps").text
+    assert refresh(live_server, client, token["refresh_token"]).json()["error"] == "invalid_grant"
+    assert userinfo(live_server, token["access_token"]).status_code == 401
+    assert browser.post(live_server + action, data={"csrf_token": csrf_token(page.text)}).status_code == 404
+
+
+def test_a_first_party_app_whose_grants_ended_is_not_listed(app, live_server, make_user, make_client):
+    from idp.models import Grant
+
+    user = make_user()
+    expired, revoked = make_client(name="Old wiki", first_party=True), make_client(name="Old chat", first_party=True)
+    browser = signed_in_browser(live_server, user)
+    for client in (expired, revoked):
+        _, _, token = tokens_for(live_server, user, client, scope="openid offline_access", browser=browser)
+    assert requests.post(f"{live_server}/revoke", data={"token": token["refresh_token"]},
+                         auth=(revoked["client_id"], revoked["client_secret"]), timeout=10).status_code == 200
+    with_db(app, lambda db: db.session.execute(db.update(Grant).where(Grant.user_id == user["id"],
+                                                                     Grant.revoked_at.is_(None))
+                                               .values(expires_at=Grant.created_at)))
+    page = browser.get(f"{live_server}/account/apps")
+    assert "Old wiki" not in page.text and "Old chat" not in page.text
+    assert "No app has access to your account." in page.text
+    token = csrf_token(browser.get(f"{live_server}/account").text)
+    for client in (expired, revoked):
+        action = f"/account/apps/{client['client_id']}/revoke"
+        assert browser.post(live_server + action, data={"csrf_token": token}).status_code == 404
+
+
+def test_nobody_sees_or_revokes_someone_elses_first_party_grant(live_server, make_user, make_client):
+    alice, bob = make_user(), make_user()
+    client = make_client(name="Payroll", first_party=True)
+    _, _, token = tokens_for(live_server, bob, client, scope="openid offline_access")
+    alice_browser = signed_in_browser(live_server, alice)
+    page = alice_browser.get(f"{live_server}/account/apps")
+    assert "Payroll" not in page.text
+    action = f"/account/apps/{client['client_id']}/revoke"
+    form_token = csrf_token(alice_browser.get(f"{live_server}/account").text)
+    assert alice_browser.post(live_server + action, data={"csrf_token": form_token}).status_code == 404
+    assert refresh(live_server, client, token["refresh_token"]).status_code == 200
