@@ -149,9 +149,11 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 
     def generate_user_info(self, user, scope):
         # OIDC Core 5.4: scope claims go to UserInfo when an access token is issued (always, in the
-        # code flow); the ID token carries only what the claims parameter asks for in id_token.
-        requested = (g.idp_token_grant.claims or {}).get("id_token")
-        return claims_mod.user_claims(user, subject_for(user, g.idp_token_grant.client), "", requested)
+        # code flow); the ID token carries only what the claims parameter asks for in id_token,
+        # within `scope`: the token's scope, after the client's allowed scope was applied.
+        grant = g.idp_token_grant
+        requested = (grant.claims or {}).get("id_token")
+        return claims_mod.id_token_claims(user, subject_for(user, grant.client), scope, requested)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
