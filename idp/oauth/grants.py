@@ -5,7 +5,8 @@ from __future__ import annotations
 from datetime import timedelta
 
 from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, UnauthorizedClientError, grants
-from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app, g
 from sqlalchemy import update
@@ -19,7 +20,7 @@ from idp.oauth import claims as claims_mod
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import id_token_alg_refusal
-from idp.security.tokens import digest, random_token
+from idp.security.tokens import constant_time_equal, digest, random_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
 
@@ -55,6 +56,27 @@ def _consume(model, row_id: int) -> bool:
                                 .values(used_at=now()))
     commit_keeping_loaded()
     return result.rowcount == 1
+
+
+def check_code_binding(row: AuthorizationCode, request) -> None:
+    """RFC 6749 4.1.3, RFC 7636 4.6: the exact redirect_uri of the authorization request (none if
+    it had none) and the S256 verifier, checked before the code is spent: a wrong verifier cannot
+    be guessed right in the code's life, while spending the code would let whoever holds a leaked
+    code turn the rightful redemption into a replay that revokes the grant."""
+    if (request.payload.redirect_uri or "") != row.redirect_uri:
+        raise InvalidGrantError("redirect_uri does not match the authorization request")
+    verifier = request.form.get("code_verifier")
+    if not row.code_challenge:
+        if verifier:  # RFC 9700 4.8: no verifier without a challenge (PKCE downgrade)
+            raise InvalidRequestError("code_verifier sent for a code issued without code_challenge")
+        return
+    if not verifier:
+        raise InvalidRequestError("code_verifier is required (PKCE)")
+    if not CODE_VERIFIER_PATTERN.fullmatch(verifier):
+        raise InvalidRequestError("code_verifier is malformed")
+    if row.code_challenge_method != "S256" or \
+            not constant_time_equal(create_s256_code_challenge(verifier), row.code_challenge):
+        raise InvalidGrantError("code_verifier does not match the code_challenge")
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -95,6 +117,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = db.session.scalar(db.select(AuthorizationCode).where(AuthorizationCode.code_digest == digest(code)))
         if row is None or row.grant.client_id != client.id:
             return None
+        check_code_binding(row, self.request)  # before the code is spent, and before replay counts
         if row.used_at is None and "openid" in row.grant.scope.split():
             id_token_ring(client)  # refuse before the code is spent: it can be redeemed once fixed
         if row.used_at is not None or not _consume(AuthorizationCode, row.id):
