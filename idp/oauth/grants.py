@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, UnauthorizedClientError, grants
+from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError,
+                                    grants, scope_to_list)
 from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
 from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oidc.core import grants as oidc_grants
@@ -77,6 +78,13 @@ def check_code_binding(row: AuthorizationCode, request) -> None:
     if row.code_challenge_method != "S256" or \
             not constant_time_equal(create_s256_code_challenge(verifier), row.code_challenge):
         raise InvalidGrantError("code_verifier does not match the code_challenge")
+
+
+def check_refresh_scope(scope: str | None, row: RefreshToken) -> None:
+    """RFC 6749 6: a refresh request may narrow the scope, never widen it. Checked before the
+    token is spent, so a refused request leaves it usable (a retry is not reuse)."""
+    if scope and not set(scope_to_list(scope)) <= set(scope_to_list(row.get_scope())):
+        raise InvalidScopeError("the requested scope exceeds the scope originally granted")
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -187,6 +195,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = db.session.scalar(db.select(RefreshToken).where(RefreshToken.token_digest == digest(refresh_token)))
         if row is None or not row.check_client(self.request.client):
             return None
+        if row.used_at is None:
+            check_refresh_scope(self.request.payload.scope, row)  # before the token is spent
         if row.used_at is not None or not _consume(RefreshToken, row.id):
             revoke_grant(row.grant, "refresh_token_reused")
             raise InvalidGrantError("refresh token was already used")

@@ -344,6 +344,28 @@ def test_refresh_cannot_widen_the_scope(live_server, make_user, make_client):
     assert_token_error(response, "invalid_scope")
 
 
+def test_refused_wider_scope_leaves_the_refresh_token_usable_once(live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
+    wider = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "scope": "openid email"}
+    auth = (client["client_id"], client["client_secret"])
+    assert_token_error(token_request(live_server, wider, auth=auth), "invalid_scope")
+    assert not _grant_revoked(app, token["access_token"], live_server)
+    rotated = _assert_success(refresh(live_server, client, token["refresh_token"]))  # the retry is no reuse
+    assert userinfo(live_server, rotated["access_token"]).status_code == 200
+    assert_token_error(refresh(live_server, client, token["refresh_token"]), "invalid_grant")  # now it is
+    assert _grant_revoked(app, rotated["access_token"], live_server)
+    assert_token_error(refresh(live_server, client, rotated["refresh_token"]), "invalid_grant")
+
+
+def test_refresh_may_narrow_the_scope(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
+    narrow = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "scope": "openid"}
+    body = _assert_success(token_request(live_server, narrow, auth=(client["client_id"], client["client_secret"])))
+    assert verify_access_token(live_server, body["access_token"])["scope"] == "openid"
+
+
 def test_refresh_token_of_a_disabled_user_is_invalid_grant(live_server, app, make_user, make_client):
     user = make_user()
     client = make_client(first_party=True)
