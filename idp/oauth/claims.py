@@ -62,13 +62,27 @@ def _values(user) -> dict:
     return values
 
 
-def user_claims(user, subject: str, scope: str, requested: dict | None = None) -> dict:
-    """`sub` plus the claims the scope grants plus the individually requested ones we hold."""
-    names = [c for s in scope_to_list(scope or "") for c in SCOPE_CLAIMS.get(s, [])]
-    names += list((requested or {}).keys())
+def scope_claims(scope: str) -> set[str]:
+    """The claims the person consented to by granting these scopes (OIDC Core 5.4)."""
+    return {c for s in scope_to_list(scope or "") for c in SCOPE_CLAIMS.get(s, [])}
+
+
+def user_claims(user, subject: str, scope: str) -> dict:
+    """UserInfo: `sub` plus every claim of the granted scope that we hold a value for."""
+    return _release(user, subject, scope_claims(scope))
+
+
+def id_token_claims(user, subject: str, scope: str, requested: dict | None) -> dict:
+    """The ID token: `sub` plus the claims the `claims` parameter asked for in `id_token`, but
+    only those the granted scope covers (OIDC Core 5.5 lets it select claims; consent, shown and
+    stored per scope, decides what may be released; essential or not, no other claim goes out)."""
+    return _release(user, subject, scope_claims(scope) & set(requested or {}))
+
+
+def _release(user, subject: str, names: set[str]) -> dict:
     values = _values(user)
     claims = {"sub": subject}
-    for name in names:
-        if name in values and values[name] is not None:
+    for name in sorted(names):
+        if values.get(name) is not None:
             claims[name] = values[name]
     return claims

@@ -7,7 +7,7 @@ client whose registered method is this one (no fallback between methods), and `a
 method's allow-list (and equals the client's token_endpoint_auth_signing_alg when set) - so
 `none`, and HMAC against a public key, never reach a verifier. Then the signature with the
 client's own keys (its `jwks`, its `jwks_uri`, or its secret; never `jku`/`x5u` from the header),
-then the claims: iss == sub == client_id, `aud` names us, `exp` present and at most
+then the claims: iss == sub == client_id, `aud` names us and nobody else, `exp` present and at most
 IDP_CLIENT_ASSERTION_MAX_LIFETIME ahead, `iat`/`nbf` not in the future, and `jti` single use.
 """
 from __future__ import annotations
@@ -135,6 +135,11 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
         except JoseError as failure:
             raise _reject(f"the client assertion is not acceptable: {failure.description}", client,
                           f"claims: {failure.error}") from None
+        if isinstance(claims["aud"], list) and not set(claims["aud"]) <= set(self.get_audiences()):
+            # Audience injection (draft-ietf-oauth-rfc7523bis): an assertion also meant for someone
+            # else is not ours to accept. joserfc checked above that aud is a non-empty list of strings.
+            raise _reject("the client assertion names another audience besides this server", client,
+                          "claims: foreign_aud")
         if not math.isfinite(claims["exp"]) or claims["exp"] > timestamp() + _settings().client_assertion_max_lifetime:
             raise _reject("the client assertion expires too far in the future", client, "exp_too_far")
         jti = claims["jti"]
@@ -145,7 +150,8 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
 
     def get_audiences(self) -> list[str]:
         """OIDC Core 9 names the token endpoint, RFC 7523bis the issuer; an assertion sent to
-        /revoke or /introspect may name that endpoint (authlib's client does). All of them are us."""
+        /revoke or /introspect may name that endpoint (authlib's client does). All of them are us,
+        and an `aud` list must hold nothing else (verify_claims)."""
         issuer = _settings().issuer
         return [issuer] + [issuer + path for path in ENDPOINT_PATHS]
 

@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, UnauthorizedClientError, grants
-from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oauth2.rfc6749 import (InvalidGrantError, InvalidRequestError, InvalidScopeError, UnauthorizedClientError,
+                                    grants, scope_to_list)
+from authlib.oauth2.rfc7636 import CodeChallenge, create_s256_code_challenge
+from authlib.oauth2.rfc7636.challenge import CODE_VERIFIER_PATTERN
 from authlib.oidc.core import grants as oidc_grants
 from flask import current_app, g
 from sqlalchemy import update
@@ -19,7 +21,7 @@ from idp.oauth import claims as claims_mod
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import id_token_alg_refusal
-from idp.security.tokens import digest, random_token
+from idp.security.tokens import constant_time_equal, digest, random_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
 
@@ -55,6 +57,34 @@ def _consume(model, row_id: int) -> bool:
                                 .values(used_at=now()))
     commit_keeping_loaded()
     return result.rowcount == 1
+
+
+def check_code_binding(row: AuthorizationCode, request) -> None:
+    """RFC 6749 4.1.3, RFC 7636 4.6: the exact redirect_uri of the authorization request (none if
+    it had none) and the S256 verifier, checked before the code is spent: a wrong verifier cannot
+    be guessed right in the code's life, while spending the code would let whoever holds a leaked
+    code turn the rightful redemption into a replay that revokes the grant."""
+    if (request.payload.redirect_uri or "") != row.redirect_uri:
+        raise InvalidGrantError("redirect_uri does not match the authorization request")
+    verifier = request.form.get("code_verifier")
+    if not row.code_challenge:
+        if verifier:  # RFC 9700 4.8: no verifier without a challenge (PKCE downgrade)
+            raise InvalidRequestError("code_verifier sent for a code issued without code_challenge")
+        return
+    if not verifier:
+        raise InvalidRequestError("code_verifier is required (PKCE)")
+    if not CODE_VERIFIER_PATTERN.fullmatch(verifier):
+        raise InvalidRequestError("code_verifier is malformed")
+    if row.code_challenge_method != "S256" or \
+            not constant_time_equal(create_s256_code_challenge(verifier), row.code_challenge):
+        raise InvalidGrantError("code_verifier does not match the code_challenge")
+
+
+def check_refresh_scope(scope: str | None, row: RefreshToken) -> None:
+    """RFC 6749 6: a refresh request may narrow the scope, never widen it. Checked before the
+    token is spent, so a refused request leaves it usable (a retry is not reuse)."""
+    if scope and not set(scope_to_list(scope)) <= set(scope_to_list(row.get_scope())):
+        raise InvalidScopeError("the requested scope exceeds the scope originally granted")
 
 
 class S256CodeChallenge(CodeChallenge):
@@ -95,6 +125,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         row = db.session.scalar(db.select(AuthorizationCode).where(AuthorizationCode.code_digest == digest(code)))
         if row is None or row.grant.client_id != client.id:
             return None
+        check_code_binding(row, self.request)  # before the code is spent, and before replay counts
         if row.used_at is None and "openid" in row.grant.scope.split():
             id_token_ring(client)  # refuse before the code is spent: it can be redeemed once fixed
         if row.used_at is not None or not _consume(AuthorizationCode, row.id):
@@ -149,9 +180,11 @@ class OpenIDCode(oidc_grants.OpenIDCode):
 
     def generate_user_info(self, user, scope):
         # OIDC Core 5.4: scope claims go to UserInfo when an access token is issued (always, in the
-        # code flow); the ID token carries only what the claims parameter asks for in id_token.
-        requested = (g.idp_token_grant.claims or {}).get("id_token")
-        return claims_mod.user_claims(user, subject_for(user, g.idp_token_grant.client), "", requested)
+        # code flow); the ID token carries only what the claims parameter asks for in id_token,
+        # within `scope`: the token's scope, after the client's allowed scope was applied.
+        grant = g.idp_token_grant
+        requested = (grant.claims or {}).get("id_token")
+        return claims_mod.id_token_claims(user, subject_for(user, grant.client), scope, requested)
 
 
 class RefreshTokenGrant(grants.RefreshTokenGrant):
@@ -162,6 +195,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         row = db.session.scalar(db.select(RefreshToken).where(RefreshToken.token_digest == digest(refresh_token)))
         if row is None or not row.check_client(self.request.client):
             return None
+        if row.used_at is None:
+            check_refresh_scope(self.request.payload.scope, row)  # before the token is spent
         if row.used_at is not None or not _consume(RefreshToken, row.id):
             revoke_grant(row.grant, "refresh_token_reused")
             raise InvalidGrantError("refresh token was already used")

@@ -12,7 +12,7 @@ from idp import clock
 from tests.helpers.rp import Browser, RelyingParty, verify_id_token
 from tests.oauth.flows import (TIMEOUT, absolute, assert_error_page, assert_redirect_error, authorize,
                                count_rows, form_fields, is_consent_page, is_login_redirect, query_of,
-                               raw_authorize_url, redeem, sign_in, signed_in_browser, tokens_for, userinfo)
+                               raw_authorize_url, redeem, sign_in, signed_in_browser, tokens_for)
 
 REQUEST_TABLES = ("grants", "authorization_codes", "pending_authorizations", "refresh_tokens", "consents")
 
@@ -414,19 +414,6 @@ def test_an_access_token_is_not_an_id_token_hint(live_server, make_user, make_cl
 
 
 # --- the claims parameter ------------------------------------------------------------------------------
-
-def test_claims_parameter_members_reach_the_id_token_and_userinfo(live_server, make_user, make_client):
-    user = make_user()
-    client = make_client(first_party=True)
-    claims = json.dumps({"id_token": {"email": {"essential": True}},
-                         "userinfo": {"preferred_username": None}})
-    rp, _, token = tokens_for(live_server, user, client, scope="openid", claims=claims)
-    id_claims = verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
-    assert id_claims["email"] == user["email"]
-    assert "preferred_username" not in id_claims
-    info = userinfo(live_server, token["access_token"]).json()
-    assert info == {"sub": user["subject"], "preferred_username": user["username"]}
-
 
 @pytest.mark.parametrize("claims", ["{not json", "[]", '"text"', '{"id_token": "email"}',
                                     '{"userinfo": {"email": true}}'])

@@ -229,10 +229,10 @@ def test_private_key_jwt_authorization_code_and_refresh(live_server, jwt_client,
     assert renewed["access_token"] != token["access_token"]
 
 
-def test_the_audience_may_be_the_issuer_the_token_endpoint_or_a_list_holding_one(app, live_server, jwt_client):
+def test_the_audience_may_be_the_issuer_the_token_endpoint_or_a_list_of_them(app, live_server, jwt_client):
     key = rsa_key()
     client = jwt_client(jwks=key_set(key))
-    for audience in (live_server, f"{live_server}/token", ["https://other.example", live_server]):
+    for audience in (live_server, f"{live_server}/token", [live_server], [live_server, f"{live_server}/token"]):
         response = client_credentials(live_server, sign(key, claims_for(client["client_id"], audience)))
         assert response.status_code == 200, response.text
 
@@ -339,6 +339,18 @@ def test_a_wrong_audience_is_refused(app, live_server, rsa_client, audience):
     client, key = rsa_client
     assert_refused(app, live_server, client["client_id"], sign(key, claims_for(client["client_id"], audience)),
                    "claims")
+
+
+@pytest.mark.parametrize("extra", ["https://evil.example", "https://evil.example/token", "{issuer}/userinfo"])
+@pytest.mark.parametrize("ours", ["{issuer}", "{issuer}/token"])
+def test_an_audience_list_naming_anyone_else_besides_us_is_refused(app, live_server, rsa_client, ours, extra):
+    """draft-ietf-oauth-rfc7523bis (audience injection): an assertion also addressed to another
+    server, or to a part of ours that is no audience, was not meant for us alone."""
+    client, key = rsa_client
+    audience = [ours.format(issuer=live_server), extra.format(issuer=live_server)]
+    for order in (audience, audience[::-1]):
+        assertion = sign(key, claims_for(client["client_id"], order))
+        assert_refused(app, live_server, client["client_id"], assertion, "claims: foreign_aud")
 
 
 def test_an_audience_on_another_path_of_our_host_is_refused(app, live_server, rsa_client):

@@ -11,8 +11,8 @@ from idp import clock
 from idp.models import AuthorizationCode, Grant, User
 from idp.security.tokens import digest
 from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
-from tests.oauth.flows import (assert_token_error, authorize, count_rows, redeem, refresh, signed_in_browser,
-                               token_request, tokens_for, userinfo, with_db)
+from tests.oauth.flows import (assert_token_error, authorize, count_rows, query_of, raw_authorize_url, redeem,
+                               refresh, signed_in_browser, token_request, tokens_for, userinfo, with_db)
 
 
 def _code(live_server, user, client, scope="openid profile email", browser=None, **params):
@@ -199,6 +199,81 @@ def test_replayed_code_revokes_every_token_of_the_first_redemption(live_server, 
     assert with_db(app, lambda db: db.session.scalar(db.select(Grant.revoked_at).where(Grant.id == gid)))
 
 
+def _grant_revoked(app, access_token: str, live_server) -> bool:
+    gid = verify_access_token(live_server, access_token)["gid"]
+    return with_db(app, lambda db: db.session.scalar(db.select(Grant.revoked_at).where(Grant.id == gid))) is not None
+
+
+@pytest.mark.parametrize("public", [True, False], ids=["public", "confidential"])
+def test_wrong_code_verifier_leaves_the_code_to_its_rightful_redemption(
+        live_server, app, make_user, make_client, public):
+    client = make_client(public=public, first_party=True)
+    rp, code = _code(live_server, make_user(), client, scope="openid offline_access")
+    assert_token_error(redeem(live_server, client, code, "x" * 43), "invalid_grant")  # someone holding a leaked code
+    assert _code_used_at(app, code) is None
+    body = _assert_success(redeem(live_server, client, code, rp.verifier))
+    assert not _grant_revoked(app, body["access_token"], live_server)
+    assert userinfo(live_server, body["access_token"]).status_code == 200
+
+
+@pytest.mark.parametrize("verifier", [None, "short", "x" * 43], ids=["missing", "malformed", "wrong"])
+def test_refused_code_verifier_does_not_spend_the_code(live_server, app, make_user, make_client, verifier):
+    client = make_client(public=True, first_party=True)
+    rp, code = _code(live_server, make_user(), client)
+    assert redeem(live_server, client, code, verifier).status_code == 400
+    assert _code_used_at(app, code) is None
+    _assert_success(redeem(live_server, client, code, rp.verifier))
+
+
+def test_wrong_redirect_uri_does_not_spend_the_code(live_server, app, make_user, make_client):
+    first, second = "http://127.0.0.1:9999/callback", "http://127.0.0.1:9999/other"
+    client = make_client(first_party=True, redirect_uris=[first, second])
+    rp, code = _code(live_server, make_user(), client)
+    assert_token_error(redeem(live_server, client, code, rp.verifier, redirect_uri=second), "invalid_grant")
+    assert _code_used_at(app, code) is None
+    _assert_success(redeem(live_server, client, code, rp.verifier))
+
+
+def test_code_asked_for_without_redirect_uri_is_redeemed_without_one(live_server, app, make_user, make_client):
+    user = make_user()
+    client = make_client(first_party=True)  # one registered redirect URI: the request may leave it out
+    browser = signed_in_browser(live_server, user)
+    verifier = "v" * 43  # raw_authorize_url's code_challenge
+    response = browser.get(raw_authorize_url(live_server, client, redirect_uri=None))
+    assert response.status_code == 302 and response.headers["Location"].startswith(client["redirect_uri"])
+    code = query_of(response.headers["Location"])["code"]
+    auth = (client["client_id"], client["client_secret"])
+    data = {"grant_type": "authorization_code", "code": code, "code_verifier": verifier}
+    assert_token_error(token_request(live_server, {**data, "redirect_uri": "http://127.0.0.1:9999/elsewhere"},
+                                     auth=auth), "invalid_grant")
+    assert_token_error(token_request(live_server, {**data, "redirect_uri": client["redirect_uri"]}, auth=auth),
+                       "invalid_grant")  # RFC 6749 4.1.3: repeat it only if the request had it
+    assert _code_used_at(app, code) is None
+    _assert_success(token_request(live_server, data, auth=auth))
+
+
+def test_code_verifier_for_a_code_without_challenge_is_refused_and_the_code_kept(
+        live_server, app, make_user, make_client):
+    client = make_client(first_party=True, require_pkce=False)
+    browser = signed_in_browser(live_server, make_user())
+    response = browser.get(raw_authorize_url(live_server, client, code_challenge=None, code_challenge_method=None))
+    code = query_of(response.headers["Location"])["code"]
+    assert_token_error(redeem(live_server, client, code, "v" * 43), "invalid_request")  # RFC 9700 4.8
+    assert _code_used_at(app, code) is None
+    _assert_success(redeem(live_server, client, code, None))
+
+
+def test_replay_revokes_only_when_the_replay_could_redeem_the_code(live_server, app, make_user, make_client):
+    client = make_client(public=True, first_party=True)
+    rp, code = _code(live_server, make_user(), client, scope="openid offline_access")
+    body = _assert_success(redeem(live_server, client, code, rp.verifier))
+    assert_token_error(redeem(live_server, client, code, "x" * 43), "invalid_grant")  # no verifier: no revocation
+    assert not _grant_revoked(app, body["access_token"], live_server)
+    assert_token_error(redeem(live_server, client, code, rp.verifier), "invalid_grant")  # a real replay
+    assert _grant_revoked(app, body["access_token"], live_server)
+    assert_token_error(refresh(live_server, client, body["refresh_token"]), "invalid_grant")
+
+
 # --- refresh tokens -------------------------------------------------------------------------------
 
 def test_refresh_token_only_with_offline_access(live_server, make_user, make_client):
@@ -267,6 +342,28 @@ def test_refresh_cannot_widen_the_scope(live_server, make_user, make_client):
                                            "scope": "openid offline_access email"},
                              auth=(client["client_id"], client["client_secret"]))
     assert_token_error(response, "invalid_scope")
+
+
+def test_refused_wider_scope_leaves_the_refresh_token_usable_once(live_server, app, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
+    wider = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "scope": "openid email"}
+    auth = (client["client_id"], client["client_secret"])
+    assert_token_error(token_request(live_server, wider, auth=auth), "invalid_scope")
+    assert not _grant_revoked(app, token["access_token"], live_server)
+    rotated = _assert_success(refresh(live_server, client, token["refresh_token"]))  # the retry is no reuse
+    assert userinfo(live_server, rotated["access_token"]).status_code == 200
+    assert_token_error(refresh(live_server, client, token["refresh_token"]), "invalid_grant")  # now it is
+    assert _grant_revoked(app, rotated["access_token"], live_server)
+    assert_token_error(refresh(live_server, client, rotated["refresh_token"]), "invalid_grant")
+
+
+def test_refresh_may_narrow_the_scope(live_server, make_user, make_client):
+    client = make_client(first_party=True)
+    _, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
+    narrow = {"grant_type": "refresh_token", "refresh_token": token["refresh_token"], "scope": "openid"}
+    body = _assert_success(token_request(live_server, narrow, auth=(client["client_id"], client["client_secret"])))
+    assert verify_access_token(live_server, body["access_token"])["scope"] == "openid"
 
 
 def test_refresh_token_of_a_disabled_user_is_invalid_grant(live_server, app, make_user, make_client):
