@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from authlib.oauth2.rfc6749 import OAuth2Error
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
@@ -71,6 +71,8 @@ def consent_decision():
     if request.form.get("decision") != "allow":
         audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
         db.session.commit()
+        if grant.client.is_unverified:  # RFC 9700 4.11.2: no redirect an unverified client can use
+            return _unverified_error_page(AccessDeniedError(redirect_uri=grant.redirect_uri), grant.client)
         response = get_server().create_authorization_response(request=params, grant=grant, grant_user=None)
         return _deliver(response, params, grant.redirect_uri)
     consent.record(sso.user, grant.client, grant.request.scope)
@@ -138,12 +140,24 @@ def _issue(decided: Decision, params: dict, row):
 
 
 def _error_response(error: OAuth2Error, params: dict):
-    if not error.redirect_uri:
+    """Our page until client and redirect_uri are verified; and always for an unverified client
+    (RFC 9700 4.11.2: else anyone could register one to use /authorize as an open redirector)."""
+    client = query_client(params.get("client_id")) if error.redirect_uri else None  # read already by authlib
+    if client is None:
         return render_template("oauth/error.html", error=error.error, description=error.description), 400
+    if client.is_unverified:
+        return _unverified_error_page(error, client)
     server = get_server()
     response = server.handle_error_response(None, error)
     server.issuer_parameter.add_issuer_parameter(server, response)
     return _deliver(response, params, error.redirect_uri)
+
+
+def _unverified_error_page(error: OAuth2Error, client):
+    """The error, on our page, naming the unverified app and where it wanted to send the person."""
+    return render_template("oauth/error.html", error=error.error, description=error.description,
+                           unverified_app=client.client_name,
+                           destination=urlsplit(error.redirect_uri).hostname or error.redirect_uri), 400
 
 
 def _deliver(response, params: dict, redirect_uri: str):
