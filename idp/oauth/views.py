@@ -1,30 +1,25 @@
-"""Protocol endpoints. /authorize follows DESIGN.md section 7: validate with authlib, decide the
-next step with interaction.next_step, and keep the request server-side while the person signs in."""
+"""Protocol endpoints. /authorize follows DESIGN.md section 7: authorize_decision validates the
+request and decides the next step; the view carries it out, keeping the request server-side
+while the person signs in."""
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
 
-from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Error, UnauthorizedClientError
-from authlib.oidc.core.errors import ConsentRequiredError, InteractionRequiredError, LoginRequiredError
+from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
 from idp.authn.session import current_session
-from idp.authn.steps import meets
-from idp.clock import now
 from idp.extensions import csrf, db
 from idp.keys import keyring
 from idp.models import UpstreamProvider
-from idp.oauth import claims as claims_mod
 from idp.oauth import acr as acr_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
+from idp.oauth.authorize_decision import AcceptTerms, Decision, decide
 from idp.oauth.discovery import metadata_json
 from idp.oauth.introspection import IntrospectionEndpoint
 from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server, query_client
-from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import id_token_alg_refusal, verify_id_token_hint
-from idp.users import terms
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import N_
@@ -33,20 +28,6 @@ from idp.web.templating import gettext as _
 bp = Blueprint("oauth", __name__)
 
 EXPIRED = N_("This sign-in request has expired or was opened in another browser. Go back to the application and start again.")
-
-
-class UnmetAuthenticationRequirements(OAuth2Error):
-    """OpenID Connect Core Unmet Authentication Requirements 1.0."""
-
-    error = "unmet_authentication_requirements"
-
-
-class RequestNotSupported(OAuth2Error):
-    error = "request_not_supported"
-
-
-class RequestUriNotSupported(OAuth2Error):
-    error = "request_uri_not_supported"
 
 
 @bp.route("/authorize", methods=["GET", "POST"])
@@ -65,139 +46,75 @@ def resume(pending_id: str):
 
 @bp.route("/authorize/consent", methods=["POST"])
 def consent_decision():
+    """The answer on the consent page. The request is decided again, as on resume: it is
+    answered only when consent is what it waits for, for the session the page was shown to;
+    anything else (a login, prompt=login, an id_token_hint or terms still to do) goes back
+    through oauth.resume."""
     pending_id = form_value("pending_id", max_length=64)
     row = pending.load(pending_id)
     if row is None:
         raise PageError(_(EXPIRED), 400)
-    sso = current_session()
-    if sso is None:
-        return redirect(url_for("authn.login", next=url_for("oauth.resume", pending_id=pending_id)), 303)
-    server = get_server()
-    try:
-        grant = server.get_consent_grant(request=row.params, end_user=sso.user)
-        extras = _validate_extras(grant, row.params)
-    except OAuth2Error as error:
-        return _error_response(error, row.params)
-    required = extras["acr"].required
-    if required is not None and not meets(sso.acr, required):  # the session changed since the consent page
-        return redirect(url_for("oauth.resume", pending_id=pending_id), 303)
+    resume_path = url_for("oauth.resume", pending_id=pending_id)
+    if current_session() is None:
+        return redirect(url_for("authn.login", next=resume_path), 303)
     params = row.params
+    try:
+        decided = decide(params, row)
+    except OAuth2Error as error:
+        return _error_response(error, params)
+    sso, grant = decided.sso, decided.grant
+    if not isinstance(decided.step, (interaction.Consent, interaction.Issue)) \
+            or form_value("sid", max_length=64) != sso.sid:
+        return redirect(resume_path, 303)
     if not pending.drop(row):  # a second click on Allow or Deny: the first one answers the client
         raise PageError(_(EXPIRED), 400)
     if request.form.get("decision") != "allow":
         audit.record("oauth.consent.denied", user=sso.user, client=grant.client)
         db.session.commit()
-        response = server.create_authorization_response(request=params, grant=grant, grant_user=None)
+        if grant.client.is_unverified:  # RFC 9700 4.11.2: no redirect an unverified client can use
+            return _unverified_error_page(AccessDeniedError(redirect_uri=grant.redirect_uri), grant.client)
+        response = get_server().create_authorization_response(request=params, grant=grant, grant_user=None)
         return _deliver(response, params, grant.redirect_uri)
     consent.record(sso.user, grant.client, grant.request.scope)
-    return _issue(grant, sso, params, extras, None)
-
-
-def _validate_extras(grant, params: dict) -> dict:
-    """Checks authlib leaves to us; errors go back to the (verified) redirect_uri."""
-    where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
-    if "request" in params:
-        raise RequestNotSupported("request objects are not supported", **where)
-    if "request_uri" in params:
-        raise RequestUriNotSupported("request_uri is not supported", **where)
-    mode = params.get("response_mode", "query")
-    if mode not in ("query", "form_post"):
-        raise InvalidRequestError("response_mode must be query or form_post", **where)
-    if mode == "form_post" and urlsplit(grant.redirect_uri).scheme not in ("http", "https"):
-        raise InvalidRequestError("form_post needs an http(s) redirect_uri", **where)
-    refusal = id_token_alg_refusal(grant.client, keyring()) if "openid" in grant.request.scope.split() else None
-    if refusal is not None:  # refused at /token anyway (grants.id_token_ring): say so before anyone signs in
-        raise UnauthorizedClientError(f"{refusal}; update the client registration", **where)
-    max_age = params.get("max_age")
-    if max_age is not None and (not max_age.isdigit() or len(max_age) > 10):
-        raise InvalidRequestError("max_age must be a non-negative integer", **where)
-    try:
-        claims_request = claims_mod.parse_claims_parameter(params.get("claims"))
-    except InvalidRequestError as error:
-        raise InvalidRequestError(error.description, **where) from None
-    prompts = set((params.get("prompt") or "").split())
-    if "create" in prompts and not current_app.config["IDP_SETTINGS"].registration_enabled:
-        # Prompt Create 1.0 4.1: a prompt value the OP does not support is invalid_request.
-        raise InvalidRequestError("prompt=create is not supported: registration is closed", **where)
-    hint = None
-    if params.get("id_token_hint"):
-        hint = verify_id_token_hint(params["id_token_hint"])
-        if hint is None:
-            raise InvalidRequestError("id_token_hint is not an ID token we issued", **where)
-    settings = current_app.config["IDP_SETTINGS"]
-    acr_request = acr_mod.requested_acr(params.get("acr_values"), claims_request,
-                                        policy_mfa=grant.client.require_mfa or settings.mfa_required)
-    if acr_request.impossible:
-        raise UnmetAuthenticationRequirements("the essential acr values are not supported", **where)
-    # OIDC Registration 2: the client's default_max_age applies when the request has no max_age.
-    max_age = int(max_age) if max_age is not None else grant.client.default_max_age
-    return {"max_age": max_age, "claims": claims_request,
-            "hint_sub": hint.get("sub") if hint else None, "acr": acr_request,
-            "prompts": prompts}
+    return _issue(decided, params, None)
 
 
 def _authorize(params: dict, row, pending_id: str | None):
-    server = get_server()
-    sso = current_session()
-    user = sso.user if sso else None
     try:
-        grant = server.get_consent_grant(request=params if row else None, end_user=user)
-        extras = _validate_extras(grant, params)
+        decided = decide(params, row)
     except OAuth2Error as error:
         return _error_response(error, params)
-    fresh = row is not None and sso is not None and sso.auth_time >= row.created_at
-    hint_matches = extras["hint_sub"] is None or user is None or extras["hint_sub"] == subject_for(user, grant.client)
-    where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
-    if fresh and not hint_matches:
-        return _error_response(LoginRequiredError(**where), params)
-    step = interaction.next_step(
-        prompts=extras["prompts"], signed_in=user is not None, login_is_fresh=fresh,
-        session_age=int((now() - sso.auth_time).total_seconds()) if sso else None,
-        max_age=extras["max_age"], hint_matches=hint_matches,
-        consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
-        first_party=grant.client.first_party, session_acr=sso.acr if sso else None,
-        target=extras["acr"].target, required=extras["acr"].required,
-        stepped_up=row is not None and row.step_up_acr is not None)
-    if isinstance(step, interaction.Unmet):
-        audit.record("oauth.authentication.unmet", outcome="failure", user=user, client=grant.client,
-                     required=extras["acr"].required, acr=sso.acr)
-        db.session.commit()
-        return _error_response(UnmetAuthenticationRequirements("the required authentication level was not reached",
-                                                               **where), params)
-    if user is not None and not isinstance(step, (interaction.Login, interaction.StepUp)) \
-            and terms.needs_acceptance(user):
-        if "none" in extras["prompts"]:
-            return _error_response(InteractionRequiredError("the terms of service must be accepted", **where), params)
-        if pending_id is None:
-            pending_id = pending.save(params)
-            db.session.commit()
-        return redirect(url_for("authn.accept_terms", next=url_for("oauth.resume", pending_id=pending_id)), 302)
-    if "none" in extras["prompts"] and not isinstance(step, interaction.Issue):
-        error = ConsentRequiredError(**where) if isinstance(step, interaction.Consent) else LoginRequiredError(**where)
-        return _error_response(error, params)
+    step = decided.step
     if isinstance(step, interaction.Issue):
-        return _issue(grant, sso, params, extras, row)
-    step_up_acr = step.acr if isinstance(step, interaction.StepUp) else None
+        return _issue(decided, params, row)
     if pending_id is None:
-        pending_id = pending.save(params, step_up_acr=step_up_acr)
-    elif step_up_acr is not None:
-        row.step_up_acr = step_up_acr
+        pending_id = pending.save(params, step_up_acr=step.acr if isinstance(step, interaction.StepUp) else None)
+    elif isinstance(step, interaction.StepUp):
+        row.step_up_acr = step.acr
     db.session.commit()
     resume_path = url_for("oauth.resume", pending_id=pending_id)
+    if isinstance(step, AcceptTerms):
+        return redirect(url_for("authn.accept_terms", next=resume_path), 302)
     if isinstance(step, interaction.Login) and step.reason == "create":
         return redirect(url_for("authn.register", next=resume_path), 302)
     if isinstance(step, (interaction.Login, interaction.StepUp)):
-        upstream = _hinted_upstream(params.get("idp_hint")) if isinstance(step, interaction.Login) else None
+        return redirect(_login_url(step, decided, params, resume_path), 302)
+    return render_template("oauth/consent.html", client=decided.grant.client, user=decided.sso.user,
+                           pending_id=pending_id, sid=decided.sso.sid,
+                           scopes=consent.describe(decided.grant.request.scope))
+
+
+def _login_url(step, decided, params: dict, resume_path: str) -> str:
+    """Where a Login or StepUp goes: the named upstream provider, else our login page."""
+    if isinstance(step, interaction.Login):
+        upstream = _hinted_upstream(params.get("idp_hint"))
         if upstream is not None:  # straight to the named upstream provider (federation room)
-            return redirect(url_for("federation.start", provider_id=upstream.id, next=resume_path), 302)
-        # authn gets a local path and the level to reach; oauth checks the result on resume.
-        login_url = url_for("authn.login", next=resume_path,
-                            login_hint=params.get("login_hint", "")[:320] or None,
-                            acr=extras["acr"].target, required=extras["acr"].required,
-                            step_up=1 if step_up_acr else None)
-        return redirect(login_url, 302)
-    return render_template("oauth/consent.html", client=grant.client, user=user, pending_id=pending_id,
-                           scopes=consent.describe(grant.request.scope))
+            return url_for("federation.start", provider_id=upstream.id, next=resume_path)
+    # authn gets a local path and the level to reach; oauth checks the result on resume.
+    acr = decided.extras.acr
+    return url_for("authn.login", next=resume_path, login_hint=params.get("login_hint", "")[:320] or None,
+                   acr=acr.target, required=acr.required,
+                   step_up=1 if isinstance(step, interaction.StepUp) else None)
 
 
 def _hinted_upstream(hint) -> UpstreamProvider | None:
@@ -208,10 +125,11 @@ def _hinted_upstream(hint) -> UpstreamProvider | None:
     return upstream if upstream is not None and upstream.enabled else None
 
 
-def _issue(grant, sso, params: dict, extras: dict, row):
+def _issue(decided: Decision, params: dict, row):
+    sso, grant = decided.sso, decided.grant
     g.idp_authorization = {"sid": sso.sid, "auth_time": int(sso.auth_time.timestamp()),
-                           "acr": acr_mod.reported_acr(sso.acr, extras["acr"]),
-                           "amr": sso.amr, "claims": extras["claims"]}
+                           "acr": acr_mod.reported_acr(sso.acr, decided.extras.acr),
+                           "amr": sso.amr, "claims": decided.extras.claims}
     if row is not None and not pending.drop(row):  # a racing resume of the same request issued already
         raise PageError(_(EXPIRED), 400)
     server = get_server()
@@ -222,12 +140,24 @@ def _issue(grant, sso, params: dict, extras: dict, row):
 
 
 def _error_response(error: OAuth2Error, params: dict):
-    if not error.redirect_uri:
+    """Our page until client and redirect_uri are verified; and always for an unverified client
+    (RFC 9700 4.11.2: else anyone could register one to use /authorize as an open redirector)."""
+    client = query_client(params.get("client_id")) if error.redirect_uri else None  # read already by authlib
+    if client is None:
         return render_template("oauth/error.html", error=error.error, description=error.description), 400
+    if client.is_unverified:
+        return _unverified_error_page(error, client)
     server = get_server()
     response = server.handle_error_response(None, error)
     server.issuer_parameter.add_issuer_parameter(server, response)
     return _deliver(response, params, error.redirect_uri)
+
+
+def _unverified_error_page(error: OAuth2Error, client):
+    """The error, on our page, naming the unverified app and where it wanted to send the person."""
+    return render_template("oauth/error.html", error=error.error, description=error.description,
+                           unverified_app=client.client_name,
+                           destination=urlsplit(error.redirect_uri).hostname or error.redirect_uri), 400
 
 
 def _deliver(response, params: dict, redirect_uri: str):

@@ -53,7 +53,7 @@ def sign_in_upstream(person: Person, page, user: dict, decision: str | None = "a
     if url is None and 'name="pending_id"' in response.text:  # the upstream's consent page
         response = person.post(f"{issuer}/authorize/consent", data={
             "csrf_token": csrf_token(response.text), "pending_id": hidden(response.text, "pending_id"),
-            "decision": decision})
+            "sid": hidden(response.text, "sid"), "decision": decision})
         url, response = person.follow(response, lambda url: not url.startswith(issuer))
     assert url is not None, (response.status_code, response.text[:300])
     return url

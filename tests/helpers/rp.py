@@ -77,7 +77,8 @@ class Browser:
 
     def consent(self, page, decision="allow"):
         return self.post(f"{self.issuer}/authorize/consent", data={
-            "csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"), "decision": decision})
+            "csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"),
+            "sid": hidden(page.text, "sid"), "decision": decision})
 
 
 class RelyingParty:

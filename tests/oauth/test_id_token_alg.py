@@ -15,8 +15,8 @@ from idp.models import AuthorizationCode
 from idp.oauth.initial_tokens import issue_initial_access_token
 from idp.security.tokens import digest
 from tests.helpers.rp import RelyingParty, jwks, verify_id_token
-from tests.oauth.flows import (TIMEOUT, assert_token_error, authorize, count_rows, jwt_header, redeem,
-                               signed_in_browser, tokens_for)
+from tests.oauth.flows import (TIMEOUT, assert_error_page, assert_token_error, authorize, count_rows, jwt_header,
+                               redeem, signed_in_browser, tokens_for)
 
 REDIRECT = "http://127.0.0.1:9999/callback"
 
@@ -67,11 +67,16 @@ def code_for(issuer: str, user: dict, client: dict, scope: str = "openid") -> tu
     return rp, rp.callback_params(response)["code"]
 
 
-def authorization_refused(issuer: str, user: dict, client: dict, shown: str) -> None:
+def authorization_refused(issuer: str, user: dict, client: dict, shown: str, unverified: bool = False) -> None:
     """/authorize answers unauthorized_client at once (to the verified redirect_uri, with state
-    and iss) instead of letting the person sign in and consent for a token that would fail."""
+    and iss) instead of letting the person sign in and consent for a token that would fail; for
+    an unverified (dynamically registered) client on our page (RFC 9700 4.11.2)."""
     rp = RelyingParty(issuer, client, scope="openid")
     _, response = authorize(issuer, user, rp, browser=signed_in_browser(issuer, user))
+    if unverified:
+        assert_error_page(response, "unauthorized_client")
+        assert f"id_token_signed_response_alg {shown} is registered" in response.text
+        return
     assert response.status_code == 302 and response.headers["Location"].startswith(client["redirect_uri"])
     params = dict(parse_qsl(urlsplit(response.headers["Location"]).query))
     assert params["error"] == "unauthorized_client" and "code" not in params
@@ -123,7 +128,7 @@ def test_a_client_registered_for_es256_gets_es256_id_tokens_verified_against_jwk
     _rotate(app, "RS256")  # ... and back: the ES256 client is refused, not served RS256
     assert_token_error(redeem(live_server, client, code, rp.verifier), "unauthorized_client")
     assert not code_used(app, code)
-    authorization_refused(live_server, user, client, "ES256")
+    authorization_refused(live_server, user, client, "ES256", unverified=True)
 
 
 @pytest.mark.parametrize("alg, shown", [("PS256", "PS256"), ('RS"256\u00e9', "RS256")])

@@ -153,7 +153,8 @@ def test_a_double_click_on_allow_answers_the_client_once(live_server, app, make_
     browser = signed_in_browser(live_server, user)
     page = browser.get(raw_authorize_url(live_server, client, scope="openid email"))
     assert is_consent_page(page)
-    form = {"csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"), "decision": "allow"}
+    form = {"csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"),
+            "sid": hidden(page.text, "sid"), "decision": "allow"}
     before = count_rows(app)["authorization_codes"]
     answers = _at_once(browser, [("POST", f"{live_server}/authorize/consent", form)] * 2)
     assert sorted(r.status_code for r in answers) == [302, 400], [r.status_code for r in answers]
@@ -172,7 +173,7 @@ def test_two_tabs_consenting_at_once_both_succeed_and_consent_holds_both_scopes(
         page = browser.get(raw_authorize_url(live_server, client, scope=scope))
         assert is_consent_page(page)
         forms.append({"csrf_token": csrf_token(page.text), "pending_id": hidden(page.text, "pending_id"),
-                      "decision": "allow"})
+                      "sid": hidden(page.text, "sid"), "decision": "allow"})
     answers = _at_once(browser, [("POST", f"{live_server}/authorize/consent", form) for form in forms])
     assert [r.status_code for r in answers] == [302, 302]
     with app.app_context():

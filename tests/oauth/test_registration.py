@@ -489,7 +489,8 @@ def test_a_registered_public_client_completes_a_code_flow_and_must_use_pkce(app,
     verify_id_token(live_server, tokens["id_token"], client["client_id"], rp.nonce)
     from tests.oauth.flows import raw_authorize_url
     response = browser.get(raw_authorize_url(live_server, client, code_challenge=None, code_challenge_method=None))
-    assert response.status_code == 302 and "error=invalid_request" in response.headers["Location"]
+    # unverified, so on our page, not by redirect (RFC 9700 4.11.2)
+    assert response.status_code == 400 and "invalid_request" in response.text and "Location" not in response.headers
 
 
 def test_default_max_age_makes_an_older_sign_in_ask_again(app, live_server, make_user, initial_token):

@@ -12,8 +12,9 @@ import pytest
 from idp.extensions import db
 from idp.oauth.clients import find_client, set_logo
 from idp.oauth.initial_tokens import issue_initial_access_token
-from tests.helpers.rp import RelyingParty
-from tests.oauth.flows import is_consent_page, signed_in_browser
+from tests.helpers.rp import Browser, RelyingParty
+from tests.oauth.flows import (assert_error_page, assert_redirect_error, count_rows, is_consent_page,
+                               raw_authorize_url, signed_in_browser)
 from tests.oauth.test_registration import REDIRECT, as_rp_client, configure, events, register
 from tests.test_branding import PNG
 from tests.test_cli import Cli
@@ -152,3 +153,112 @@ def test_verify_refuses_an_operator_created_or_unknown_client(app, make_client, 
     assert result.exit_code != 0 and "created by an operator" in result.output
     assert idp_cli("clients", "verify", "no-such-client", ok=False).exit_code != 0
     assert not [e for e in events(app, "oauth.client.verified") if e["client_id"] == client["client_id"]]
+
+
+# --- RFC 9700 4.11.2: no error redirects for an unverified client -------------------------------
+
+PHISH = "https://phish.example/landing"
+
+
+@pytest.fixture
+def unverified(make_client):
+    """An unverified dynamically registered client whose redirect URI is the attacker's page."""
+    return make_client(registered_via="dynamic", redirect_uris=[PHISH], name="Totally Your Bank")
+
+
+def _verify(app, client_id: str) -> None:
+    from idp.oauth.clients import set_verified
+
+    with app.app_context():
+        set_verified(find_client(client_id), True)
+        db.session.commit()
+
+
+def assert_unverified_error_page(response, error: str) -> None:
+    """Our page (400), naming the app as unverified and the host it wanted, never a redirect."""
+    assert_error_page(response, error)
+    text = html.unescape(response.text)
+    assert "Totally Your Bank is not a verified application." in text
+    assert "phish.example" in text and 'href="https://phish.example' not in response.text
+
+
+UNVERIFIED_ERRORS = [
+    ({"scope": "openid nonsense"}, "invalid_scope"),
+    ({"response_type": "token"}, "unsupported_response_type"),
+    ({"code_challenge": None, "code_challenge_method": None}, "invalid_request"),
+    ({"response_mode": "fragment"}, "invalid_request"),
+    ({"max_age": "soon"}, "invalid_request"),
+    ({"prompt": "none"}, "login_required"),
+]
+
+
+@pytest.mark.parametrize("params, error", UNVERIFIED_ERRORS)
+def test_an_unverified_client_gets_its_errors_on_our_page_not_by_redirect(app, live_server, unverified, params,
+                                                                          error):
+    before = count_rows(app)
+    response = Browser(live_server).get(raw_authorize_url(live_server, unverified, **params))
+    assert_unverified_error_page(response, error)
+    assert count_rows(app)["pending_authorizations"] == before["pending_authorizations"]
+
+
+@pytest.mark.parametrize("params, error", UNVERIFIED_ERRORS[:2])
+def test_the_same_errors_of_a_verified_client_go_back_by_redirect(app, live_server, unverified, params, error):
+    _verify(app, unverified["client_id"])
+    state = "st-verified"
+    response = Browser(live_server).get(raw_authorize_url(live_server, unverified, state=state, **params))
+    assert_redirect_error(response, unverified, live_server, error, state)
+
+
+def test_an_unverified_client_gets_consent_required_on_our_page(live_server, make_user, unverified):
+    browser = signed_in_browser(live_server, make_user())
+    response = browser.get(raw_authorize_url(live_server, unverified, prompt="none"))
+    assert_unverified_error_page(response, "consent_required")
+
+
+def test_form_post_errors_of_an_unverified_client_are_not_posted_either(live_server, unverified):
+    response = Browser(live_server).get(raw_authorize_url(live_server, unverified, response_mode="form_post",
+                                                          scope="openid nonsense"))
+    assert_unverified_error_page(response, "invalid_scope")
+    assert 'action="https://phish.example' not in response.text
+
+
+def test_deny_for_an_unverified_client_stays_on_our_page_and_is_recorded(app, live_server, make_user, unverified):
+    user = make_user()
+    browser = signed_in_browser(live_server, user)
+    page = browser.get(raw_authorize_url(live_server, unverified))
+    assert is_consent_page(page) and shows_warning(page)
+    before = count_rows(app)
+    response = browser.consent(page, "deny")
+    assert_unverified_error_page(response, "access_denied")
+    after = count_rows(app)
+    assert (after["consents"], after["grants"]) == (before["consents"], before["grants"])
+    assert after["pending_authorizations"] == before["pending_authorizations"] - 1
+    denied = [e for e in events(app, "oauth.consent.denied") if e["client_id"] == unverified["client_id"]]
+    assert len(denied) == 1
+
+
+def test_deny_for_a_verified_client_goes_back_as_access_denied(app, live_server, make_user, unverified):
+    _verify(app, unverified["client_id"])
+    browser = signed_in_browser(live_server, make_user())
+    page = browser.get(raw_authorize_url(live_server, unverified, state="st-deny"))
+    assert_redirect_error(browser.consent(page, "deny"), unverified, live_server, "access_denied", "st-deny")
+
+
+def test_allow_for_an_unverified_client_still_sends_the_code(live_server, make_user, unverified):
+    """The person consented on a page that says the app is unverified: the code goes back."""
+    browser = signed_in_browser(live_server, make_user())
+    rp = RelyingParty(live_server, unverified, scope="openid")
+    page = browser.get(rp.authorization_url())
+    assert is_consent_page(page) and shows_warning(page)
+    response = browser.consent(page, "allow")
+    assert response.status_code == 302 and "code" in rp.callback_params(response)
+
+
+def test_the_unverified_error_page_is_in_french(live_server, unverified):
+    response = Browser(live_server).get(raw_authorize_url(live_server, unverified, scope="openid nonsense"),
+                                        headers={"Accept-Language": "fr"})
+    assert_error_page(response, "invalid_scope")
+    assert '<html lang="fr">' in response.text
+    text = html.unescape(response.text)
+    assert "Totally Your Bank n'est pas une application vérifiée." in text
+    assert "nous ne vous envoyons donc pas vers phish.example" in text
