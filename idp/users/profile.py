@@ -163,6 +163,7 @@ def confirm_email_change(raw: str) -> User:
         raise LinkInvalid() from None
     user.updated_at = now()
     email_links.cancel(user, email_links.VERIFY_EMAIL)
+    email_links.cancel(user, email_links.RESET_PASSWORD)  # the old mailbox has no say any more
     mail.send(old, "email_changed", user=user, new_email=row.email)
     audit.record("users.email.changed", user=user)
     return user

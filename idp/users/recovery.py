@@ -88,12 +88,15 @@ def request_password_reset(login: str) -> None:
 
 def reset_password(raw: str, password: str) -> User:
     """Set a new password through a reset link. The rules are checked before the link is used,
-    so a refused password does not burn it. Raises LinkInvalid or RegistrationRejected; the
-    caller ends the person's sessions and commits."""
+    so a refused password does not burn it; a link sent to an address the account no longer has
+    is refused (whoever reads the old mailbox has no claim on the account). Raises LinkInvalid or
+    RegistrationRejected; the caller ends the person's sessions and commits."""
     row = email_links.find(raw, RESET_PASSWORD)
     if row is None:
         raise LinkInvalid()
     user = db.session.get(User, row.user_id)
+    if directory.identifier_key(row.email) != user.email_key:  # sent to an address the account left since
+        raise LinkInvalid()
     problem = directory.validate_new_password(password, username=user.username, email=user.email)
     if problem:
         raise RegistrationRejected({"password": problem})

@@ -100,3 +100,47 @@ def test_a_reset_of_a_verified_account_keeps_its_factors(app, make_user, mailbox
         assert count(app, model, user["id"]) == 1, model
     response = Web(app).login(user["username"], NEW)
     assert response.status_code == 303 and response.headers["Location"].startswith("/login/")  # a second factor next
+
+
+def reset_link(app, mailbox, email: str) -> str:
+    web = Web(app)
+    page = web.get("/forgot-password").get_data(as_text=True)
+    web.post("/forgot-password", data={"csrf_token": csrf_token(page), "login": email})
+    return local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, email), "/reset-password/"))
+
+
+def refused(app, path: str) -> bool:
+    """The link's page is gone, or posting a good password to it is refused."""
+    web = Web(app)
+    token = csrf_token(web.get("/forgot-password").get_data(as_text=True))
+    return web.post(path, data={"csrf_token": token, "password": NEW}).status_code == 410
+
+
+def test_a_reset_link_to_the_old_address_dies_with_an_email_change(app, make_user, mailbox):
+    user = make_user()
+    path = reset_link(app, mailbox, user["email"])
+    owner = Web(app)
+    owner.login(user["username"], PASSWORD)
+    new_email = unique("new") + "@example.com"
+    page = owner.get("/account/profile").get_data(as_text=True)
+    assert owner.post("/account/email", data={"csrf_token": csrf_token(page), "email": new_email,
+                                              "current_password": PASSWORD}).status_code == 200
+    confirm = local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, new_email), "/confirm-email-change/"))
+    assert post_page(owner, confirm).status_code == 200
+    assert Web(app).get(path).status_code == 410
+    assert refused(app, path)
+    assert Web(app).login(user["username"], PASSWORD).status_code == 303
+
+
+def test_a_reset_link_is_refused_once_the_account_has_another_address(app, make_user, mailbox):
+    """However the address changed (an administrator, SCIM), a link sent to the old one is refused."""
+    user = make_user()
+    path = reset_link(app, mailbox, user["email"])
+    with app.app_context():
+        from idp.users.directory import identifier_key
+        row = db.session.get(User, user["id"])
+        row.email = unique("moved") + "@example.com"
+        row.email_key = identifier_key(row.email)
+        db.session.commit()
+    assert refused(app, path)
+    assert Web(app).login(user["username"], PASSWORD).status_code == 303
