@@ -148,6 +148,38 @@ def test_browser_apps_can_read_the_www_authenticate_challenge(live_server, metho
     assert "www-authenticate" in exposed
 
 
+@pytest.mark.parametrize("path", ["/jwks", "/.well-known/openid-configuration",
+                                  "/.well-known/oauth-authorization-server", "/branding.css"])
+def test_public_documents_may_be_cached(live_server, path):
+    response = get(live_server + path)
+    assert response.status_code == 200 and response.headers["Cache-Control"].startswith("public, max-age=")
+
+
+def test_the_data_download_is_never_cached(live_server, make_user):
+    user = make_user()
+    browser = Browser(live_server)
+    assert browser.login(user["username"], PASSWORD).status_code == 303
+    token = csrf_token(browser.get(f"{live_server}/account/privacy").text)
+    response = browser.post(f"{live_server}/account/export", data={"csrf_token": token})
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
+    assert_no_store(response)
+    assert response.headers.get("Pragma") == "no-cache"
+
+
+def test_the_recovery_codes_file_is_never_cached(live_server):
+    browser = Browser(live_server)
+    token = csrf_token(browser.get(f"{live_server}/login").text)
+    response = browser.post(f"{live_server}/recovery-codes.txt", data={"csrf_token": token, "code": "abcd-efgh"})
+    assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/plain")
+    assert_no_store(response)
+
+
+@pytest.mark.parametrize("method, path", [("GET", "/userinfo"), ("GET", "/scim/v2/Users"), ("GET", "/no-such-file.json")])
+def test_other_answers_that_are_not_pages_are_never_cached(live_server, method, path):
+    response = requests.request(method, live_server + path, timeout=10, allow_redirects=False)
+    assert_no_store(response)
+
+
 def test_static_files_carry_security_headers(live_server):
     response = get(f"{live_server}/static/css/idp.css")
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("text/css")

@@ -73,8 +73,9 @@ def export():
     audit.record("users.data.exported", user=current.user)
     db.session.commit()
     body = json.dumps(data, indent=2, ensure_ascii=False)
+    # An ASCII name: a username may hold any letter, and a header must be Latin-1 (RFC 9110 5.5).
     return Response(body, mimetype="application/json", headers={
-        "Content-Disposition": f'attachment; filename="idp-{current.user.username}.json"'})
+        "Content-Disposition": f'attachment; filename="idp-data-{now():%Y-%m-%d}.json"'})
 
 
 @bp.route("/account/delete", methods=["POST"])

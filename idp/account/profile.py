@@ -1,14 +1,21 @@
 """Self-service profile: the standard claims and the email address (issue 6 item 4). Routes on the
 account blueprint; the rules are in idp.users.profile. The password is changed on the security
-page (idp.account.security)."""
+page (idp.account.security).
+
+Changing the email address changes where password reset links go, so it is guarded like a
+password change: a recent sign-in at the person's change level (authn.session.is_recent) and the
+current password when the account has one. A stolen or forgotten-open session alone cannot move
+the account to another mailbox."""
 from __future__ import annotations
 
 from flask import redirect, render_template, request, url_for
 
-from idp.account.views import bp
+from idp import audit
+from idp.account.views import bp, reauth_url
 from idp.authn import session
 from idp.extensions import db
-from idp.users import profile
+from idp.security import passwords
+from idp.users import directory, profile
 from idp.users.errors import LinkThrottled, RegistrationRejected
 from idp.web.forms import form_value
 from idp.web.templating import gettext as _
@@ -23,8 +30,10 @@ def _form_values(user) -> dict:
 
 
 def _page(user, values=None, errors=None, notice=None, status=200):
+    row = session.current_session()
     return render_template("account/profile.html", user=user, values=values or _form_values(user),
-                           errors=errors or {}, notice=notice), status
+                           errors=errors or {}, notice=notice, recent=session.is_recent(row),
+                           reauth_url=reauth_url(row, url_for("account.edit_profile"))), status
 
 
 @bp.route("/account/profile", methods=["GET", "POST"])
@@ -50,7 +59,14 @@ def change_email():
     current = session.current_session()
     if current is None:
         return redirect(url_for("authn.login"), 303)
+    if not session.is_recent(current):
+        return redirect(reauth_url(current, url_for("account.edit_profile")), 303)
     user = current.user
+    if user.password_hash and not passwords.verify_password(
+            directory.hasher(), user.password_hash, request.form.get("current_password", "")[:1024]):
+        audit.record("account.email.change_failed", outcome="failure", user=user, reason="bad_password")
+        db.session.commit()
+        return _page(user, errors={"current_password": _("Your current password is not right.")}, status=400)
     try:
         profile.request_email_change(user, form_value("email", max_length=320))
     except RegistrationRejected as rejected:

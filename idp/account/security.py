@@ -17,7 +17,7 @@ from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
 from idp.models import SsoSession
 from idp.security import passwords
-from idp.users import directory
+from idp.users import directory, profile
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -41,7 +41,10 @@ def _recently_signed_in() -> SsoSession:
 
 def _after_change(row: SsoSession, event: str, **details) -> None:
     """Audit the change and, when the person asked for it, end their other sessions; commits."""
-    ended = session.end_other_sessions(row.user_id, row.id) if request.form.get("end_other_sessions") else 0
+    ended = 0
+    if request.form.get("end_other_sessions"):
+        ended = session.end_other_sessions(row.user_id, row.id)
+        profile.cancel_email_change(row.user)  # a change asked from one of them dies with it
     audit.record(event, user=row.user, other_sessions_ended=ended)
     db.session.commit()
 

@@ -10,6 +10,7 @@ from idp.authn import session
 from idp.extensions import db
 from idp.models import Client
 from idp.oauth import consent
+from idp.users import profile
 from idp.web.errors import PageError
 from idp.web.templating import gettext as _
 
@@ -44,6 +45,7 @@ def end_other_sessions():
     if current is None:
         return redirect(url_for("authn.login"), 303)
     session.end_other_sessions(current.user_id, current.id)
+    profile.cancel_email_change(current.user)  # a change asked from one of them dies with it
     db.session.commit()
     return redirect(url_for("account.sessions"), 303)
 

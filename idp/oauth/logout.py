@@ -7,8 +7,8 @@ hint's signature but not its issuer or type, reads client.client_metadata, and c
 client of our ID tokens (aud is a list); its rules are the same as these.
 
 Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_ended in the same
-transaction), the grants issued in it lose their refresh tokens unless they hold offline_access,
-and every client that took part and registered a backchannel_logout_uri gets an outbox message.
+transaction), the grants issued in it lose their refresh tokens unless they hold offline_access
+(a password reset revokes those too: revoke_grants_after_reset), and every client that took part and registered a backchannel_logout_uri gets an outbox message.
 The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp,
 with the client's registered id_token_signed_response_alg (or not at all: tokens.id_token_alg_refusal).
 """
@@ -35,6 +35,7 @@ from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_han
 from idp.security import outbound
 from idp.security.tokens import random_token
 from idp.users.directory import identifier_key
+from idp.users.recovery import on_password_reset
 
 log = logging.getLogger("idp.oauth.logout")
 
@@ -49,7 +50,19 @@ MAX_OTHER_LENGTH = 4096
 
 def init_logout(app: Flask) -> None:
     on_session_end(app, on_sessions_ended)
+    on_password_reset(app, revoke_grants_after_reset)
     register_handler(app, KIND, deliver_logout_token)
+
+
+def revoke_grants_after_reset(user) -> None:
+    """A password reset revokes every grant of the person, offline_access included: whatever
+    someone else obtained before the owner took the account back stops working. The reset then
+    ends the sessions (on_sessions_ended), which tells the apps; runs before the caller commits."""
+    grants = db.session.scalars(select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))).all()
+    for grant in grants:
+        grant.revoked_at = now()
+        audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id,
+                     reason="password_reset", sid=grant.sid)
 
 
 # --- when a session ends ------------------------------------------------------------------------

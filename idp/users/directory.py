@@ -110,7 +110,10 @@ def set_password(user: User, password: str) -> None:
     if problem:
         raise RegistrationRejected({"password": problem})
     user.password_hash = passwords.hash_password(hasher(), password)
-    email_links.cancel(user, email_links.RESET_PASSWORD)  # a pending reset link dies with the old password
+    # Pending reset and email-change links die with the old password: whoever held it (and asked
+    # for a link) must not finish what they started once the owner has taken the account back.
+    email_links.cancel(user, email_links.RESET_PASSWORD)
+    email_links.cancel(user, email_links.CHANGE_EMAIL)
     audit.record("users.password.changed", user=user)
 
 

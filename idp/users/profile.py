@@ -120,8 +120,10 @@ def _rename(user: User, username: str) -> None:
 
 
 def request_email_change(user: User, new_email: str) -> None:
-    """Mail a link to the new address; the address changes only when it is used. Raises
-    RegistrationRejected (bad or taken address) or LinkThrottled. The caller commits."""
+    """Mail a link to the new address; the address changes only when it is used. The old address
+    hears of the request at once, so its owner can stop it (a password change cancels the link).
+    The caller has checked a recent sign-in and the password. Raises RegistrationRejected (bad or
+    taken address) or LinkThrottled. The caller commits."""
     new_email = new_email.strip()
     if len(new_email) > 254 or not directory.EMAIL.match(new_email):
         raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
@@ -135,7 +137,14 @@ def request_email_change(user: User, new_email: str) -> None:
     email_links.cancel(user, CHANGE_EMAIL)
     link = email_links.issue(user, CHANGE_EMAIL, email=new_email)
     mail.send(new_email, "change_email", user=user, link=link, new_email=new_email)
+    mail.send(user.email, "email_change_requested", user=user, new_email=new_email)
     audit.record("users.email.change_requested", user=user)
+
+
+def cancel_email_change(user: User) -> None:
+    """A pending change link dies (the person ended their other sessions: a change asked from one
+    of them must not go through afterwards). The caller commits."""
+    email_links.cancel(user, CHANGE_EMAIL)
 
 
 def confirm_email_change(raw: str) -> User:
@@ -154,6 +163,7 @@ def confirm_email_change(raw: str) -> User:
         raise LinkInvalid() from None
     user.updated_at = now()
     email_links.cancel(user, email_links.VERIFY_EMAIL)
+    email_links.cancel(user, email_links.RESET_PASSWORD)  # the old mailbox has no say any more
     mail.send(old, "email_changed", user=user, new_email=row.email)
     audit.record("users.email.changed", user=user)
     return user

@@ -1,19 +1,40 @@
 """Email verification and password reset: the rules, the mail and the audit events. The pages
-are authn's; ending sessions after a reset is the caller's (authn), which owns sessions."""
+are authn's; ending sessions after a reset is the caller's (authn), which owns sessions.
+
+A completed reset takes the account back for whoever reads its mailbox: the address counts as
+verified (the link proved it), the callbacks registered with on_password_reset run (oauth revokes
+every grant, offline_access included, so nothing someone else obtained keeps working), and when
+the address had never been proved before, every way to sign in set up until then (passkeys, the
+authenticator app, recovery codes, linked upstream accounts) is removed: someone may have
+registered the address first and added their own (pre-account hijacking)."""
 from __future__ import annotations
 
-from flask import current_app
+from collections.abc import Callable
+
+from flask import Flask, current_app
+from sqlalchemy import delete
 
 from idp import audit, mail
 from idp.clock import now
 from idp.extensions import db
-from idp.models import User
+from idp.models import LinkedIdentity, RecoveryCode, TotpCredential, User, WebAuthnCredential
 from idp.users import directory, email_links
 from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
 
 RESEND_INTERVAL = 60        # seconds between two links of one kind to one person
 MAX_LINKS_PER_DAY = 5       # per person and kind
+# Every way to sign in that someone could have set up before the mailbox was proved.
+SIGN_IN_METHODS = {"passkeys": WebAuthnCredential, "totp": TotpCredential, "recovery_codes": RecoveryCode,
+                   "linked_identities": LinkedIdentity}
+
+ResetCallback = Callable[[User], None]
+
+
+def on_password_reset(app: Flask, callback: ResetCallback) -> None:
+    """Call callback(user) when a reset link sets a new password, before the caller commits (a
+    higher room, such as oauth revoking the person's grants, without users importing it)."""
+    app.extensions.setdefault("idp.password_reset", []).append(callback)
 
 
 def _check_throttle(user: User, purpose: str) -> None:
@@ -67,18 +88,36 @@ def request_password_reset(login: str) -> None:
 
 def reset_password(raw: str, password: str) -> User:
     """Set a new password through a reset link. The rules are checked before the link is used,
-    so a refused password does not burn it. Raises LinkInvalid or RegistrationRejected; the
-    caller ends the person's sessions and commits."""
+    so a refused password does not burn it; a link sent to an address the account no longer has
+    is refused (whoever reads the old mailbox has no claim on the account). Raises LinkInvalid or
+    RegistrationRejected; the caller ends the person's sessions and commits."""
     row = email_links.find(raw, RESET_PASSWORD)
     if row is None:
         raise LinkInvalid()
     user = db.session.get(User, row.user_id)
+    if directory.identifier_key(row.email) != user.email_key:  # sent to an address the account left since
+        raise LinkInvalid()
     problem = directory.validate_new_password(password, username=user.username, email=user.email)
     if problem:
         raise RegistrationRejected({"password": problem})
     if user.disabled or email_links.use(raw, RESET_PASSWORD) is None:
         raise LinkInvalid()
     directory.set_password(user, password)
+    if not user.email_verified:
+        _forget_sign_in_methods(user)
+        user.email_verified = True  # the link reached the address: it is proved
+        audit.record("users.email.verified", user=user, reason="password_reset")
+    for callback in current_app.extensions.get("idp.password_reset", []):
+        callback(user)
     mail.send(user.email, "password_changed", user=user, when=now().strftime("%Y-%m-%d %H:%M UTC"))
     audit.record("users.password.reset", user=user)
     return user
+
+
+def _forget_sign_in_methods(user: User) -> None:
+    """Remove every sign-in method set up while the address was unproved (see the docstring)."""
+    removed = {name: db.session.execute(delete(model).where(model.user_id == user.id),
+                                        execution_options={"synchronize_session": False}).rowcount
+               for name, model in SIGN_IN_METHODS.items()}
+    if any(removed.values()):
+        audit.record("users.credentials.removed", user=user, reason="first_mailbox_proof", **removed)

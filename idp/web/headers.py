@@ -1,4 +1,4 @@
-"""Security headers on every response, and no-store where a response carries secrets."""
+"""Security headers on every response, and no-store on every response but public files and metadata."""
 from __future__ import annotations
 
 from flask import Flask, request
@@ -14,8 +14,12 @@ CORS_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.jwks", "oauth.openid_c
 # invalid_token / insufficient_scope; RFC 6749 5.2: invalid_client at token and revocation). Browsers
 # hide that header from scripts unless it is exposed.
 CHALLENGE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke"}
-# Endpoints whose answers carry tokens or say something about one (RFC 6749 5.1, RFC 7662 4).
-NO_STORE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke", "oauth.introspect"}
+# The only answers a browser or proxy may keep: public files and metadata, the same for everyone,
+# that set their own Cache-Control. Every other answer is no-store, whatever its type: tokens
+# (RFC 6749 5.1, RFC 7662 4), UserInfo, the data download, recovery codes, registration responses
+# with client secrets, SCIM, and the pages.
+PUBLIC_ENDPOINTS = {"static", "branding_css", "branding_logo", "oauth.client_logo", "oauth.jwks",
+                    "oauth.openid_configuration", "oauth.oauth_metadata"}
 
 
 def init_headers(app: Flask, *, https: bool) -> None:
@@ -35,7 +39,7 @@ def init_headers(app: Flask, *, https: bool) -> None:
             h["Access-Control-Allow-Methods"] = "GET, POST, OPTIONS"
             if request.endpoint in CHALLENGE_ENDPOINTS:
                 h["Access-Control-Expose-Headers"] = "WWW-Authenticate"
-        if response.mimetype == "text/html" or request.endpoint in NO_STORE_ENDPOINTS:
+        if request.endpoint not in PUBLIC_ENDPOINTS or response.mimetype == "text/html":
             h["Cache-Control"] = "no-store"
             h.setdefault("Pragma", "no-cache")
         return response

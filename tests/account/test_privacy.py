@@ -7,8 +7,9 @@ from idp import clock
 from idp.extensions import db
 from idp.models import AuditEvent, Grant, SsoSession, User
 from tests.authn.web import Web
-from tests.conftest import PASSWORD
+from tests.conftest import PASSWORD, unique
 from tests.helpers.forms import csrf_token
+from tests.helpers.rp import Browser
 from tests.oauth.flows import refresh, signed_in_browser, tokens_for, userinfo
 
 
@@ -88,3 +89,14 @@ def test_deleting_needs_a_recent_sign_in_and_a_csrf_token(live_server, app, make
     assert late.status_code == 303 and "reauth=1" in late.headers["Location"]
     with app.app_context():
         assert db.session.get(User, user["id"]) is not None
+
+
+def test_the_download_works_for_a_username_in_any_script(live_server):
+    """Over real HTTP (werkzeug encodes headers as Latin-1): the file name never holds the username."""
+    browser = Browser(live_server)
+    name = "иван_" + unique("")[:6]
+    assert browser.register(name, unique("u") + "@example.com", PASSWORD).status_code in (200, 303)
+    response = browser.post(f"{live_server}/account/export", data={"csrf_token": privacy_token(browser, live_server)})
+    assert response.status_code == 200 and response.json()["profile"]["username"] == name
+    today = clock.now().strftime("%Y-%m-%d")
+    assert response.headers["Content-Disposition"] == f'attachment; filename="idp-data-{today}.json"'

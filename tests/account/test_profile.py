@@ -2,16 +2,19 @@
 from __future__ import annotations
 
 import re
+from datetime import timedelta
 
 import pytest
 
+from idp import clock
 from idp.extensions import db
-from idp.models import User
+from idp.models import User, UserToken
 from tests.authn.web import Web
 from tests.conftest import PASSWORD
 from tests.helpers.forms import csrf_token
 from tests.helpers.rp import verify_id_token
 from tests.oauth.flows import signed_in_browser, tokens_for, userinfo
+from tests.users.test_email_links import events, link_in, local, post_page
 
 FULL = {"preferred_username": None, "name": "Ada Lovelace", "given_name": "Ada", "middle_name": "",
         "family_name": "Lovelace", "nickname": "ada", "picture": "https://img.example.com/ada.png",
@@ -91,9 +94,10 @@ def test_renaming_changes_preferred_username_and_the_login(live_server, make_use
     assert Browser(live_server).login(new_name, PASSWORD).status_code == 303
 
 
-def request_change(web, new_email):
+def request_change(web, new_email, password=PASSWORD):
     page = web.get("/account/profile").get_data(as_text=True)
-    return web.post("/account/email", data={"csrf_token": csrf_token(page), "email": new_email})
+    return web.post("/account/email", data={"csrf_token": csrf_token(page), "email": new_email,
+                                            "current_password": password})
 
 
 def test_a_new_email_takes_effect_only_through_the_link_sent_to_it(app, make_user, mailbox):
@@ -127,3 +131,106 @@ def test_an_email_change_to_a_taken_address_is_refused(app, make_user):
     response = request_change(web, other["email"].upper())
     assert response.status_code == 400 and "cannot be used" in response.get_data(as_text=True)
     assert request_change(web, "not an email").status_code == 400
+
+
+def change_links(app, user_id: int) -> list[UserToken]:
+    with app.app_context():
+        return db.session.scalars(db.select(UserToken).where(UserToken.user_id == user_id,
+                                                             UserToken.purpose == "change_email")).all()
+
+
+def is_dead(app, path: str) -> bool:
+    """The link's page says it is gone, and posting to it (with a valid CSRF token) changes nothing."""
+    web = Web(app)
+    token = csrf_token(web.get("/forgot-password").get_data(as_text=True))
+    return web.get(path).status_code == 410 and web.post(path, data={"csrf_token": token}).status_code == 410
+
+
+def confirm_path(app, mailbox, address: str) -> str:
+    return local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, address), "/confirm-email-change/"))
+
+
+def test_an_email_change_needs_a_recent_sign_in(app, make_user):
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], PASSWORD).status_code == 303
+    clock.set_now(clock.now() + timedelta(hours=2))  # past IDP_MFA_RECENT_AUTH_SECONDS
+    page = web.get("/account/profile").get_data(as_text=True)
+    assert 'name="current_password"' not in page and "reauth=1" in page
+    response = request_change(web, "stolen-" + user["email"])
+    assert response.status_code == 303 and "reauth=1" in response.headers["Location"]
+    assert change_links(app, user["id"]) == []
+    with app.app_context():
+        assert db.session.get(User, user["id"]).email == user["email"]
+
+
+@pytest.mark.parametrize("password", ["not the password", ""])
+def test_an_email_change_needs_the_current_password(app, make_user, password):
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], PASSWORD).status_code == 303
+    response = request_change(web, "stolen-" + user["email"], password=password)
+    assert response.status_code == 400 and "current password is not right" in response.get_data(as_text=True)
+    assert change_links(app, user["id"]) == []
+    assert ("account.email.change_failed", "failure", {"reason": "bad_password"}) in events(app, user["id"], "account.email")
+
+
+def test_the_old_address_hears_of_a_change_request_and_what_to_do(app, make_user, mailbox):
+    user = make_user()
+    web = Web(app)
+    web.login(user["username"], PASSWORD)
+    assert request_change(web, "new-" + user["email"]).status_code == 200
+    notice = mailbox.last(app, user["email"])
+    text = notice.get_body(preferencelist=("plain",)).get_content()
+    assert notice["Subject"] == "Someone asked to change your email address"
+    assert "new-" + user["email"] in text and "change your password now" in text
+
+
+def _change_password(web, new_password, end_others=True):
+    page = web.get("/account/security/password").get_data(as_text=True)
+    data = {"csrf_token": csrf_token(page), "current_password": PASSWORD, "new_password": new_password}
+    if end_others:
+        data["end_other_sessions"] = "1"
+    return web.post("/account/security/password", data=data)
+
+
+def test_a_pending_email_change_dies_when_the_owner_changes_the_password(app, make_user, mailbox):
+    user = make_user()
+    stolen, owner = Web(app), Web(app)
+    stolen.login(user["username"], PASSWORD)
+    assert request_change(stolen, "evil-" + user["email"]).status_code == 200
+    path = confirm_path(app, mailbox, "evil-" + user["email"])
+    owner.login(user["username"], PASSWORD)
+    assert _change_password(owner, "a brand new passphrase 42", end_others=False).status_code == 303
+    assert is_dead(app, path)
+    with app.app_context():
+        assert db.session.get(User, user["id"]).email == user["email"]
+
+
+def test_a_pending_email_change_dies_when_the_password_is_reset(app, make_user, mailbox):
+    user = make_user()
+    stolen = Web(app)
+    stolen.login(user["username"], PASSWORD)
+    assert request_change(stolen, "evil-" + user["email"]).status_code == 200
+    path = confirm_path(app, mailbox, "evil-" + user["email"])
+    forgot = Web(app)
+    page = forgot.get("/forgot-password").get_data(as_text=True)
+    forgot.post("/forgot-password", data={"csrf_token": csrf_token(page), "login": user["email"]})
+    reset = local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, user["email"]), "/reset-password/"))
+    assert post_page(Web(app), reset, password="a brand new passphrase 42").status_code == 200
+    assert is_dead(app, path)
+
+
+def test_a_pending_email_change_dies_when_the_owner_ends_other_sessions(app, make_user, mailbox):
+    user = make_user()
+    stolen, owner = Web(app), Web(app)
+    stolen.login(user["username"], PASSWORD)
+    assert request_change(stolen, "evil-" + user["email"]).status_code == 200
+    path = confirm_path(app, mailbox, "evil-" + user["email"])
+    owner.login(user["username"], PASSWORD)
+    page = owner.get("/account/sessions").get_data(as_text=True)
+    assert owner.post("/account/sessions/end-others", data={"csrf_token": csrf_token(page)}).status_code == 303
+    assert not stolen.is_signed_in()
+    assert is_dead(app, path)
+    with app.app_context():
+        assert db.session.get(User, user["id"]).email == user["email"]
