@@ -239,7 +239,8 @@ def test_code_asked_for_without_redirect_uri_is_redeemed_without_one(live_server
     client = make_client(first_party=True)  # one registered redirect URI: the request may leave it out
     browser = signed_in_browser(live_server, user)
     verifier = "v" * 43  # raw_authorize_url's code_challenge
-    response = browser.get(raw_authorize_url(live_server, client, redirect_uri=None))
+    # Plain OAuth (RFC 6749 4.1.1): an OpenID request must send redirect_uri (OIDC Core 3.1.2.1).
+    response = browser.get(raw_authorize_url(live_server, client, redirect_uri=None, scope="profile", nonce=None))
     assert response.status_code == 302 and response.headers["Location"].startswith(client["redirect_uri"])
     code = query_of(response.headers["Location"])["code"]
     auth = (client["client_id"], client["client_secret"])
