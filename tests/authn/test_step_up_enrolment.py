@@ -1,0 +1,45 @@
+"""Setting up a factor during a login adds a way into the account, so it never rests on less than
+it should: a person's existing second factor is proved before another is set up."""
+from __future__ import annotations
+
+import json
+
+from tests.authn.test_passkeys import options
+from tests.authn.web import Web
+from tests.helpers.authenticator import SoftAuthenticator
+from tests.helpers.forms import csrf_token
+from tests.helpers.mfa import code_at, give_totp
+
+PHR = "urn:idp:acr:phr"
+
+
+def post_code(web: Web, path: str, code: str):
+    page = web.get(path)
+    assert page.status_code == 200, page.status_code
+    return web.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True)), "code": code})
+
+
+def enrol_passkey(web: Web, authenticator: SoftAuthenticator):
+    sent = options(web, "/login/passkey/enrol/options", "/login/passkey/enrol")
+    assert sent.status_code == 200, sent.status_code
+    return web.post("/login/passkey/enrol", data={"csrf_token": web.token("/login/passkey/enrol"), "name": "Phone",
+                                                  "credential": json.dumps(authenticator.create(sent.get_json(),
+                                                                                                web.issuer))})
+
+
+# --- a person's second factor comes first ---------------------------------------------------------
+
+def test_a_login_requiring_a_passkey_asks_for_the_persons_app_before_setting_one_up(app, make_user, pinned):
+    """Password alone, then a phr requirement: the person's app first (the set-up was offered
+    straight after the password, so the password alone let one add a passkey)."""
+    user = make_user()
+    secret = give_totp(app, user)
+    web = Web(app)
+    page = web.get(f"/login?next=/account&acr={PHR}&required={PHR}").get_data(as_text=True)
+    asked = web.post("/login", data={"csrf_token": csrf_token(page), "login": user["username"],
+                                     "password": user["password"]})
+    assert asked.headers["Location"] == "/login/totp"
+    assert web.get("/login/passkey/enrol").status_code == 400
+    assert post_code(web, "/login/totp", code_at(secret)).headers["Location"] == "/login/passkey/enrol"
+    codes = enrol_passkey(web, SoftAuthenticator())
+    assert codes.status_code == 200 and codes.get_data(as_text=True).count("<li><code>") == 10  # none before
