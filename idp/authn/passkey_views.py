@@ -62,12 +62,13 @@ def passwordless():
     next_path = attempt.next  # read now: a racing request may finish this login and delete the row
     try:
         credential, proof = passkeys.authenticate(_credential(), None)
-    except PasskeyFailed:
+        return flow.proved(attempt, credential.user, proof, spent=True)  # the challenge stays spent
+    except (PasskeyFailed, flow.WrongUser):
+        # WrongUser: a step-up that starts again is for the session's person, not another's passkey
         db.session.commit()  # the challenge is spent and the failure audited
         settings = current_app.config["IDP_SETTINGS"]
         return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
                                registration=settings.registration_enabled), 400
-    return flow.proved(attempt, credential.user, proof, spent=True)  # the challenge stays spent
 
 
 # --- second factor -----------------------------------------------------------------------------

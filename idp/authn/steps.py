@@ -8,7 +8,8 @@ person has no factor that reaches it), or Done with the acr/amr the proofs hones
 Enrolment adds a way into the account, so it comes only after the person proved what they
 already have: a login below two factors of someone with a second factor (an app or a passkey)
 is asked for that factor first, never offered to set up another (which would let whoever knows
-the password add their own).
+the password add their own). A step-up from an old session proves the first factor again too
+(authn/flow.py, begin).
 
 Factor names (shared with the views that prove them, e.g. authn/passkeys.py for WEBAUTHN):
   PASSWORD  the account password                       amr ["pwd"]
