@@ -15,7 +15,12 @@ the login is changed: a wrong code's count (the views), and a one-time factor th
 (a TOTP time step, a recovery code, a WebAuthn challenge: `proved(..., spent=True)`), which a
 racing request ending the login must never give back (RFC 6238 5.2: the same OTP is not accepted
 twice). Setting a factor up during a login stays one unit with it: a LoginGone there undoes the
-set-up, which proved nothing yet (the app's secret stays pending, the passkey is not added)."""
+set-up, which proved nothing yet (the app's secret stays pending, the passkey is not added).
+
+A step-up (begin(step_up=True)) starts from what the signed-in session proved, so only the
+missing factor is asked; a step-up that would lead to setting up a factor from a session signed
+in longer ago than IDP_MFA_RECENT_AUTH_SECONDS starts from the first factor instead, for the same
+person (steps.next_step then asks for the second factor they have before any set-up)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -64,7 +69,10 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
 
     acr is the level to try for, required the level that must be met (IDP_MFA_REQUIRED adds
     urn:idp:acr:mfa to both). With step_up, a signed-in person below the level keeps what the
-    session proved and is asked only for more."""
+    session proved and is asked only for more; but when that would lead to setting up a factor
+    and the session's sign-in is older than IDP_MFA_RECENT_AUTH_SECONDS, the login starts from
+    the first factor (for the same person, still raising this session): a new way into the
+    account is never added on the word of an old sign-in (the account pages ask the same)."""
     settings = current_app.config["IDP_SETTINGS"]
     required = required if required in steps.ACR_VALUES_SUPPORTED else None
     if settings.mfa_required:
@@ -77,11 +85,24 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     current = sso.current_session()
     if step_up and current is not None and not steps.meets(current.acr, target):
         row.user, row.step_up = current.user, True
-        row.proofs = [_dump(p) for p in steps.proofs_from_amr(current.amr or [])]
+        carried = steps.proofs_from_amr(current.amr or [])
+        if not _is_recent(current) and isinstance(
+                steps.next_step(carried, enrolled=enrolled_factors(current.user), target=target,
+                                required=target if required is not None else None),
+                steps.Enrol):
+            carried = []  # setting up a factor needs fresh proofs, not an old sign-in's: from the first factor
+        row.proofs = [_dump(p) for p in carried]
     db.session.add(row)
     db.session.flush()
     session[SESSION_KEY] = raw
     return row
+
+
+def _is_recent(current) -> bool:
+    """Whether the session's last sign-in (or step-up) is within IDP_MFA_RECENT_AUTH_SECONDS, the
+    window in which the account pages let a person add a factor without signing in again."""
+    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
+    return current.auth_time + timedelta(seconds=window) > now()
 
 
 def purge_expired(batch: int = 1000) -> int:

@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from flask import Response, current_app, render_template, request, url_for
 
-from idp.authn import flow, passkeys, recovery, steps
+from idp.authn import flow, passkeys, steps
 from idp.authn.errors import PasskeyFailed
-from idp.authn.step_views import NOT_IN_PROGRESS, _others
+from idp.authn.step_views import NOT_IN_PROGRESS, _others, after_enrolment
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
 from idp.web.errors import PageError
@@ -62,12 +62,13 @@ def passwordless():
     next_path = attempt.next  # read now: a racing request may finish this login and delete the row
     try:
         credential, proof = passkeys.authenticate(_credential(), None)
-    except PasskeyFailed:
+        return flow.proved(attempt, credential.user, proof, spent=True)  # the challenge stays spent
+    except (PasskeyFailed, flow.WrongUser):
+        # WrongUser: a step-up that starts again is for the session's person, not another's passkey
         db.session.commit()  # the challenge is spent and the failure audited
         settings = current_app.config["IDP_SETTINGS"]
         return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
                                registration=settings.registration_enabled), 400
-    return flow.proved(attempt, credential.user, proof, spent=True)  # the challenge stays spent
 
 
 # --- second factor -----------------------------------------------------------------------------
@@ -104,7 +105,8 @@ def passkey_enrol_options():
 
 @bp.route("/login/passkey/enrol", methods=["GET", "POST"])
 def passkey_enrol():
-    """Set up a passkey as the second factor; like TOTP set-up it ends with recovery codes."""
+    """Set up a passkey as the second factor; like TOTP set-up it ends with recovery codes (when
+    the person has none left)."""
     attempt = _attempt_for(enrol=True)
     context = {"totp_url": url_for(flow.ENROL_ENDPOINTS[steps.TOTP])
                if flow.is_enrolling(attempt, steps.TOTP) else None}
@@ -116,6 +118,4 @@ def passkey_enrol():
         db.session.commit()
         return render_template("authn/passkey_enrol.html", errors={"form": _(ENROL_FAILED)}, **context), 400
     flow.record(attempt, attempt.user, proof)
-    codes = recovery.issue_recovery_codes(attempt.user)
-    db.session.commit()
-    return render_template("authn/recovery_codes.html", codes=codes, continue_url=url_for("authn.login_continue"))
+    return after_enrolment(attempt)

@@ -1,6 +1,6 @@
 """Password sign-in: one generic failure for every reason, constant work for unknown users, and
-the throttle (per account, unless this browser has signed in to the account before:
-authn.known_devices)."""
+the throttle (per account, whichever login names it, unless this browser has signed in to the
+account before: authn.known_devices)."""
 from __future__ import annotations
 
 from flask import request
@@ -22,11 +22,19 @@ def _dummy_hash() -> str:
     return _DUMMY["hash"]
 
 
+def _account_key(user: User | None, login: str) -> str:
+    """Whose counters an attempt counts on: the account's when the login names one, so its
+    username and email (in any case) share one allowance; an unknown login's own, as typed
+    (normalised), so the throttle reveals nothing about which logins exist. The prefixes keep a
+    typed login from ever naming another counter (an account's, or its second-factor step's)."""
+    return f"user:{user.id}" if user is not None else f"login:{identifier_key(login)}"
+
+
 def authenticate(login: str, password: str) -> User:
     """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
     user = find_by_login(login) if login else None
     device = known_devices.trusted_nonce(user.id) if user is not None else None
-    keys = throttle.keys_for(identifier_key(login), request.remote_addr or "-", device)
+    keys = throttle.keys_for(_account_key(user, login), request.remote_addr or "-", device)
     wait, counted = throttle.check(keys)
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")

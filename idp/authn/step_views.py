@@ -103,7 +103,8 @@ def recovery_code():
 
 @bp.route("/login/totp/enrol", methods=["GET", "POST"])
 def totp_enrol():
-    """Set up an authenticator app during a login that must reach two factors."""
+    """Set up an authenticator app during a login that must reach two factors (then recovery
+    codes, when the person has none left)."""
     attempt = _attempt_for(steps.TOTP, enrol=True)
     row = totp.begin_enrolment(attempt.user)
     uri = totp.provisioning_uri(attempt.user, row)
@@ -120,6 +121,15 @@ def totp_enrol():
     if refused:
         return refused
     flow.record(attempt, attempt.user, steps.totp_proof())
+    return after_enrolment(attempt)
+
+
+def after_enrolment(attempt):
+    """After a factor was set up during a login: recovery codes, shown once, when the person has
+    none left (as on the account pages: codes they hold are never replaced, nor shown to whoever
+    is at this browser), then on with the login."""
+    if recovery.remaining_codes(attempt.user):
+        return flow.advance(attempt)  # commits
     codes = recovery.issue_recovery_codes(attempt.user)
     db.session.commit()
     return render_template("authn/recovery_codes.html", codes=codes, continue_url=url_for("authn.login_continue"))

@@ -2,8 +2,14 @@
 
 A login proves factors one after another; each proof carries its RFC 8176 `amr` values. What has
 been proved (a list of Proof), what the person has enrolled and the level this login must reach
-decide the next step: Ask for one of some factors, Enrol one (when MFA is a must and the person
-has none), or Done with the acr/amr the proofs honestly reach.
+decide the next step: Ask for one of some factors, Enrol one (when a level is a must and the
+person has no factor that reaches it), or Done with the acr/amr the proofs honestly reach.
+
+Enrolment adds a way into the account, so it comes only after the person proved what they
+already have: a login below two factors of someone with a second factor (an app or a passkey)
+is asked for that factor first, never offered to set up another (which would let whoever knows
+the password add their own). A step-up from an old session proves the first factor again too
+(authn/flow.py, begin).
 
 Factor names (shared with the views that prove them, e.g. authn/passkeys.py for WEBAUTHN):
   PASSWORD  the account password                       amr ["pwd"]
@@ -183,7 +189,8 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
               acr_values is voluntary: OIDC Core 3.1.2.1); at least MFA for a person who has a
               second factor
     required: the level it must reach (client or global policy, an essential acr claim): a person
-              without a suitable factor is led through enrolling one. Below it, the login still
+              without a suitable factor is led through enrolling one, once the login has
+              reached MFA with the second factor they have (if any). Below it, the login still
               ends (Done) when nothing more can be asked, and the caller refuses the result.
     """
     if not proofs:
@@ -201,6 +208,10 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
         if choices:
             return Ask(choices)
         if level == required:
+            if not meets(acr, ACR_MFA) and {TOTP, WEBAUTHN} & set(enrolled) - proved:
+                # A second factor the person has comes before setting up another: enrolment
+                # after the first factor alone would let whoever knows it add their own.
+                return Ask(tuple(f for f in SECOND if f in enrolled and f not in proved))
             can_enrol = tuple(f for f in ENROLLABLE if f in useful and f not in proved)
             if can_enrol:
                 return Enrol(can_enrol)

@@ -1,5 +1,8 @@
 """Exponential back-off after failed logins, per account+IP, per account and per IP.
 
+The account is the person the login names (authn.password: the username and the email share
+one allowance), or, for a login that names nobody, the typed login itself.
+
 Failures past a free allowance double the wait up to IDP_THROTTLE_MAX_DELAY; a success clears
 the first counter (account+IP, or the device's), and a counter with no failure for a day (QUIET)
 starts again from zero. There is no permanent lock, so nobody can lock a victim out for good,
@@ -28,8 +31,9 @@ QUIET = timedelta(days=1)
 
 
 def keys_for(login_key: str, ip: str, device: str | None = None) -> list[str]:
-    """The counters an attempt is checked against and counted on; `device`: the nonce of a
-    device cookie valid for this account (known_devices.trusted_nonce)."""
+    """The counters an attempt is checked against and counted on; `login_key` names the account
+    (stored only as a digest); `device`: the nonce of a device cookie valid for this account
+    (known_devices.trusted_nonce)."""
     network = client_network(ip)
     if device is not None:
         return [f"dev:{digest(device)[:32]}", f"ip:{network}"]

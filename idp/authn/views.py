@@ -54,7 +54,9 @@ def login():
     settings = current_app.config["IDP_SETTINGS"]
     attempt = flow.current_attempt()
     if request.method == "GET":
-        if not (request.args.get("resume") and attempt is not None and attempt.proofs
+        # resume: the password step of this login (after a first factor, or a step-up that
+        # starts again from the password), not a new login
+        if not (request.args.get("resume") and attempt is not None and (attempt.proofs or attempt.step_up)
                 and flow.is_asking(attempt, steps.PASSWORD)):
             attempt = flow.begin(_next_target(), acr=request.args.get("acr"), required=request.args.get("required"),
                                  step_up=request.args.get("step_up") == "1")
@@ -62,6 +64,8 @@ def login():
                 return flow.advance(attempt)  # signed in already: only the missing factors
             commit_keeping_loaded()  # the page reads the attempt just written
         hint = request.args.get("login_hint", "")[:320]
+        if attempt.step_up and not hint:
+            hint = attempt.user.username  # a step-up that starts again: the session's own person
         return render_template("authn/login.html", next=attempt.next, login=hint, errors={},
                                registration=settings.registration_enabled, upstreams=_upstreams())
     if not flow.is_asking(attempt, steps.PASSWORD):

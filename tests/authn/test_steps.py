@@ -89,3 +89,38 @@ def test_a_step_up_starts_from_the_sessions_proofs():
     assert steps.proofs_from_amr(["pwd"]) == [PWD]
     assert steps.amr_for(steps.proofs_from_amr(["swk", "user", "mfa"])) == ["swk", "user", "mfa"]
     assert next_step(steps.proofs_from_amr(["pwd"]), enrolled={PASSWORD, TOTP}, target=ACR_MFA) == Ask((TOTP,))
+
+
+# Enrolment adds a way in: never on the first factor alone while the person has a second one.
+
+def test_a_required_passkey_is_set_up_only_after_the_app_the_person_has():
+    """Password alone, TOTP enrolled, phr required: the app's code first, then the passkey set-up
+    (offering the set-up at once would let whoever knows the password add their own passkey)."""
+    assert next_step([PWD], enrolled={PASSWORD, TOTP, RECOVERY}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP, RECOVERY))
+    assert next_step([PWD, OTP], enrolled={PASSWORD, TOTP, RECOVERY}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Enrol((WEBAUTHN,))
+    recovered = [PWD, steps.recovery_proof()]
+    assert next_step(recovered, enrolled={PASSWORD, TOTP}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Enrol((WEBAUTHN,))
+
+
+def test_a_federated_first_factor_asks_for_the_persons_app_before_any_set_up():
+    fed = steps.federated_proof()
+    assert next_step([fed], enrolled={PASSWORD, TOTP}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP, PASSWORD))
+    assert next_step([fed], enrolled={TOTP}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP,))
+
+
+def test_a_security_key_without_user_verification_is_proved_before_an_app_is_set_up():
+    """A person whose passkey (without UV) reaches only one factor on its own: with the password
+    first, the key is asked (phr), never an app set up in its place."""
+    assert next_step([PWD], enrolled={PASSWORD, WEBAUTHN}, target=ACR_MFA, required=ACR_MFA) == Ask((WEBAUTHN,))
+    assert next_step([KEY], enrolled={WEBAUTHN, TOTP}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP,))
+
+
+def test_enrolment_still_follows_two_factors_that_fall_short_of_the_required_level():
+    assert next_step([PWD, OTP], enrolled={PASSWORD, TOTP}, target=ACR_PHISHING_RESISTANT,
+                     required=ACR_PHISHING_RESISTANT) == Enrol((WEBAUTHN,))

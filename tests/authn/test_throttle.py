@@ -10,8 +10,11 @@ from idp import audit
 from idp.authn.throttle import FREE_FAILURES
 from idp.extensions import db
 from idp.models import LoginThrottle, SsoSession
+from idp.security.tokens import digest
 from tests.authn.web import Web, random_ip
 from tests.authn.fakes import counting_hasher
+from tests.helpers.forms import csrf_token
+from tests.helpers.mfa import code_at, give_totp
 
 WRONG = "not the right password"
 FREE = FREE_FAILURES["acct-ip"]
@@ -97,6 +100,40 @@ def test_failures_elsewhere_do_not_block_the_victim_until_the_account_allowance_
     assert_throttled(Web(app), user)           # now the account waits everywhere ...
     pinned.advance(app.config["IDP_SETTINGS"].throttle_base_delay)
     assert_allowed(victim, user)               # ... but only for the back-off
+
+
+def fail_as(web, login: str, times: int = 1):
+    for _ in range(times):
+        assert web.login(login, WRONG).status_code == 400
+
+
+def test_the_username_and_the_email_share_one_account_allowance(app, make_user, pinned):
+    """Each form of the login had its own 20 free failures, doubling the guesses per account:
+    failures alternating between them reach the account's limit at the same count as one form."""
+    user = make_user()
+    forms = [user["username"], user["email"], user["username"].upper(), user["email"].upper()]
+    for i in range(FREE_FAILURES["acct"] + 1):  # a new network for each guess: only the account counter grows
+        fail_as(Web(app), forms[i % len(forms)])
+    assert_throttled(Web(app), user)
+    account = digest("user:%d" % user["id"])[:32]
+    with app.app_context():
+        assert db.session.get(LoginThrottle, f"acct:{account}").failures == FREE_FAILURES["acct"] + 1
+
+
+def test_a_typed_login_never_counts_on_another_counter(app, make_user, pinned):
+    """An unknown login counts on its own key: typing what another counter is named after
+    (user:<id>, second-factor:<id>) past the account allowance slows neither the person's
+    password nor their second-factor step."""
+    user = make_user()
+    secret = give_totp(app, user)
+    for login in (f"user:{user['id']}", f"second-factor:{user['id']}"):
+        for _ in range(FREE_FAILURES["acct"] // FREE + 1):
+            fail_as(Web(app), login, FREE)
+    web = Web(app)
+    assert web.login(user["username"], user["password"]).headers["Location"] == "/login/totp"
+    page = web.get("/login/totp").get_data(as_text=True)
+    done = web.post("/login/totp", data={"csrf_token": csrf_token(page), "code": code_at(secret)})
+    assert done.status_code == 303 and web.is_signed_in()
 
 
 def test_failures_on_other_accounts_from_one_ip_block_that_ip_after_its_allowance(app, make_user, pinned):
@@ -190,11 +227,15 @@ def test_a_browser_that_signed_in_before_is_not_slowed_by_guessing_elsewhere(app
     header = [h for h in response.headers.getlist("Set-Cookie") if h.startswith("idp_device=")][0]
     assert "HttpOnly" in header and "SameSite=Lax" in header and "Path=/" in header
     victim.logout()
+    before = device_counters(app)              # other tests' browsers may have left theirs
     block_the_account(app, user)
     assert_allowed(victim, user)               # its own counter, untouched by the attack
+    assert device_counters(app) <= before      # the attack counted on no device's counter
+
+
+def device_counters(app) -> set[str]:
     with app.app_context():
-        keys = [row.key for row in db.session.scalars(select(LoginThrottle))]
-    assert not any(key.startswith("dev:") for key in keys)
+        return {key for key in db.session.scalars(select(LoginThrottle.key)) if key.startswith("dev:")}
 
 
 def test_a_device_cookie_has_a_small_allowance_of_its_own(app, make_user, pinned):

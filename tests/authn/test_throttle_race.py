@@ -18,8 +18,9 @@ PARALLEL = 3
 ROUNDS = 4
 
 
-def failures(app, login: str) -> dict:
-    account = digest(identifier_key(login))[:32]
+def failures(app, account_key: str) -> dict:
+    """The account counters of an account key (authn.password: user:<id>, or login:<typed login>)."""
+    account = digest(account_key)[:32]
     with app.app_context():
         rows = db.session.scalars(select(LoginThrottle).where(LoginThrottle.key.in_(
             [f"acct:{account}", f"acct-ip:{account}:127.0.0.1"])))
@@ -53,7 +54,7 @@ def test_simultaneous_failures_for_a_new_key_are_all_counted_without_error(app, 
         user = make_user()
         statuses = fail_together(live_server, user["username"])
         assert sorted(statuses) == [400] * PARALLEL
-        assert failures(app, user["username"]) == {"acct": PARALLEL, "acct-ip": PARALLEL}
+        assert failures(app, f"user:{user['id']}") == {"acct": PARALLEL, "acct-ip": PARALLEL}
 
 
 def test_simultaneous_failures_for_an_unknown_login_are_counted_without_error(app, live_server,
@@ -61,4 +62,4 @@ def test_simultaneous_failures_for_an_unknown_login_are_counted_without_error(ap
     login = f"nobody-{digest(str(id(app)))[:8]}-{threading.get_ident()}@example.com"
     statuses = fail_together(live_server, login)
     assert sorted(statuses) == [400] * PARALLEL
-    assert failures(app, login) == {"acct": PARALLEL, "acct-ip": PARALLEL}
+    assert failures(app, f"login:{identifier_key(login)}") == {"acct": PARALLEL, "acct-ip": PARALLEL}
