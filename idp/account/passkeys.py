@@ -3,9 +3,10 @@
 Adding or removing one changes how the account can be entered, so it needs a recent sign-in
 (IDP_MFA_RECENT_AUTH_SECONDS); renaming does not. Removing the last passkey is refused when it
 would leave no way in (no password) or no second factor where two are required (IDP_MFA_REQUIRED,
-or a connected app that requires them: account.second_factor). Every change
-is an audit event (in authn.passkeys). Removals hold the person's factors while they check and
-delete (account.second_factor), so two at once cannot both remove what was meant to stay."""
+or a connected app that requires them: account.second_factor). Every change is an audit event
+(in authn.passkeys); adding and removing one are also mailed to the person (users.notices).
+Removals hold the person's factors while they check and delete (account.second_factor), so two
+at once cannot both remove what was meant to stay."""
 from __future__ import annotations
 
 
@@ -21,6 +22,7 @@ from idp.authn.session import add_factor, current_session, is_recent
 from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession
+from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import N_
@@ -94,6 +96,7 @@ def passkey_add():
     # The first second factor comes with recovery codes, as with an authenticator app.
     codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
     add_factor(row, proof)  # the ceremony proved the passkey: the session counts it (account.views)
+    notices.notify_sign_in_change(row.user, notices.PASSKEY_ADDED, *([notices.RECOVERY_CODES_MADE] if codes else []))
     db.session.commit()
     if codes:
         return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
@@ -130,8 +133,13 @@ def passkey_delete(credential: int):
                      required_by=required_by)
         db.session.commit()
         return _page(row, {"form": message}, 409)
-    passkeys.remove(found)  # False when a racing request (a double click) removed it first: no error
+    if not passkeys.remove(found):  # a racing request (a double click) removed it first: no error
+        db.session.commit()
+        return redirect(url_for("account.passkeys_page"), 303)
+    discarded = 0
     if not has_second_factor(row.user):
-        recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone
+        discarded = recovery.discard_recovery_codes(row.user)  # they stood in for the second factor now gone
+    notices.notify_sign_in_change(row.user, notices.PASSKEY_REMOVED,
+                                  *([notices.RECOVERY_CODES_REMOVED] if discarded else []))
     db.session.commit()
     return redirect(url_for("account.passkeys_page"), 303)

@@ -1,7 +1,7 @@
 """Self-service security: the authenticator app (TOTP), recovery codes and the password.
 
-Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event, and can end
-the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED and
+Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event and a mail to
+the person (users.notices), and can end the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED and
 while an app that requires two factors is connected (account.second_factor), atomically: a removal
 racing the removal of the last passkey is refused, never both done."""
 from __future__ import annotations
@@ -17,7 +17,7 @@ from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
 from idp.models import SsoSession
 from idp.security import passwords
-from idp.users import directory, profile
+from idp.users import directory, notices, profile
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -39,13 +39,15 @@ def _recently_signed_in() -> SsoSession:
     return row
 
 
-def _after_change(row: SsoSession, event: str, **details) -> None:
-    """Audit the change and, when the person asked for it, end their other sessions; commits."""
+def _after_change(row: SsoSession, event: str, *changes: str) -> None:
+    """Audit the change, tell the person by mail (changes: users.notices keys) and, when they
+    asked for it, end their other sessions; commits."""
     ended = 0
     if request.form.get("end_other_sessions"):
         ended = session.end_other_sessions(row.user_id, row.id)
         profile.cancel_email_change(row.user)  # a change asked from one of them dies with it
     audit.record(event, user=row.user, other_sessions_ended=ended)
+    notices.notify_sign_in_change(row.user, *changes, *([notices.OTHER_SESSIONS_ENDED] if ended else []))
     db.session.commit()
 
 
@@ -78,7 +80,7 @@ def totp_setup():
         return render_template("account/totp.html", errors={"code": _(WRONG_CODE)}, **context), 400
     codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None
     session.add_factor(row, steps.totp_proof())  # the code proved the app: the session counts it
-    _after_change(row, "account.totp.enrolled")
+    _after_change(row, "account.totp.enrolled", notices.TOTP_ADDED, *([notices.RECOVERY_CODES_MADE] if codes else []))
     if codes:
         return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
     return redirect(url_for("account.security"), 303)
@@ -98,9 +100,11 @@ def totp_remove():
     if not totp.remove_totp(user):  # none was on, or a racing request (a double click) removed it
         db.session.commit()
         return redirect(url_for("account.security"), 303)
+    discarded = 0
     if not has_second_factor(user):
-        recovery.discard_recovery_codes(user)  # recovery codes stand in for a second factor that is gone
-    _after_change(row, "account.totp.removed")
+        discarded = recovery.discard_recovery_codes(user)  # they stand in for a second factor that is gone
+    _after_change(row, "account.totp.removed", notices.TOTP_REMOVED,
+                  *([notices.RECOVERY_CODES_REMOVED] if discarded else []))
     return redirect(url_for("account.security"), 303)
 
 
@@ -114,7 +118,7 @@ def recovery_regenerate():
     if not has_second_factor(row.user):
         raise PageError(_("Recovery codes come with two-step sign-in. Set up an authenticator app first."), 409)
     codes = recovery.issue_recovery_codes(row.user)  # the old ones stop working now
-    _after_change(row, "account.recovery.regenerated")
+    _after_change(row, "account.recovery.regenerated", notices.RECOVERY_CODES_MADE)
     return render_template("authn/recovery_codes.html", codes=codes, continue_url=None)
 
 
@@ -135,5 +139,5 @@ def password_change():
         db.session.rollback()
         return render_template("account/password.html",
                                errors={"new_password": rejected.errors.get("password")}), 400
-    _after_change(row, "account.password.changed")
+    _after_change(row, "account.password.changed", notices.PASSWORD_CHANGED)
     return redirect(url_for("account.security"), 303)

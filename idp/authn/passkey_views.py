@@ -11,6 +11,7 @@ from idp.authn.errors import PasskeyFailed
 from idp.authn.step_views import NOT_IN_PROGRESS, _others, after_enrolment
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
+from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import N_
@@ -118,4 +119,4 @@ def passkey_enrol():
         db.session.commit()
         return render_template("authn/passkey_enrol.html", errors={"form": _(ENROL_FAILED)}, **context), 400
     flow.record(attempt, attempt.user, proof)
-    return after_enrolment(attempt)
+    return after_enrolment(attempt, notices.PASSKEY_ADDED)

@@ -61,5 +61,6 @@ def use_recovery_code(user: User, code: str) -> int | None:
     return left
 
 
-def discard_recovery_codes(user: User) -> None:
-    db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id))
+def discard_recovery_codes(user: User) -> int:
+    """Delete every code of this person (used ones too); how many there were."""
+    return db.session.execute(delete(RecoveryCode).where(RecoveryCode.user_id == user.id)).rowcount

@@ -10,6 +10,7 @@ from idp.authn import flow, recovery, steps, throttle, totp
 from idp.authn.errors import LoginGone
 from idp.authn.views import bp
 from idp.extensions import db
+from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
 from idp.web.templating import N_
@@ -121,16 +122,19 @@ def totp_enrol():
     if refused:
         return refused
     flow.record(attempt, attempt.user, steps.totp_proof())
-    return after_enrolment(attempt)
+    return after_enrolment(attempt, notices.TOTP_ADDED)
 
 
-def after_enrolment(attempt):
-    """After a factor was set up during a login: recovery codes, shown once, when the person has
-    none left (as on the account pages: codes they hold are never replaced, nor shown to whoever
-    is at this browser), then on with the login."""
+def after_enrolment(attempt, change: str):
+    """After a factor was set up during a login (change: its users.notices key, mailed to the
+    person): recovery codes, shown once, when the person has none left (as on the account pages:
+    codes they hold are never replaced, nor shown to whoever is at this browser), then on with the
+    login."""
     if recovery.remaining_codes(attempt.user):
+        notices.notify_sign_in_change(attempt.user, change)
         return flow.advance(attempt)  # commits
     codes = recovery.issue_recovery_codes(attempt.user)
+    notices.notify_sign_in_change(attempt.user, change, notices.RECOVERY_CODES_MADE)
     db.session.commit()
     return render_template("authn/recovery_codes.html", codes=codes, continue_url=url_for("authn.login_continue"))
 

@@ -8,6 +8,8 @@
    (PendingLink) until the person signs in to that account with its own credentials.
 3. Otherwise, create an account (just-in-time) if the provider allows registration.
 An unverified email never links anything by itself.
+Linking an identity to an existing account, and unlinking one, is mailed to the account's owner
+(users.notices): a link made from a stolen session would otherwise go unseen.
 """
 from __future__ import annotations
 
@@ -23,7 +25,7 @@ from idp.federation.errors import AccountDisabled, EmailMissing, LastWayToSignIn
 from idp.federation.flow import Identity, browser_id
 from idp.models import LinkedIdentity, PendingLink, UpstreamProvider, User
 from idp.security.tokens import constant_time_equal, digest, random_token
-from idp.users import directory
+from idp.users import directory, notices
 from idp.users.errors import RegistrationRejected
 
 
@@ -70,12 +72,21 @@ def _provision(provider: UpstreamProvider, identity: Identity) -> User:
 
 
 def add_link(user: User, identity: Identity, *, via: str) -> LinkedIdentity:
+    """Link the upstream identity to the account and, unless the account was just made for it,
+    tell its owner by mail. The caller commits."""
     link = LinkedIdentity(user_id=user.id, provider_id=identity.provider_id, subject=identity.subject,
                           email=identity.email, created_at=now(), last_used_at=now())
     db.session.add(link)
     db.session.flush()
     audit.record("federation.identity.linked", user=user, provider=identity.provider_id, via=via)
+    if via != "registration":
+        notices.notify_sign_in_change(user, notices.IDENTITY_LINKED, provider=_display_name(identity.provider_id))
     return link
+
+
+def _display_name(provider_id: str) -> str:
+    provider = db.session.get(UpstreamProvider, provider_id)
+    return provider.display_name if provider is not None else provider_id
 
 
 def hold(identity: Identity, next_path: str) -> str:
@@ -140,4 +151,5 @@ def unlink(user: User, link_id: int) -> LinkedIdentity | None:
         raise LastWayToSignIn()
     db.session.delete(link)
     audit.record("federation.identity.unlinked", user=user, provider=link.provider_id)
+    notices.notify_sign_in_change(user, notices.IDENTITY_UNLINKED, provider=_display_name(link.provider_id))
     return link
