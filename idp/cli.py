@@ -396,12 +396,14 @@ def users_set_password(login, password_stdin):
     from idp.extensions import db as database
     from idp.users.directory import set_password
     from idp.users.errors import RegistrationRejected
+    from idp.users.notices import PASSWORD_CHANGED, notify_sign_in_change
     _app()
     user = _find_user(login)
     try:
         set_password(user, _read_password(password_stdin))
     except RegistrationRejected as rejected:
         raise click.ClickException(rejected.errors["password"]) from None
+    notify_sign_in_change(user, PASSWORD_CHANGED)  # the person hears of it, as after their own change
     database.session.commit()
     click.echo(f"password changed for {user.username}")
 

@@ -22,7 +22,7 @@ from idp import create_app
 from idp.cli import main
 from idp.config import SETTINGS, from_env
 from idp.extensions import db
-from idp.models import Client, SigningKey, SsoSession, User
+from idp.models import Client, OutboxMessage, SigningKey, SsoSession, User
 from idp.oauth.clients import find_client
 from idp.security.passwords import breached_passwords
 from idp.security.tokens import digest
@@ -336,11 +336,14 @@ def test_users_disable_ends_sessions_and_blocks_sign_in_and_enable_restores_it(c
     assert sign_in(cli, "disabled-user", PASSWORD)[1].status_code == 303
 
 
-def test_users_set_password_replaces_the_password(cli):
+def test_users_set_password_replaces_the_password_and_tells_the_person(cli):
     new_user(cli, "renamed-pw")
+    notices = cli.count(OutboxMessage, OutboxMessage.payload["template"].as_string() == "security_changed")
     cli("users", "set-password", "renamed-pw", "--password-stdin", input=NEW_PASSWORD + "\n")
     assert sign_in(cli, "renamed-pw", PASSWORD)[1].status_code == 400
     assert sign_in(cli, "renamed-pw", NEW_PASSWORD)[1].status_code == 303
+    assert cli.count(OutboxMessage, OutboxMessage.payload["template"].as_string() == "security_changed") \
+        == notices + 1  # queued for `idp worker`, which delivers it
 
 
 def test_users_set_password_rejects_a_breached_password_and_keeps_the_old_one(cli):
