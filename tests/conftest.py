@@ -184,6 +184,16 @@ def unique(prefix: str) -> str:
 
 
 @pytest.fixture
+def idp_cli(settings):
+    """`idp ...` in-process on the test database (SQLite or PostgreSQL), on the pinned clock."""
+    from tests.test_cli import Cli
+    tool = Cli(Path(settings.instance_path))
+    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
+                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
+    return tool
+
+
+@pytest.fixture
 def make_user(app):
     def make(username=None, email=None, password=PASSWORD, disabled=False):
         from idp.extensions import db

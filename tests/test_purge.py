@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import threading
 from datetime import datetime, timedelta, timezone
-from pathlib import Path
 
 import pytest
 from sqlalchemy import select
@@ -20,22 +19,12 @@ from idp.oauth.purge import grace
 from idp.security.tokens import random_token
 from tests.helpers.rp import verify_id_token
 from tests.oauth.flows import assert_token_error, refresh, tokens_for, userinfo
-from tests.test_cli import Cli
 
 
 def _pin() -> datetime:
     moment = datetime.now(timezone.utc).replace(microsecond=0)
     clock.set_now(moment)
     return moment
-
-
-@pytest.fixture
-def purge_cli(settings):
-    """`idp ...` in-process on the test database (SQLite or PostgreSQL)."""
-    tool = Cli(Path(settings.instance_path))
-    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
-                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
-    return tool
 
 
 def _grant(client_pk, user_pk, t, *, created=None, expires=None, revoked=None, sid=None) -> Grant:
@@ -138,27 +127,27 @@ def _cleanup_outbox(app) -> None:
 
 
 def test_purge_removes_exactly_the_expired_rows_and_a_second_run_finds_nothing(app, make_user, make_client,
-                                                                                purge_cli):
+                                                                                idp_cli):
     t = _pin()
     rows = _rows(app, make_user, make_client, t)
     try:
-        first = purge_cli.json("purge")
+        first = idp_cli.json("purge")
         _assert_purged(app, rows)
         assert first["grants"] >= 4 and first["refresh_tokens"] >= 1 and first["authorization_codes"] >= 1
         assert first["sso_sessions"] >= 2 and first["login_throttles"] >= 2 and first["outbox"] >= 2
         for name in ("pending_authorizations", "revoked_tokens", "client_assertions"):
             assert first[name] >= 1, name
         assert first["initial_access_tokens"] >= 2
-        second = purge_cli.json("purge")
+        second = idp_cli.json("purge")
         assert set(second.values()) == {0}, second
         _assert_purged(app, rows)
     finally:
         _cleanup_outbox(app)
 
 
-def test_purge_records_one_audit_event_with_the_counts(app, purge_cli):
+def test_purge_records_one_audit_event_with_the_counts(app, idp_cli):
     _pin()
-    result = purge_cli("purge", "--batch", "5")
+    result = idp_cli("purge", "--batch", "5")
     assert "grants:" in result.stdout
     with app.app_context():
         event = db.session.scalars(select(AuditEvent).where(AuditEvent.type == "cli.purge.completed")
@@ -166,8 +155,8 @@ def test_purge_records_one_audit_event_with_the_counts(app, purge_cli):
     assert event is not None and set(event.details["deleted"]) >= {"grants", "sso_sessions", "outbox"}
 
 
-def test_purge_rejects_a_batch_of_zero(purge_cli):
-    assert purge_cli("purge", "--batch", "0", ok=False).exit_code != 0
+def test_purge_rejects_a_batch_of_zero(idp_cli):
+    assert idp_cli("purge", "--batch", "0", ok=False).exit_code != 0
 
 
 def test_parallel_purges_in_small_batches_do_not_fail_and_keep_live_rows(app, make_user, make_client):
@@ -212,27 +201,27 @@ def test_parallel_purges_in_small_batches_do_not_fail_and_keep_live_rows(app, ma
 
 
 def test_a_rotated_refresh_token_replayed_after_a_purge_still_revokes_the_grant(live_server, app, make_user,
-                                                                               make_client, purge_cli):
+                                                                               make_client, idp_cli):
     """Used refresh tokens are kept until a GRACE past their idle limit, so reuse is still caught."""
     client = make_client(first_party=True)
     _, _, token = tokens_for(live_server, make_user(), client, scope="openid offline_access")
     rotated = refresh(live_server, client, token["refresh_token"]).json()
-    purge_cli("purge")
+    idp_cli("purge")
     assert_token_error(refresh(live_server, client, token["refresh_token"]), "invalid_grant")
     assert_token_error(refresh(live_server, client, rotated["refresh_token"]), "invalid_grant")
 
 
-def test_purge_leaves_a_fresh_sign_in_working(live_server, app, make_user, make_client, purge_cli):
+def test_purge_leaves_a_fresh_sign_in_working(live_server, app, make_user, make_client, idp_cli):
     client = make_client(first_party=True)
     rp, _, token = tokens_for(live_server, make_user(), client, scope="openid profile offline_access")
-    purge_cli("purge")
+    idp_cli("purge")
     assert userinfo(live_server, token["access_token"]).status_code == 200
     assert refresh(live_server, client, token["refresh_token"]).status_code == 200
     assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
 
 
-def test_purge_prints_json_counts_for_every_table(purge_cli):
-    counts = json.loads(purge_cli("purge", "--json").stdout)
+def test_purge_prints_json_counts_for_every_table(idp_cli):
+    counts = json.loads(idp_cli("purge", "--json").stdout)
     assert set(counts) == {"authorization_codes", "pending_authorizations", "refresh_tokens", "grants",
                            "revoked_tokens", "client_assertions", "initial_access_tokens", "sso_sessions",
                            "login_throttles", "outbox", "user_tokens", "login_attempts", "webauthn_challenges",
@@ -240,7 +229,7 @@ def test_purge_prints_json_counts_for_every_table(purge_cli):
     assert all(isinstance(v, int) and v >= 0 for v in counts.values())
 
 
-def test_purge_removes_expired_short_lived_rows_and_keeps_live_ones(app, make_user, purge_cli):
+def test_purge_removes_expired_short_lived_rows_and_keeps_live_ones(app, make_user, idp_cli):
     """Emailed links, logins in progress and passkey challenges go once expired."""
     from datetime import timedelta
 
@@ -258,7 +247,7 @@ def test_purge_removes_expired_short_lived_rows_and_keeps_live_ones(app, make_us
             db.session.add(LoginAttempt(token_digest=digest(random_token()), target="urn:idp:acr:pwd", next="/account",
                                         expires_at=moment + timedelta(seconds=offset)))
         db.session.commit()
-    counts = json.loads(purge_cli("purge", "--json").stdout)
+    counts = json.loads(idp_cli("purge", "--json").stdout)
     assert counts["user_tokens"] >= 1 and counts["login_attempts"] >= 1
     with app.app_context():
         for model in (UserToken, LoginAttempt):

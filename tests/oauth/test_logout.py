@@ -7,7 +7,6 @@ import dataclasses
 import socket
 import threading
 from datetime import timedelta
-from pathlib import Path
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlencode
 
@@ -563,34 +562,13 @@ def test_a_client_without_backchannel_logout_uri_gets_nothing(live_server, app, 
 
 # --- other ways a session ends ------------------------------------------------------------------
 def test_disabling_a_person_ends_their_sessions_and_tells_the_apps(live_server, app, make_user, logout_client,
-                                                                  receivers):
-    import contextvars
-
-    from click.testing import CliRunner
-    from flask.globals import _cv_app
-
-    from idp.cli import main
-    from idp.config import SETTINGS
-
+                                                                  receivers, idp_cli):
     user = make_user()
     receiver = receivers()
     client = logout_client(receiver)
     first, _, claims = sign_in_to(live_server, user, client)
     second, _, other_claims = sign_in_to(live_server, user, client, browser=Browser(live_server))
-    s = app.config["IDP_SETTINGS"]
-    env = {name: None for name in SETTINGS}
-    env.update({"IDP_ENV": "development", "IDP_ISSUER": s.issuer, "IDP_INSTANCE_PATH": s.instance_path,
-                "IDP_DATABASE_URL": s.database_url, "IDP_SECRET_KEY": s.secret_key, "IDP_LOG_LEVEL": "WARNING",
-                "IDP_OUTBOX_WORKER": "off"})
-
-    def run():
-        outer = _cv_app.get(None)
-        result = CliRunner().invoke(main, ["users", "disable", user["username"]], env=env)
-        while (ctx := _cv_app.get(None)) is not None and ctx is not outer:
-            db.engine.dispose()
-            ctx.pop()
-        return result
-    result = contextvars.copy_context().run(run)
+    result = idp_cli("users", "disable", user["username"])
     assert result.exit_code == 0, (result.output, result.exception)
     assert "2 session(s) ended" in result.output
     tokens = receiver.wait_for(posts=2)
@@ -620,16 +598,6 @@ def test_expired_sessions_swept_tell_the_apps(live_server, app, make_user, logou
     reasons = with_db(app, lambda db: [e.details["reason"] for e in db.session.scalars(
         db.select(AuditEvent).where(AuditEvent.user_id == user["id"], AuditEvent.type == "authn.session.ended"))])
     assert reasons == ["expired"]
-
-
-@pytest.fixture
-def idp_cli(settings):
-    """`idp ...` in-process on the test database (SQLite or PostgreSQL), on the pinned clock."""
-    from tests.test_cli import Cli
-    tool = Cli(Path(settings.instance_path))
-    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
-                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
-    return tool
 
 
 def grants_in(app, client: dict, sid: str) -> int:

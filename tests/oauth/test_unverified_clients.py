@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import html
 import json
-from pathlib import Path
 
 import pytest
 
@@ -17,19 +16,9 @@ from tests.oauth.flows import (assert_error_page, assert_redirect_error, count_r
                                raw_authorize_url, signed_in_browser)
 from tests.oauth.test_registration import REDIRECT, as_rp_client, configure, events, register
 from tests.test_branding import PNG
-from tests.test_cli import Cli
 
 WARNING = "This application is not verified."
 DETAIL = "Its name and logo were chosen by the application itself"
-
-
-@pytest.fixture
-def idp_cli(settings):
-    """`idp ...` in-process on the test database (SQLite or PostgreSQL)."""
-    tool = Cli(Path(settings.instance_path))
-    tool.env.update({"IDP_DATABASE_URL": settings.database_url, "IDP_SECRET_KEY": settings.secret_key,
-                     "IDP_ISSUER": settings.issuer, "IDP_OUTBOX_WORKER": "off"})
-    return tool
 
 
 def _with_logo(app, client_id: str) -> None:
