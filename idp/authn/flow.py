@@ -86,7 +86,7 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     if step_up and current is not None and not steps.meets(current.acr, target):
         row.user, row.step_up = current.user, True
         carried = steps.proofs_from_amr(current.amr or [])
-        if not _is_recent(current) and isinstance(
+        if not sso.signed_in_lately(current) and isinstance(
                 steps.next_step(carried, enrolled=enrolled_factors(current.user), target=target,
                                 required=target if required is not None else None),
                 steps.Enrol):
@@ -96,13 +96,6 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     db.session.flush()
     session[SESSION_KEY] = raw
     return row
-
-
-def _is_recent(current) -> bool:
-    """Whether the session's last sign-in (or step-up) is within IDP_MFA_RECENT_AUTH_SECONDS, the
-    window in which the account pages let a person add a factor without signing in again."""
-    window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
-    return current.auth_time + timedelta(seconds=window) > now()
 
 
 def purge_expired(batch: int = 1000) -> int:

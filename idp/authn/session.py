@@ -157,12 +157,17 @@ def change_level(user: User) -> str:
     return steps.ACR_MFA if has_second_factor(user) else steps.ACR_PASSWORD
 
 
-def is_recent(row: SsoSession) -> bool:
-    """Signed in (or stepped up) within IDP_MFA_RECENT_AUTH_SECONDS, at the person's change_level:
-    recent and strong enough to change how one signs in, download one's data or delete the
-    account. The time alone is not enough: any sign-in sets it."""
+def signed_in_lately(row: SsoSession) -> bool:
+    """Signed in (or stepped up) within IDP_MFA_RECENT_AUTH_SECONDS, whatever the level."""
     window = current_app.config["IDP_SETTINGS"].mfa_recent_auth_seconds
-    return row.auth_time + timedelta(seconds=window) > now() and steps.meets(row.acr, change_level(row.user))
+    return row.auth_time + timedelta(seconds=window) > now()
+
+
+def is_recent(row: SsoSession) -> bool:
+    """Signed in lately at the person's change_level: recent and strong enough to change how one
+    signs in, download one's data or delete the account. The time alone is not enough: any
+    sign-in sets it."""
+    return signed_in_lately(row) and steps.meets(row.acr, change_level(row.user))
 
 
 def add_factor(row: SsoSession, proof: steps.Proof) -> bool:
