@@ -11,13 +11,13 @@ from flask import current_app, redirect, render_template, request, url_for
 
 from idp import audit
 from idp.account.second_factor import hold_factors, second_factor_requirement
-from idp.account.views import bp, reauth_url
+from idp.account.views import bp, reauth_url, sign_out_elsewhere
 from idp.authn import recovery, session, steps, totp
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
 from idp.models import SsoSession
 from idp.security import passwords
-from idp.users import directory, notices, profile
+from idp.users import directory, notices
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value
@@ -44,8 +44,7 @@ def _after_change(row: SsoSession, event: str, *changes: str) -> None:
     asked for it, end their other sessions; commits."""
     ended = 0
     if request.form.get("end_other_sessions"):
-        ended = session.end_other_sessions(row.user_id, row.id)
-        profile.cancel_email_change(row.user)  # a change asked from one of them dies with it
+        ended = sign_out_elsewhere(row)
     audit.record(event, user=row.user, other_sessions_ended=ended)
     notices.notify_sign_in_change(row.user, *changes, *([notices.OTHER_SESSIONS_ENDED] if ended else []))
     db.session.commit()

@@ -5,12 +5,11 @@ from __future__ import annotations
 from flask import redirect, render_template, request, url_for
 
 from idp.account.devices import describe_user_agent
-from idp.account.views import bp
+from idp.account.views import bp, sign_out_elsewhere
 from idp.authn import session
 from idp.extensions import db
 from idp.models import Client
 from idp.oauth import consent
-from idp.users import profile
 from idp.web.errors import PageError
 from idp.web.templating import gettext as _
 
@@ -44,8 +43,7 @@ def end_other_sessions():
     current = session.current_session()
     if current is None:
         return redirect(url_for("authn.login"), 303)
-    session.end_other_sessions(current.user_id, current.id)
-    profile.cancel_email_change(current.user)  # a change asked from one of them dies with it
+    sign_out_elsewhere(current)
     db.session.commit()
     return redirect(url_for("account.sessions"), 303)
 

@@ -18,10 +18,11 @@ Two rules hold for every account page:
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.authn import steps
-from idp.authn.session import change_level, current_session
+from idp.authn.session import change_level, current_session, end_other_sessions
 from idp.extensions import db
 from idp.federation import linking
 from idp.federation.errors import LastWayToSignIn
+from idp.users import profile
 from idp.web.errors import PageError
 from idp.web.templating import gettext as _
 
@@ -34,6 +35,14 @@ def reauth_url(row, next_path: str) -> str:
     changes need (session.change_level: two factors for a person who has a second one)."""
     level = steps.stronger(row.acr, change_level(row.user)) if row is not None else None
     return url_for("authn.login", next=next_path, reauth=1, acr=level, required=level)
+
+
+def sign_out_elsewhere(row) -> int:
+    """End the person's other sessions (how many) and the email change one of them may have asked
+    for, which dies with it; the caller commits."""
+    ended = end_other_sessions(row.user_id, row.id)
+    profile.cancel_email_change(row.user)
+    return ended
 
 
 @bp.before_request
