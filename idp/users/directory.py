@@ -1,9 +1,11 @@
-"""Find and create people. Usernames and emails are unique after NFKC and case folding."""
+"""Find and create people. Usernames and emails are unique after NFKC and case folding; an
+email's domain is compared in its IDNA form, so two different mailboxes never share a key."""
 from __future__ import annotations
 
 import re
 import unicodedata
 
+import idna
 from flask import current_app
 from sqlalchemy.exc import IntegrityError
 
@@ -23,8 +25,38 @@ TAKEN = N_("This username or email cannot be used. If it is yours, sign in inste
 
 
 def identifier_key(value: str) -> str:
-    """The comparison form of a username or email: NFKC, then case folding."""
+    """The comparison form of a username (NFKC, then case folding) or of an email (email_key)."""
+    if "@" in value:
+        return email_key(value)
     return unicodedata.normalize("NFKC", value).casefold().strip()
+
+
+def email_key(value: str) -> str:
+    """The comparison form of an email address. The local part: NFKC and lower case, but not full
+    case folding, which turns "ß" into "ss" and would give two mailboxes one account. The domain:
+    its IDNA A-label (UTS 46, non-transitional, so "straße.de" is xn--strae-oqa.de and not
+    strasse.de, as DNS sees it). A domain that is not a valid IDN keeps the old NFKC + case folding
+    (it cannot receive mail, and valid_email refuses it for new addresses).
+    migrations/versions/0007_email_keys.py has a frozen copy of this function: change both."""
+    text = unicodedata.normalize("NFKC", value).strip()
+    local, _at, domain = text.rpartition("@")
+    try:
+        domain = idna.encode(domain, uts46=True, transitional=False).decode("ascii").lower()
+    except (idna.IDNAError, UnicodeError, ValueError):
+        domain = domain.casefold()
+    return f"{local.lower()}@{domain}"
+
+
+def valid_email(value: str) -> bool:
+    """An address we accept for an account: the usual shape, at most 254 characters, and a domain
+    that is a valid (internationalised) domain name."""
+    if len(value) > 254 or not EMAIL.match(value):
+        return False
+    try:
+        idna.encode(value.rpartition("@")[2], uts46=True, transitional=False)
+    except (idna.IDNAError, UnicodeError, ValueError):
+        return False
+    return True
 
 
 def hasher():
@@ -77,7 +109,7 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     errors = {}
     if not USERNAME.match(username):
         errors["username"] = _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
-    if len(email) > 254 or not EMAIL.match(email):
+    if not valid_email(email):
         errors["email"] = _("Enter an email address like name@example.com.")
     problem = validate_new_password(password, username=username, email=email)
     if problem:
@@ -87,7 +119,7 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     if errors:
         raise RegistrationRejected(errors)
     user = User(subject=random_token(16), username=username, username_key=identifier_key(username),
-                email=email, email_key=identifier_key(email), password_hash=password_hash, name=name)
+                email=email, email_key=email_key(email), password_hash=password_hash, name=name)
     try:
         with db.session.begin_nested():
             db.session.add(user)
@@ -130,8 +162,8 @@ def provision(email: str, *, preferred_username: str | None = None, name: str | 
     no password, a free username derived from the upstream's; raises RegistrationRejected when
     the email is taken or invalid. The caller commits and records how the account came to be."""
     email = unicodedata.normalize("NFKC", email).strip()
-    if len(email) > 254 or not EMAIL.match(email):
-        raise RegistrationRejected({"email": "Enter an email address like name@example.com."})
+    if not valid_email(email):
+        raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
     base = _username_base(preferred_username, email)
     for attempt in range(6):
         username = base if attempt == 0 else f"{base[:24]}-{random_token(3).lower()}"
@@ -139,13 +171,13 @@ def provision(email: str, *, preferred_username: str | None = None, name: str | 
                 db.select(User.id).where(User.username_key == identifier_key(username))) is not None:
             continue
         user = User(subject=random_token(16), username=username, username_key=identifier_key(username),
-                    email=email, email_key=identifier_key(email), email_verified=email_verified,
+                    email=email, email_key=email_key(email), email_verified=email_verified,
                     name=(name or None) and name[:256], password_hash=None)
         try:
             with db.session.begin_nested():
                 db.session.add(user)
                 db.session.flush()
         except IntegrityError:
-            raise RegistrationRejected({"form": TAKEN}) from None
+            raise RegistrationRejected({"form": _(TAKEN)}) from None
         return user
-    raise RegistrationRejected({"username": "No free username could be found."})
+    raise RegistrationRejected({"username": _("No free username could be found.")})

@@ -3,6 +3,7 @@ email change that takes effect only once the new address is proved."""
 from __future__ import annotations
 
 import re
+import unicodedata
 import zoneinfo
 from datetime import date
 from urllib.parse import urlsplit
@@ -124,8 +125,8 @@ def request_email_change(user: User, new_email: str) -> None:
     hears of the request at once, so its owner can stop it (a password change cancels the link).
     The caller has checked a recent sign-in and the password. Raises RegistrationRejected (bad or
     taken address) or LinkThrottled. The caller commits."""
-    new_email = new_email.strip()
-    if len(new_email) > 254 or not directory.EMAIL.match(new_email):
+    new_email = unicodedata.normalize("NFKC", new_email).strip()
+    if not directory.valid_email(new_email):
         raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
     key = directory.identifier_key(new_email)
     if key == user.email_key:

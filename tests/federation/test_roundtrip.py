@@ -16,6 +16,7 @@ from tests.federation.journey import (Person, answer_totp, federated, sign_in_up
 from tests.helpers.forms import csrf_token
 from tests.helpers.mfa import give_totp
 from tests.helpers.rp import RelyingParty, verify_id_token
+from tests.conftest import unique
 
 
 def query(url: str) -> dict:
@@ -216,6 +217,23 @@ def test_a_verified_email_links_at_once_only_when_the_provider_is_trusted(app, l
     assert links_of(app, trusted) == [(local["id"], person_upstream["subject"])]
     assert ("federation.identity.linked", {"provider": trusted, "via": "verified_email"}) in events(app, trusted)
     assert sessions_of(app, local["id"]) == 1
+
+
+def test_a_verified_email_links_only_to_the_same_mailbox_not_to_one_with_the_same_case_folding(
+        app, live_server, upstream, make_provider, make_user):
+    """straße.example and strasse.example are two domains: an upstream that verified the second
+    must not be let into the account of the first (full case folding made them one key)."""
+    trusted = make_provider(upstream=upstream, trust_email_verified=True, allow_registration=True)
+    local = make_user(email=f"{unique('v')}@straße.example")
+    verify_email(app, local["id"])
+    other = upstream.make_user(email=local["email"].replace("ß", "ss").upper(), email_verified=True)
+    person = Person()
+    landed = person.get(federated(person, live_server, trusted, upstream.issuer, other))
+    assert landed.status_code == 303 and landed.headers["Location"] == "/account"
+    assert sessions_of(app, local["id"]) == 0
+    [(user_id, subject)] = links_of(app, trusted)
+    assert subject == other["subject"] and user_id != local["id"]
+    assert user_by_email(app, other["email"])["id"] == user_id
 
 
 def test_a_verified_email_never_links_at_once_to_an_account_whose_email_is_unverified(

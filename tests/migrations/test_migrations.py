@@ -6,7 +6,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import re
+import unicodedata
 import uuid
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
@@ -102,3 +104,30 @@ def test_revisions_never_import_idp():
     for path in VERSIONS.glob("*.py"):
         source = path.read_text(encoding="utf-8")
         assert not re.search(r"^\s*(from|import)\s+idp\b", source, re.M), path.name
+
+
+def test_0007_rekeys_emails_and_leaves_a_collision_to_the_oldest_account(fresh_app):
+    """0007_email_keys: keys made by NFKC + casefold become the IDNA form; two accounts that only
+    the old rule kept apart (a soft hyphen, which IDNA ignores) do not make the upgrade fail."""
+    users = sa.table("users", *(sa.column(name) for name in (
+        "id", "subject", "username", "username_key", "email", "email_key", "email_verified", "disabled",
+        "created_at", "phone_number_verified")))
+    emails = {1: "Maß@Straße.Example", 2: "a@example.com", 3: "a@exam\u00adple.com", 4: "b@exa_mple.com"}
+    with fresh_app.app_context():
+        upgrade(revision="0006_dcr")
+        with db.engine.begin() as conn:
+            for uid, email in emails.items():
+                conn.execute(users.insert().values(
+                    id=uid, subject=f"s{uid}", username=f"u{uid}", username_key=f"u{uid}", email=email,
+                    email_key=unicodedata.normalize("NFKC", email).casefold(), email_verified=False,
+                    disabled=False, created_at=datetime.now(timezone.utc), phone_number_verified=False))
+
+        def keys():
+            with db.engine.connect() as conn:
+                return dict(conn.execute(sa.select(users.c.id, users.c.email_key)).all())
+        upgrade(revision="0007_email_keys")
+        assert keys() == {1: "maß@xn--strae-oqa.example", 2: "a@example.com",
+                          3: "a@exam\u00adple.com",  # the collision: the newer account keeps its old key
+                          4: "b@exa_mple.com"}        # not a domain name: unchanged
+        downgrade(revision="0006_dcr")
+        assert keys() == {uid: unicodedata.normalize("NFKC", email).casefold() for uid, email in emails.items()}

@@ -60,7 +60,7 @@ def test_registration_creates_the_user_and_starts_a_session(app, web):
     assert web.session_cookie and web.is_signed_in()
     with app.app_context():
         user = db.session.scalar(select(User).where(User.username_key == identifier_key(username)))
-        assert (user.username, user.email, user.email_key) == (username, email, email.casefold())
+        assert (user.username, user.email, user.email_key) == (username, email, email.lower())
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
         assert db.session.scalar(select(func.count()).select_from(SsoSession).where(SsoSession.user_id == user.id)) == 1
         types = [e.type for e in db.session.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id))]
@@ -99,6 +99,8 @@ def test_usernames_are_unique_after_nfkc_and_case_folding(app, web, first, secon
     ("alice.{t}@example.com", "ALICE.{t}@Example.com"),
     ("alice.{t}@example.com", "ａlice.{t}@ｅxample.com"),   # fullwidth letters (NFKC)
     ("ﬁle.{t}@example.com", "FILE.{t}@EXAMPLE.COM"),
+    ("b.{t}@bücher.example", "B.{t}@XN--BCHER-KVA.example"),  # the same domain, as U-label and A-label
+    ("b.{t}@BÜCHER.example", "b.{t}@bücher.example"),
 ])
 def test_emails_are_unique_after_nfkc_and_case_folding(app, web, first, second):
     t = tag()
@@ -109,6 +111,30 @@ def test_emails_are_unique_after_nfkc_and_case_folding(app, web, first, second):
     assert alert(response.get_data(as_text=True)) == TAKEN
     assert count(app, User) == before
     assert web.session_cookie is None
+
+
+@pytest.mark.parametrize("first, second", [
+    ("maß.{t}@example.com", "MASS.{t}@example.com"),          # two mailboxes: no full case folding
+    ("a.{t}@straße.example", "a.{t}@strasse.example"),        # two domains in DNS (IDNA 2008)
+    ("a.{t}@xn--strae-oqa.example", "a.{t}@STRASSE.example"),
+])
+def test_emails_that_name_different_mailboxes_are_different_accounts(app, web, first, second):
+    t = tag()
+    assert Web(app).register(f"first{t}", first.format(t=t), PASSWORD).status_code == 303
+    assert web.register(f"second{t}", second.format(t=t), PASSWORD).status_code == 303
+    with app.app_context():
+        keys = {identifier_key(first.format(t=t)), identifier_key(second.format(t=t))}
+        assert len(keys) == 2 and count(app, User, User.email_key.in_(keys)) == 2
+    assert Web(app).login(second.format(t=t), PASSWORD).status_code == 303
+
+
+@pytest.mark.parametrize("email", ["a@exa_mple.com", "a@-bad.example", "a@bad-.example", "a@x..example",
+                                   "a@" + "l" * 64 + ".example"])
+def test_an_address_whose_domain_is_not_a_domain_name_is_refused(app, web, email):
+    before = count(app, User)
+    response = web.register(f"baddomain{tag()}", email, PASSWORD)
+    assert response.status_code == 400 and "Enter an email address like name@example.com." in response.get_data(as_text=True)
+    assert count(app, User) == before
 
 
 def test_taken_username_and_taken_email_get_the_same_page(app):
