@@ -24,6 +24,36 @@ EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
 TAKEN = N_("This username or email cannot be used. If it is yours, sign in instead.")
 
 
+# Scripts that people write together (UTS 39, "highly restrictive"): Japanese, Chinese with
+# Bopomofo, Korean, each with Latin. Any other mix of two scripts in one username is refused.
+_SCRIPT_MIXES = (frozenset({"LATIN", "CJK", "HIRAGANA", "KATAKANA"}), frozenset({"LATIN", "CJK", "BOPOMOFO"}),
+                 frozenset({"LATIN", "CJK", "HANGUL"}))
+
+
+def _script(char: str) -> str:
+    """The script of a letter, from its Unicode name ("CYRILLIC SMALL LETTER A" -> CYRILLIC)."""
+    name = unicodedata.name(char, "UNKNOWN")
+    if name.startswith(("CJK ", "IDEOGRAPHIC")):
+        return "CJK"
+    if name.startswith("KATAKANA-HIRAGANA"):
+        return "KATAKANA"
+    return name.split()[0]
+
+
+def username_problem(username: str) -> str | None:
+    """What is wrong with a username (already NFKC), in the person's language, or None. Besides
+    the shape, letters from scripts that are not written together (Latin "a" beside Cyrillic "а")
+    and digits from two numbering systems are refused: they make names that look like another
+    person's."""
+    if not USERNAME.match(username):
+        return _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
+    scripts = {_script(c) for c in username if c.isalpha()}
+    digits = {unicodedata.name(c, "?").rsplit("DIGIT", 1)[0] for c in username if c.isdecimal()}
+    if (len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES)) or len(digits) > 1:
+        return _("Use letters from one alphabet, and one kind of digits.")
+    return None
+
+
 def identifier_key(value: str) -> str:
     """The comparison form of a username (NFKC, then case folding) or of an email (email_key)."""
     if "@" in value:
@@ -107,8 +137,8 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     username = unicodedata.normalize("NFKC", username).strip()
     email = unicodedata.normalize("NFKC", email).strip()
     errors = {}
-    if not USERNAME.match(username):
-        errors["username"] = _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
+    if problem := username_problem(username):
+        errors["username"] = problem
     if not valid_email(email):
         errors["email"] = _("Enter an email address like name@example.com.")
     problem = validate_new_password(password, username=username, email=email)
@@ -153,7 +183,8 @@ def _username_base(preferred: str | None, email: str) -> str:
     """A username from what the upstream suggested, or the email's local part, made valid."""
     raw = unicodedata.normalize("NFKC", preferred or email.split("@")[0])
     base = re.sub(r"[^\w.\-]", "", raw)[:24]
-    return base if len(base) >= 3 else f"user{base}"
+    base = base if len(base) >= 3 else f"user{base}"
+    return base if username_problem(base) is None else "user"
 
 
 def provision(email: str, *, preferred_username: str | None = None, name: str | None = None,
@@ -167,7 +198,7 @@ def provision(email: str, *, preferred_username: str | None = None, name: str | 
     base = _username_base(preferred_username, email)
     for attempt in range(6):
         username = base if attempt == 0 else f"{base[:24]}-{random_token(3).lower()}"
-        if not USERNAME.match(username) or db.session.scalar(
+        if username_problem(username) is not None or db.session.scalar(
                 db.select(User.id).where(User.username_key == identifier_key(username))) is not None:
             continue
         user = User(subject=random_token(16), username=username, username_key=identifier_key(username),

@@ -74,8 +74,8 @@ def _check(field: str, value: str) -> str | None:
         return _("Use a language tag like en-GB or fr.")
     elif field == "phone_number" and not PHONE.match(value):
         return _("Use the international format, like +33123456789.")
-    elif field == "preferred_username" and not directory.USERNAME.match(value):
-        return _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
+    elif field == "preferred_username":
+        return directory.username_problem(value)
     return None
 
 
@@ -84,9 +84,12 @@ def update_profile(user: User, values: dict[str, str]) -> list[str]:
     changed. Raises RegistrationRejected with field errors and changes nothing then. The caller
     commits."""
     values = {k: (values.get(k) or "").strip() for k in PROFILE_FIELDS}
+    values["preferred_username"] = unicodedata.normalize("NFKC", values["preferred_username"])
     errors = {k: problem for k, v in values.items() if v and (problem := _check(k.removeprefix("address_")
                                                                                  if k.startswith("address_") else k, v))}
-    if not values["preferred_username"]:
+    if values["preferred_username"] == user.username:
+        errors.pop("preferred_username", None)  # a name from before today's rules may stay
+    elif not values["preferred_username"]:
         errors["preferred_username"] = _("A username is required.")
     if errors:
         raise RegistrationRejected(errors)

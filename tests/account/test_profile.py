@@ -67,7 +67,7 @@ def test_profile_changes_show_up_in_userinfo_and_new_id_tokens(live_server, make
     ("birthdate", "2021-02-30"), ("birthdate", "12/10/1815"), ("birthdate", "2999-01-01"),
     ("zoneinfo", "Mars/Olympus_Mons"), ("locale", "en GB!"), ("phone_number", "0123 456"),
     ("given_name", "x" * 300), ("nickname", "tab\there"), ("preferred_username", "no spaces please"),
-    ("preferred_username", "")])
+    ("preferred_username", ""), ("preferred_username", "p\u0430ypal"), ("preferred_username", "a\u0661\u0662b3")])
 def test_a_bad_value_is_refused_next_to_its_field_and_changes_nothing(live_server, app, make_user, field, value):
     user = make_user()
     browser = signed_in_browser(live_server, user)
@@ -92,6 +92,25 @@ def test_renaming_changes_preferred_username_and_the_login(live_server, make_use
     assert save_profile(browser, live_server, preferred_username=new_name).status_code == 303
     from tests.helpers.rp import Browser
     assert Browser(live_server).login(new_name, PASSWORD).status_code == 303
+
+
+def test_a_username_is_stored_in_nfkc_after_a_rename(live_server, app, make_user):
+    user = make_user()
+    browser = signed_in_browser(live_server, user)
+    assert save_profile(browser, live_server, preferred_username="\uff21da_" + user["username"]).status_code == 303
+    with app.app_context():
+        assert db.session.get(User, user["id"]).username == "Ada_" + user["username"]
+
+
+def test_a_username_from_before_the_script_rule_may_stay_when_the_profile_is_saved(live_server, app, make_user):
+    user = make_user()
+    with app.app_context():
+        db.session.get(User, user["id"]).username = "p\u0430ypal" + user["username"][-6:]
+        db.session.commit()
+    browser = signed_in_browser(live_server, user)
+    assert save_profile(browser, live_server, nickname="kept").status_code == 303
+    with app.app_context():
+        assert db.session.get(User, user["id"]).nickname == "kept"
 
 
 def request_change(web, new_email, password=PASSWORD):

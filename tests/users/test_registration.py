@@ -137,6 +137,27 @@ def test_an_address_whose_domain_is_not_a_domain_name_is_refused(app, web, email
     assert count(app, User) == before
 
 
+@pytest.mark.parametrize("username, allowed", [
+    ("p\u0430ypal_{t}", False),           # Latin with a Cyrillic a: looks like paypal
+    ("\u0440\u0430\u0443\u0440\u0430l_{t}", False),  # Cyrillic with one Latin l
+    ("\u03a9mega_{t}", False),             # Greek and Latin
+    ("a\u0661b3_{t}", False),              # Arabic-Indic and ASCII digits
+    ("\u03c9\u03bc\u03b5\u03b3\u03b1_{t}", True),  # all Greek
+    ("\u3084\u307e\u3060taro_{t}", True),  # Hiragana with Latin, as Japanese is written
+    ("\u5c71\u7530\u305f\u308d\u3046_{t}", True),  # Han with Hiragana
+    ("\uae40\ucca0\uc218_{t}", True),   # Hangul
+    ("tar\u014d_{t}", True),               # Latin with a macron
+])
+def test_usernames_that_mix_scripts_are_refused(app, web, username, allowed):
+    t = str(uuid.uuid4().int)[:8]  # digits: tag()'s hex letters are Latin
+    response = web.register(username.format(t=t), f"mix{t}@example.com", PASSWORD)
+    if allowed:
+        assert response.status_code == 303
+    else:
+        assert response.status_code == 400
+        assert "Use letters from one alphabet, and one kind of digits." in response.get_data(as_text=True)
+
+
 def test_taken_username_and_taken_email_get_the_same_page(app):
     t = tag()
     assert Web(app).register(f"owner{t}", f"owner{t}@example.com", PASSWORD).status_code == 303
@@ -235,3 +256,14 @@ def test_closed_registration_answers_403_and_writes_nothing(closed_app):
 def test_closed_registration_hides_the_link_on_the_login_page(app, closed_app):
     assert 'href="/register' not in Web(closed_app).get("/login").get_data(as_text=True)
     assert 'href="/register' in Web(app).get("/login").get_data(as_text=True)
+
+
+def test_an_upstream_username_that_mixes_scripts_is_not_taken_over(app):
+    from idp.users.directory import provision
+    t = tag()
+    with app.test_request_context():
+        mixed = provision(f"up{t}@example.com", preferred_username="p\u0430ypal")
+        plain = provision(f"up2{t}@example.com", preferred_username=f"paypal{t}")
+        db.session.commit()
+        assert mixed.username.startswith("user") and "\u0430" not in mixed.username
+        assert plain.username == f"paypal{t}"
