@@ -126,23 +126,30 @@ def _rename(user: User, username: str) -> None:
 def request_email_change(user: User, new_email: str) -> None:
     """Mail a link to the new address; the address changes only when it is used. The old address
     hears of the request at once, so its owner can stop it (a password change cancels the link).
-    The caller has checked a recent sign-in and the password. Raises RegistrationRejected (bad or
-    taken address) or LinkThrottled. The caller commits."""
+    The caller has checked a recent sign-in and the password. Raises RegistrationRejected (a bad
+    address, or the account's own) or LinkThrottled; a taken address is not an error. The caller
+    commits."""
     new_email = unicodedata.normalize("NFKC", new_email).strip()
     if not directory.valid_email(new_email):
         raise RegistrationRejected({"email": _("Enter an email address like name@example.com.")})
     key = directory.identifier_key(new_email)
     if key == user.email_key:
         raise RegistrationRejected({"email": _("This is already your email address.")})
-    if db.session.scalar(db.select(User.id).where(User.email_key == key)) is not None:
-        raise RegistrationRejected({"email": _(directory.TAKEN)})
     if email_links.sent_since(user, CHANGE_EMAIL, 60):
         raise LinkThrottled(60)
     email_links.cancel(user, CHANGE_EMAIL)
     link = email_links.issue(user, CHANGE_EMAIL, email=new_email)
-    mail.send(new_email, "change_email", user=user, link=link, new_email=new_email)
+    # An address another account has answers like a free one, so that this page tells nobody
+    # who has an account here: the link is kept (the throttle and "cancel" see the same rows)
+    # but never sent, and could not be used anyway; the address's owner hears of the attempt.
+    owner = db.session.scalar(db.select(User.email).where(User.email_key == key))
+    if owner is not None:
+        mail.send(owner, "email_in_use", new_email=owner)
+        audit.record("users.email.change_requested", outcome="failure", user=user, reason="address_taken")
+    else:
+        mail.send(new_email, "change_email", user=user, link=link, new_email=new_email)
+        audit.record("users.email.change_requested", user=user)
     mail.send(user.email, "email_change_requested", user=user, new_email=new_email)
-    audit.record("users.email.change_requested", user=user)
 
 
 def cancel_email_change(user: User) -> None:

@@ -8,7 +8,7 @@ import pytest
 
 from idp import clock
 from idp.extensions import db
-from idp.models import User, UserToken
+from idp.models import AuditEvent, User, UserToken
 from tests.authn.web import Web
 from tests.conftest import PASSWORD
 from tests.helpers.forms import csrf_token
@@ -143,13 +143,33 @@ def test_a_new_email_takes_effect_only_through_the_link_sent_to_it(app, make_use
     assert web.get(path).status_code == 410
 
 
-def test_an_email_change_to_a_taken_address_is_refused(app, make_user):
-    other, user = make_user(), make_user()
-    web = Web(app)
-    web.login(user["username"], PASSWORD)
-    response = request_change(web, other["email"].upper())
-    assert response.status_code == 400 and "cannot be used" in response.get_data(as_text=True)
-    assert request_change(web, "not an email").status_code == 400
+def test_an_email_change_to_a_taken_address_answers_like_a_free_one_and_changes_nothing(app, make_user, mailbox):
+    """The page must not tell a signed-in person which addresses have accounts: the answer, the
+    throttle and the notice to their own address are those of a free address; the address's
+    owner is told, with no link and without the other account's name."""
+    other, user, control = make_user(), make_user(), make_user()
+    pages = {}
+    for who, target in ((user, other["email"].upper()), (control, "free-" + control["email"])):
+        web = Web(app)
+        web.login(who["username"], PASSWORD)
+        first, again = request_change(web, target), request_change(web, target)
+        pages[who["username"]] = (first.status_code, first.get_data(as_text=True).replace(target, "X")
+                                  .replace(who["username"], "Y").replace(who["email"], "Z"), again.status_code)
+        assert request_change(web, "not an email").status_code == 400
+    assert pages[user["username"]][0] == 200 and pages[user["username"]][2] == 429
+    assert "We sent a link" in pages[user["username"]][1]
+    assert [p[0] for p in pages.values()] == [200, 200] and [p[2] for p in pages.values()] == [429, 429]
+    told = mailbox.last(app, other["email"])
+    text = told.get_body(preferencelist=("plain",)).get_content()
+    assert told["Subject"] == "Someone asked to use your email address"
+    assert "http" not in text and user["username"] not in text and user["email"] not in text
+    assert mailbox.last(app, user["email"])["Subject"] == "Someone asked to change your email address"
+    with app.app_context():
+        assert db.session.get(User, user["id"]).email == user["email"]
+        assert db.session.get(User, other["id"]).email == other["email"]
+        assert db.session.scalar(db.select(AuditEvent).where(
+            AuditEvent.user_id == user["id"], AuditEvent.type == "users.email.change_requested")).details \
+            == {"reason": "address_taken"}
 
 
 def change_links(app, user_id: int) -> list[UserToken]:
