@@ -85,13 +85,13 @@ def begin(next_path: str, *, acr: str | None = None, required: str | None = None
     current = sso.current_session()
     if step_up and current is not None and not steps.meets(current.acr, target):
         row.user, row.step_up = current.user, True
-        carried = steps.proofs_from_amr(current.amr or [])
+        carried = steps.load_proofs(current.proofs or [])  # none for a session from before 0008
         if not sso.signed_in_lately(current) and isinstance(
                 steps.next_step(carried, enrolled=enrolled_factors(current.user), target=target,
                                 required=target if required is not None else None),
                 steps.Enrol):
             carried = []  # setting up a factor needs fresh proofs, not an old sign-in's: from the first factor
-        row.proofs = [_dump(p) for p in carried]
+        row.proofs = steps.dump_proofs(carried)
     db.session.add(row)
     db.session.flush()
     session[SESSION_KEY] = raw
@@ -144,12 +144,8 @@ def retarget(row: LoginAttempt, next_path: str) -> None:
         _change(row, next=next_path)
 
 
-def _dump(proof: steps.Proof) -> list:
-    return [proof.factor, list(proof.amr), proof.factors]
-
-
 def proofs_of(row: LoginAttempt) -> list[steps.Proof]:
-    return [steps.Proof(factor, tuple(amr), count) for factor, amr, count in row.proofs]
+    return steps.load_proofs(row.proofs)
 
 
 def next_step(row: LoginAttempt) -> steps.Step:
@@ -177,7 +173,7 @@ def record(row: LoginAttempt, user: User, proof: steps.Proof) -> None:
     # racing request may have named someone); proofs only grow, so a racer's lost proof only
     # means asking for it again.
     same_person = LoginAttempt.user_id.is_(None) if row.user_id is None else LoginAttempt.user_id == row.user_id
-    if not _change(row, same_person, user_id=user.id, proofs=row.proofs + [_dump(proof)], failures=0):
+    if not _change(row, same_person, user_id=user.id, proofs=row.proofs + steps.dump_proofs([proof]), failures=0):
         raise LoginGone(row.next)
     set_committed_value(row, "user", user)
 
@@ -228,8 +224,7 @@ def advance(row: LoginAttempt):
         if enrol:
             db.session.commit()  # the TOTP page offers a passkey instead when that page exists
             return redirect(url_for(ENROL_ENDPOINTS[steps.TOTP if steps.TOTP in enrol else enrol[0]]), 303)
-        amr = steps.amr_for(proofs_of(row))
-        step = steps.Done(steps.acr_for(amr), tuple(amr))
+        step = steps.Done(steps.acr_of(proofs_of(row)), tuple(steps.amr_for(proofs_of(row))))
     return _finish(row, step)
 
 
@@ -269,7 +264,7 @@ def _finish(row: LoginAttempt, done: steps.Done):
     terms page when the current terms are not accepted). With IDP_EMAIL_VERIFICATION_REQUIRED an
     unverified person gets no session but a page that offers a new link."""
     user, amr, next_path, step_up = row.user, list(done.amr), row.next, row.step_up
-    must, row_target, target = row.must, row.target, row.next
+    must, row_target, target, proofs = row.must, row.target, row.next, proofs_of(row)
     if not drop(row):  # claimed once: of racing requests finishing one login, only one goes on
         raise LoginGone(next_path)
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
@@ -291,11 +286,11 @@ def _finish(row: LoginAttempt, done: steps.Done):
         if current is None or current.user_id != user.id:
             raise LoginGone(next_path)
         if amr != list(current.amr or []):  # nothing new proved: the session (and auth_time) stay as they are
-            if not sso.elevate(current, amr, done.acr):
+            if not sso.elevate(current, amr, done.acr, proofs):
                 raise LoginGone(next_path)  # ended between the read and the update
             audit.record("authn.login.stepped_up", user=user, amr=amr, acr=done.acr)
     else:
-        sso.start(user, amr=amr, acr=done.acr)
+        sso.start(user, amr=amr, acr=done.acr, proofs=proofs)
         audit.record("authn.login.succeeded", user=user, amr=amr, acr=done.acr)
     db.session.commit()
     return redirect(target, 303)

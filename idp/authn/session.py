@@ -109,7 +109,7 @@ def _is_live(row: SsoSession) -> bool:
             and not row.user.disabled)
 
 
-def start(user: User, amr: list[str], acr: str) -> SsoSession:
+def start(user: User, amr: list[str], acr: str, proofs: list[steps.Proof]) -> SsoSession:
     """Sign this browser in with a new cookie value (no fixation); the caller commits.
 
     The same person signing in again (prompt=login, max_age, a step-up) keeps the session's sid,
@@ -124,7 +124,7 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     raw = random_token(32)
     t = now()
     row = SsoSession(token_digest=digest(raw), sid=sid or random_token(16), user=user, auth_time=t, acr=acr,
-                     amr=amr, ip=request.remote_addr, user_agent=(request.user_agent.string or "")[:512],
+                     amr=amr, proofs=steps.dump_proofs(proofs), ip=request.remote_addr, user_agent=(request.user_agent.string or "")[:512],
                      created_at=t, last_seen_at=t,
                      expires_at=t + timedelta(seconds=settings.session_absolute_lifetime))
     db.session.add(row)
@@ -133,12 +133,13 @@ def start(user: User, amr: list[str], acr: str) -> SsoSession:
     return row
 
 
-def elevate(row: SsoSession, amr: list[str], acr: str) -> bool:
+def elevate(row: SsoSession, amr: list[str], acr: str, proofs: list[steps.Proof]) -> bool:
     """Record a step-up on this browser's session: more factors proved just now. The session keeps
     its sid (clients' ID tokens stay tied to it) but gets a new cookie value; the caller commits.
     One UPDATE: False (and nothing changed) when the session ended meanwhile."""
     raw = random_token(32)
-    values = {"token_digest": digest(raw), "amr": amr, "acr": acr, "auth_time": now()}
+    values = {"token_digest": digest(raw), "amr": amr, "acr": acr, "proofs": steps.dump_proofs(proofs),
+              "auth_time": now()}
     result = db.session.execute(update(SsoSession).where(SsoSession.id == row.id).values(**values),
                                 execution_options={"synchronize_session": False})
     if result.rowcount != 1:
@@ -174,11 +175,11 @@ def add_factor(row: SsoSession, proof: steps.Proof) -> bool:
     """A factor proved on an account page (an authenticator app or passkey set up just now, with
     its code or ceremony) joins the session's proofs as a step-up's would, when that raises the
     level; the caller commits. False when nothing changed."""
-    amr = steps.amr_for(steps.proofs_from_amr(row.amr or []) + [proof])
-    acr = steps.acr_for(amr)
+    proofs = steps.load_proofs(row.proofs or []) + [proof]
+    acr = steps.acr_of(proofs)
     if steps.rank(acr) <= steps.rank(row.acr):
         return False
-    return elevate(row, amr, acr)
+    return elevate(row, steps.amr_for(proofs), acr, proofs)
 
 
 def end(reason: str | None = "logout") -> SsoSession | None:

@@ -65,11 +65,22 @@ AMR_FEDERATED = "fed"
 
 @dataclass(frozen=True)
 class Proof:
-    """One factor proved in this login; `factors` counts the independent factors it proves."""
+    """One factor proved in this login; `factors` counts the independent factors it proves;
+    `level`, for an upstream sign-in, is the level the provider's mapping gave it."""
 
     factor: str
     amr: tuple[str, ...]
     factors: int = 1
+    level: str | None = None
+
+
+def dump_proofs(proofs: Sequence[Proof]) -> list:
+    """Proofs as JSON ([factor, [amr...], factors, level?] each), for a login or a session row."""
+    return [[p.factor, list(p.amr), p.factors] + ([p.level] if p.level else []) for p in proofs]
+
+
+def load_proofs(data: Sequence) -> list[Proof]:
+    return [Proof(item[0], tuple(item[1]), item[2], item[3] if len(item) > 3 else None) for item in data]
 
 
 def password_proof() -> Proof:
@@ -91,7 +102,7 @@ def federated_proof() -> Proof:
 def upstream_proof(amr: Sequence[str], acr: str) -> Proof:
     """A sign-in at an upstream provider as it ended: its amr ("fed" plus the upstream values the
     provider's mapping accepted), two factors when the mapping says it reached MFA."""
-    return Proof(FEDERATED, tuple(amr), 2 if meets(acr, ACR_MFA) else 1)
+    return Proof(FEDERATED, tuple(amr), 2 if meets(acr, ACR_MFA) else 1, acr)
 
 
 def webauthn_proof(*, hardware: bool, user_verified: bool) -> Proof:
@@ -125,23 +136,30 @@ Step = Ask | Enrol | Done
 
 
 def amr_for(proofs: Sequence[Proof]) -> list[str]:
-    """The amr claim: every method used, in order, plus "mfa" when two independent factors were proved."""
+    """The amr claim: every method used, in order, plus "mfa" when two independent factors were
+    proved. A one-factor upstream sign-in and the account's password are one factor together:
+    most likely two passwords, the same kind of proof (the provider's mapping says when an
+    upstream sign-in was more)."""
     amr: list[str] = []
     for proof in proofs:
         amr.extend(value for value in proof.amr if value not in amr)
     distinct = {proof.factor: proof.factors for proof in proofs}
+    if distinct.get(FEDERATED) == 1 and PASSWORD in distinct:
+        distinct[PASSWORD] = 0
     if sum(distinct.values()) >= 2:
         amr.append(AMR_MFA)
     return amr
 
 
-def acr_for(amr: Collection[str]) -> str:
-    """The level a login with these amr values reaches (see the module docstring)."""
-    if AMR_MFA in amr and (AMR_HARDWARE_KEY in amr or AMR_SOFTWARE_KEY in amr):
+def acr_of(proofs: Sequence[Proof]) -> str:
+    """The level these proofs reach (see the module docstring). Phishing-resistant needs a passkey
+    proved here, or an upstream sign-in the provider's mapping put at that level: an upstream's
+    own "hwk" or "swk" in amr is its word, and its mapping may have rated it lower."""
+    if AMR_MFA not in amr_for(proofs):
+        return ACR_PASSWORD
+    if any(p.factor == WEBAUTHN or (p.factor == FEDERATED and p.level == ACR_PHISHING_RESISTANT) for p in proofs):
         return ACR_PHISHING_RESISTANT
-    if AMR_MFA in amr:
-        return ACR_MFA
-    return ACR_PASSWORD
+    return ACR_MFA
 
 
 def rank(acr: str | None) -> int:
@@ -165,20 +183,6 @@ def first_supported(acr_values: Sequence[str]) -> str | None:
     return next((value for value in acr_values if value in ACR_VALUES_SUPPORTED), None)
 
 
-def proofs_from_amr(amr: Collection[str]) -> list[Proof]:
-    """The proofs behind an SSO session's amr, so a step-up adds to them instead of starting over."""
-    proofs = []
-    if AMR_PASSWORD in amr:
-        proofs.append(password_proof())
-    if AMR_FEDERATED in amr:
-        proofs.append(federated_proof())
-    if AMR_OTP in amr:
-        proofs.append(totp_proof())
-    if AMR_HARDWARE_KEY in amr or AMR_SOFTWARE_KEY in amr:
-        proofs.append(webauthn_proof(hardware=AMR_HARDWARE_KEY in amr, user_verified=AMR_USER in amr))
-    return proofs
-
-
 def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str,
               required: str | None = None) -> Step:
     """What this login does next.
@@ -196,14 +200,16 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
     if not proofs:
         return Ask(PRIMARY)  # nobody is known yet: a password, or a passkey (passwordless)
     amr = amr_for(proofs)
-    acr = acr_for(amr)
+    acr = acr_of(proofs)
     proved = {proof.factor for proof in proofs}
+    # After an upstream sign-in the password is no second factor (amr_for): not worth asking.
+    second = tuple(f for f in SECOND if f != PASSWORD) if FEDERATED in proved else SECOND
     if TOTP in enrolled or WEBAUTHN in enrolled:
         target = stronger(target, ACR_MFA)  # whoever set up a second factor is always asked for one
     for level in (stronger(target, required), required):
         if level is None or meets(acr, level):
             continue
-        useful = (WEBAUTHN,) if rank(level) >= rank(ACR_PHISHING_RESISTANT) and WEBAUTHN not in proved else SECOND
+        useful = (WEBAUTHN,) if rank(level) >= rank(ACR_PHISHING_RESISTANT) and WEBAUTHN not in proved else second
         choices = tuple(f for f in useful if f in enrolled and f not in proved)
         if choices:
             return Ask(choices)
@@ -211,7 +217,7 @@ def next_step(proofs: Sequence[Proof], *, enrolled: Collection[str], target: str
             if not meets(acr, ACR_MFA) and {TOTP, WEBAUTHN} & set(enrolled) - proved:
                 # A second factor the person has comes before setting up another: enrolment
                 # after the first factor alone would let whoever knows it add their own.
-                return Ask(tuple(f for f in SECOND if f in enrolled and f not in proved))
+                return Ask(tuple(f for f in second if f in enrolled and f not in proved))
             can_enrol = tuple(f for f in ENROLLABLE if f in useful and f not in proved)
             if can_enrol:
                 return Enrol(can_enrol)

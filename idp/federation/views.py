@@ -124,7 +124,7 @@ def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str, 
     more = auth_flow.continue_after_upstream(user, proofs, acr, target)
     if more is not None:  # asks for the next factor here (committed), or the login ended there
         return more
-    sso.start(user, amr=amr, acr=acr)
+    sso.start(user, amr=amr, acr=acr, proofs=proofs)
     audit.record("authn.login.succeeded", user=user, amr=amr, via="federation")
     db.session.commit()
     if terms.needs_acceptance(user):

@@ -18,6 +18,9 @@ class SsoSession(db.Model):
     auth_time = mapped_column(UtcDateTime, nullable=False)
     acr: Mapped[str | None] = mapped_column(String(64))
     amr: Mapped[list] = mapped_column(JSON, default=list)
+    # What the session proved, as authn.steps.dump_proofs; a step-up adds to these, never to
+    # proofs guessed from amr (an upstream's "pwd" is not our password). None: from before 0008.
+    proofs: Mapped[list | None] = mapped_column(JSON)
     ip: Mapped[str | None] = mapped_column(String(64))
     user_agent: Mapped[str | None] = mapped_column(String(512))
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)

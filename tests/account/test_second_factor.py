@@ -152,6 +152,7 @@ def _as_if_two_factors(app, user) -> None:
     with app.app_context():
         for row in db.session.scalars(db.select(SsoSession).where(SsoSession.user_id == user["id"])):
             row.acr, row.amr = "urn:idp:acr:mfa", ["pwd", "otp", "mfa"]
+            row.proofs = [["password", ["pwd"], 1], ["totp", ["otp"], 1]]
         db.session.commit()
 
 

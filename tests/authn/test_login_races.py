@@ -355,7 +355,7 @@ def test_a_passkey_assertion_spent_on_a_login_that_ended_cannot_be_replayed(app,
                      "credential": json.dumps(created)}, allow_redirects=False, timeout=10).status_code == 200
     with app.app_context():  # setting the passkey up raised the session; as if it were older
         for row in db.session.scalars(db.select(SsoSession).where(SsoSession.user_id == user["id"])):
-            row.acr, row.amr = "urn:idp:acr:pwd", ["pwd"]
+            row.acr, row.amr, row.proofs = "urn:idp:acr:pwd", ["pwd"], [["password", ["pwd"], 1]]
         db.session.commit()
     asked = http.get(f"{live_server}/login?next=/account&acr=urn:idp:acr:mfa&step_up=1", allow_redirects=False,
                      timeout=10)

@@ -75,7 +75,7 @@ def test_passkey_without_user_verification_asks_for_another_factor():
 
 def test_the_same_factor_twice_is_not_two_factors():
     assert steps.amr_for([PWD, PWD]) == ["pwd"]
-    assert steps.acr_for(["pwd"]) == ACR_PASSWORD
+    assert steps.acr_of([PWD, PWD]) == ACR_PASSWORD
 
 
 def test_levels_include_weaker_ones_and_unknown_values_are_ignored():
@@ -86,9 +86,30 @@ def test_levels_include_weaker_ones_and_unknown_values_are_ignored():
 
 
 def test_a_step_up_starts_from_the_sessions_proofs():
-    assert steps.proofs_from_amr(["pwd"]) == [PWD]
-    assert steps.amr_for(steps.proofs_from_amr(["swk", "user", "mfa"])) == ["swk", "user", "mfa"]
-    assert next_step(steps.proofs_from_amr(["pwd"]), enrolled={PASSWORD, TOTP}, target=ACR_MFA) == Ask((TOTP,))
+    stored = steps.dump_proofs([PWD, steps.upstream_proof(["fed", "otp"], ACR_MFA)])
+    assert steps.load_proofs(stored) == [PWD, steps.upstream_proof(["fed", "otp"], ACR_MFA)]
+    assert next_step(steps.load_proofs(steps.dump_proofs([PWD])), enrolled={PASSWORD, TOTP}, target=ACR_MFA) \
+        == Ask((TOTP,))
+
+
+# An upstream sign-in is what the provider's mapping says it is, never more.
+
+UPSTREAM_PWD = steps.upstream_proof(["fed", "pwd"], ACR_PASSWORD)  # the upstream said amr pwd, mapped to pwd
+
+
+def test_an_upstream_password_and_ours_are_one_factor_and_the_password_is_not_asked_after_it():
+    assert steps.amr_for([UPSTREAM_PWD, PWD]) == ["fed", "pwd"] and steps.acr_of([UPSTREAM_PWD, PWD]) == ACR_PASSWORD
+    assert next_step([UPSTREAM_PWD], enrolled={PASSWORD}, target=ACR_MFA, required=ACR_MFA) == Enrol((WEBAUTHN, TOTP))
+    assert next_step([UPSTREAM_PWD], enrolled={PASSWORD, TOTP}, target=ACR_MFA, required=ACR_MFA) == Ask((TOTP,))
+    assert next_step([UPSTREAM_PWD, OTP], enrolled={PASSWORD, TOTP}, target=ACR_MFA) == \
+        Done(ACR_MFA, ("fed", "pwd", "otp", "mfa"))
+
+
+def test_an_upstream_passkey_mapped_to_mfa_is_not_phishing_resistant():
+    swk = steps.upstream_proof(["fed", "swk"], ACR_MFA)
+    assert steps.acr_of([swk]) == ACR_MFA
+    assert next_step([swk], enrolled=set(), target=ACR_PHISHING_RESISTANT) == Done(ACR_MFA, ("fed", "swk", "mfa"))
+    assert steps.acr_of([steps.upstream_proof(["fed", "hwk"], ACR_PHISHING_RESISTANT)]) == ACR_PHISHING_RESISTANT
 
 
 # Enrolment adds a way in: never on the first factor alone while the person has a second one.
@@ -108,7 +129,7 @@ def test_a_required_passkey_is_set_up_only_after_the_app_the_person_has():
 def test_a_federated_first_factor_asks_for_the_persons_app_before_any_set_up():
     fed = steps.federated_proof()
     assert next_step([fed], enrolled={PASSWORD, TOTP}, target=ACR_PHISHING_RESISTANT,
-                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP, PASSWORD))
+                     required=ACR_PHISHING_RESISTANT) == Ask((TOTP,))  # the password adds nothing to it
     assert next_step([fed], enrolled={TOTP}, target=ACR_PHISHING_RESISTANT,
                      required=ACR_PHISHING_RESISTANT) == Ask((TOTP,))
 

@@ -471,6 +471,7 @@ def test_sign_in_again_through_an_upstream_never_lowers_a_two_factor_session(app
     def raise_to_mfa():  # as if this session had proved a second factor since
         row = db.session.scalar(db.select(SsoSession).where(SsoSession.user_id == created["id"]))
         row.acr, row.amr = "urn:idp:acr:mfa", ["fed", "otp", "mfa"]
+        row.proofs = [["federated", ["fed"], 1, "urn:idp:acr:pwd"], ["totp", ["otp"], 1]]
         db.session.commit()
         return row.sid
     sid = read(app, raise_to_mfa)
