@@ -141,12 +141,17 @@ def keyring() -> KeyRing:
 
 
 def reload_for_unknown_kid(kid) -> KeyRing:
-    """The key ring, reloaded from the database when `kid` is not in it but is a key of ours (one
-    rotated by another instance). A made-up kid costs one primary-key lookup, never a reload."""
+    """The key ring, reloaded from the database when `kid` is not in it but is a published key of
+    ours (one rotated by another instance). A made-up kid, or one of a key retired past its
+    publication (anyone can read it off an old token), costs one lookup, never a reload: a
+    reload decrypts and parses keys, and requests with such a kid cost nothing to send."""
     ring = keyring()
     if kid in ring.verifiers or not isinstance(kid, str) or not kid or len(kid) > 64:
         return ring
-    if db.session.get(SigningKey, kid) is None:
+    row = db.session.get(SigningKey, kid)
+    settings = current_app.config["IDP_SETTINGS"]
+    if row is None or (row.retired_at is not None and
+                       row.retired_at.timestamp() <= now().timestamp() - _publish_window(settings)):
         return ring
     _forget()
     return keyring()

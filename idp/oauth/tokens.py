@@ -87,6 +87,8 @@ def _decode(token: str):
         kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
     except (JoseError, ValueError, TypeError, UnicodeError):
         return None
+    if not isinstance(kid, str):  # we always name the key; a list or object here is not ours
+        return None
     if kid not in ring.verifiers:
         ring = reload_for_unknown_kid(kid)
     try:
