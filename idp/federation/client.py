@@ -214,6 +214,8 @@ def exchange(provider: UpstreamProvider, redirect_uri: str, code: str, code_veri
 
 def _decode(id_token: str, meta: dict):
     algs = [a for a in meta.get("id_token_signing_alg_values_supported") or ["RS256"] if a in ALLOWED_ALGS]
+    if not algs:  # an empty list would let joserfc fall back to its defaults, HS256 among them
+        raise UpstreamInvalid("id_token_alg")
     try:
         return jwt.decode(id_token, _jwks(meta), algorithms=algs)
     except (JoseError, ValueError, KeyError, TypeError):

@@ -44,7 +44,8 @@ def resolve(provider: UpstreamProvider, identity: Identity) -> User | None:
             raise AccountDisabled()
         link.last_used_at = now()
         return user
-    existing = directory.find_by_login(identity.email) if identity.email else None
+    # By email only: an upstream "email" without an @ would otherwise be looked up as a username.
+    existing = directory.find_by_email(identity.email) if identity.email and "@" in identity.email else None
     if existing is not None:
         if not (provider.trust_email_verified and identity.email_verified and existing.email_verified):
             return None

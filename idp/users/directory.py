@@ -105,6 +105,10 @@ def find_by_login(login: str) -> User | None:
     return db.session.scalar(db.select(User).where(column == key))
 
 
+def find_by_email(email: str) -> User | None:
+    return db.session.scalar(db.select(User).where(User.email_key == email_key(email)))
+
+
 def find_by_subject(subject: str) -> User | None:
     return db.session.scalar(db.select(User).where(User.subject == subject))
 
