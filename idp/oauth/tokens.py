@@ -41,11 +41,15 @@ def id_token_alg_refusal(client, ring: KeyRing) -> str | None:
 
 
 def access_token(client, grant_type, user, scope) -> str:
-    """RFC 9068 2.2: iss, exp, aud, sub, client_id, iat, jti, scope; `gid` names the stored grant."""
+    """RFC 9068 2.2: iss, exp, aud, sub, client_id, iat, jti, scope; `gid` names the stored grant.
+    `aud` is the default resource indicator RFC 9068 3 asks for when a request names none (there
+    is no `resource` parameter here): the issuer URL, whose APIs the token is for. Never the
+    client_id, which is an ID token's audience: an access token must not pass for one (RFC 9068 5)
+    at a relying party that skips `typ` and `nonce`."""
     t = timestamp()
     grant = g.get("idp_token_grant")
     claims = {"iss": _settings().issuer, "iat": t, "exp": t + lifetimes.access_ttl(client),
-              "aud": client.client_id, "client_id": client.client_id, "jti": random_token(16),
+              "aud": _settings().issuer, "client_id": client.client_id, "jti": random_token(16),
               "scope": scope or "", "sub": subject_for(user, client) if user else client.client_id}
     if grant is not None:
         claims.update({"gid": grant.id, "auth_time": grant.auth_time})

@@ -50,7 +50,7 @@ def test_active_access_token_is_described_with_every_field(live_server, app, iss
     claims = verify_access_token(live_server, token["access_token"])
     assert body == {"active": True, "token_type": "Bearer", "scope": claims["scope"], "client_id": client["client_id"],
                     "sub": issued["user"]["subject"], "exp": claims["exp"], "iat": claims["iat"],
-                    "aud": client["client_id"], "iss": live_server, "jti": claims["jti"]}
+                    "aud": live_server, "iss": live_server, "jti": claims["jti"]}
     assert set(body["scope"].split()) == set(SCOPE.split())
     assert body["exp"] - body["iat"] == app.config["IDP_SETTINGS"].token_access_ttl
 

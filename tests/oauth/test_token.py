@@ -394,7 +394,7 @@ def test_client_credentials_gives_an_rfc9068_jwt_and_writes_nothing(live_server,
     assert count_rows(app) == before
     assert "refresh_token" not in first and "id_token" not in first
     claims = verify_access_token(live_server, first["access_token"])
-    assert claims["sub"] == claims["client_id"] == claims["aud"] == client["client_id"]
+    assert claims["sub"] == claims["client_id"] == client["client_id"] and claims["aud"] == settings.issuer
     assert claims["iss"] == settings.issuer and claims["scope"] == "profile"
     assert claims["exp"] - claims["iat"] == settings.token_access_ttl == first["expires_in"]
     assert claims["jti"] and claims["jti"] != verify_access_token(live_server, second["access_token"])["jti"]

@@ -104,7 +104,8 @@ def test_access_token_is_an_rfc9068_jwt(live_server, issued):
     claims = verify_access_token(live_server, access)
     assert claims["iss"] == live_server
     assert claims["sub"] == issued["user"]["subject"]
-    assert claims["aud"] == claims["client_id"] == issued["client"]["client_id"]
+    assert claims["client_id"] == issued["client"]["client_id"]
+    assert claims["aud"] == live_server  # RFC 9068 3's default resource: never the client_id (an ID token's aud)
     assert claims["iat"] == issued["issued_at"]
     assert claims["exp"] == issued["issued_at"] + issued["settings"].token_access_ttl
     assert issued["token"]["expires_in"] == issued["settings"].token_access_ttl
@@ -112,6 +113,15 @@ def test_access_token_is_an_rfc9068_jwt(live_server, issued):
     assert set(claims["scope"].split()) == {"openid", "profile", "email", "offline_access"}
     assert claims["auth_time"] == issued["login_time"]
     assert claims["acr"] == ACR_PASSWORD and claims["amr"] == [AMR_PASSWORD]
+
+
+def test_an_access_token_does_not_pass_for_an_id_token_at_a_relying_party_that_skips_typ(live_server, issued):
+    """RFC 9068 5: a resource server that received the person's access token must not be able to
+    sign in to the client as them with it (authlib's CodeIDToken checks aud, not typ)."""
+    from joserfc.errors import JoseError
+
+    with pytest.raises(JoseError):  # aud is not the client_id (authlib then wants an azp naming it)
+        verify_id_token(live_server, issued["token"]["access_token"], issued["client"]["client_id"])
 
 
 def test_each_access_token_has_its_own_jti(live_server, issued):
