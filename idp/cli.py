@@ -414,12 +414,13 @@ def keys():
     pass
 
 
-@keys.command("rotate", help="Publish a new key now and sign with it after IDP_KEYS_CACHE_SECONDS, when every "
-                             "instance publishes it; earlier keys stay published until their tokens expire.")
+@keys.command("rotate", help="Publish a new key now and sign with it after IDP_KEYS_CACHE_SECONDS plus the JWKS "
+                             "max-age (60 s), when every instance and every relying party's copy of the JWKS holds "
+                             "it; earlier keys stay published until their tokens expire.")
 @click.option("--alg", type=click.Choice(["RS256", "ES256"]), default=None)
 @click.option("--now", "immediate", is_flag=True,
-              help="Sign with the new key at once (a compromised key); other instances may publish it up "
-                   "to IDP_KEYS_CACHE_SECONDS later.")
+              help="Sign with the new key at once; other instances may publish it up to IDP_KEYS_CACHE_SECONDS "
+                   "later. For a key that leaked, use `idp keys revoke` instead.")
 def keys_rotate(alg, immediate):
     from idp import audit
     from idp.extensions import db as database
@@ -430,6 +431,29 @@ def keys_rotate(alg, immediate):
     database.session.commit()
     when = "now" if row.activates_at is None else f"from {row.activates_at.isoformat()}"
     click.echo(f"new key {row.kid} ({row.alg}) is published and signs {when}")
+
+
+@keys.command("revoke", help="Withdraw a key that leaked: it leaves the JWKS and is no longer trusted, here at "
+                             "once and on other instances within IDP_KEYS_CACHE_SECONDS, so every token it signed "
+                             "(genuine ones too) stops being accepted; a key that signs is first replaced by a new "
+                             "key that signs at once. People stay signed in; apps get new tokens with their refresh "
+                             "tokens or a new login.")
+@click.argument("kid")
+def keys_revoke(kid):
+    from idp import audit
+    from idp.extensions import db as database
+    from idp.keys import revoke
+    app = _app()
+    try:
+        replacement = revoke(app.config["IDP_SETTINGS"], kid)
+    except LookupError:
+        raise click.ClickException(f"no published key {kid!r} (see `idp keys list`)") from None
+    if replacement is not None:
+        audit.record("keys.key.rotated", kid=replacement.kid, alg=replacement.alg, immediate=True)
+    audit.record("keys.key.revoked", kid=kid)
+    database.session.commit()
+    click.echo(f"key {kid} is revoked" + (f"; new key {replacement.kid} ({replacement.alg}) signs now"
+                                          if replacement is not None else ""))
 
 
 @keys.command("list")

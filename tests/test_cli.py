@@ -390,12 +390,15 @@ def test_keys_rotate_publishes_first_and_signs_after_the_cache_window(fresh_cli)
     assert staged["state"] == "next" and staged["activates_at"]
     assert next(k for k in keys if k["kid"] == first["kid"])["state"] == "signing"
     with fresh_cli.app.app_context():
-        from idp.keys import keyring
+        from idp.keys import keyring, publish_lead
         ring = keyring()
         assert ring.kid == first["kid"]
         assert {k["kid"] for k in json.loads(ring.jwks_json)["keys"]} == {first["kid"], staged["kid"]}
-        cache = fresh_cli.app.config["IDP_SETTINGS"].keys_cache_seconds
-        clock.set_now(clock.now() + timedelta(seconds=cache + 1))
+        lead = publish_lead(fresh_cli.app.config["IDP_SETTINGS"])
+        assert lead >= 60 + fresh_cli.app.config["IDP_SETTINGS"].keys_cache_seconds  # the JWKS max-age too
+        clock.set_now(clock.now() + timedelta(seconds=lead - 2))
+        assert keyring().kid == first["kid"]  # a relying party may still hold a JWKS without the new key
+        clock.set_now(clock.now() + timedelta(seconds=3))
         assert keyring().kid == staged["kid"]  # the ring reloads at the switch, not a cache period later
     states = {k["kid"]: k["state"] for k in fresh_cli.json("keys", "list")}
     assert states == {first["kid"]: "retired", staged["kid"]: "signing"}
@@ -405,6 +408,18 @@ def test_keys_rotate_can_switch_to_es256(fresh_cli):
     fresh_cli("keys", "rotate", "--alg", "ES256", "--now")
     keys = fresh_cli.json("keys", "list")
     assert [k["alg"] for k in keys if k["active"]] == ["ES256"]
+
+
+def test_keys_revoke_replaces_the_signing_key_and_unpublishes_it(fresh_cli):
+    fresh_cli("seed-demo")
+    [first] = fresh_cli.json("keys", "list")
+    out = fresh_cli("keys", "revoke", first["kid"]).output
+    [now_signing] = fresh_cli.json("keys", "list")
+    assert now_signing["kid"] != first["kid"] and now_signing["state"] == "signing"
+    assert out.strip() == f"key {first['kid']} is revoked; new key {now_signing['kid']} (RS256) signs now"
+    assert fresh_cli("keys", "revoke", first["kid"], ok=False).exit_code != 0
+    events = [json.loads(line)["type"] for line in fresh_cli("audit", "list", "--type", "keys.").stdout.splitlines()]
+    assert events.count("keys.key.revoked") == 1 and "keys.key.rotated" in events
 
 
 # --- audit -----------------------------------------------------------------------------------

@@ -5,8 +5,9 @@ process keeps a KeyRing (the signer, the verification keys and the serialised JW
 it only after IDP_KEYS_CACHE_SECONDS, so no request parses a key.
 
 Rotation publishes before it signs: a rotated key is in the JWKS at once but starts signing only
-IDP_KEYS_CACHE_SECONDS later (`activates_at`), when every instance's cached JWKS holds it, so a
-relying party never meets a token whose key the JWKS it fetched from any instance lacks. An
+publish_lead() later (`activates_at`: IDP_KEYS_CACHE_SECONDS plus the JWKS max-age), when every
+instance's cached JWKS holds it and every copy a relying party keeps does, so a relying party
+never meets a token whose key the JWKS it fetched from any instance lacks. An
 emergency rotation (`immediate=True`, a compromised key) signs with the new key at once.
 """
 from __future__ import annotations
@@ -27,6 +28,14 @@ from idp.models import Client, SigningKey
 from idp.security.derived import fernet_for
 
 KEY_TYPES = {"RS256": RSAKey, "ES256": ECKey}
+JWKS_MAX_AGE = 60  # seconds a relying party (or a cache between) may keep the JWKS it fetched
+
+
+def publish_lead(settings) -> int:
+    """Seconds between publishing a rotated key and signing with it: every instance's cached ring
+    (IDP_KEYS_CACHE_SECONDS) and then every JWKS a relying party fetched from one (its max-age)
+    hold the key before the first token it signs."""
+    return settings.keys_cache_seconds + JWKS_MAX_AGE
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,7 @@ class KeyRing:
     jwks_json: bytes          # pre-serialised {"keys": [...]}
     algs: tuple               # algorithms of the published keys
     loaded_at: float
+    retired: dict             # kid -> when it stopped signing (epoch seconds), for keys that did
     switch_at: datetime | None = None  # when another key starts or stops signing; reload then
 
 
@@ -74,7 +84,7 @@ def rotate(settings, alg: str | None = None, *, immediate: bool = False) -> Sign
     the keys signing until then retire at that moment and stay published until their tokens
     expire. The caller commits."""
     moment = now()
-    start = moment if immediate else moment + timedelta(seconds=settings.keys_cache_seconds)
+    start = moment if immediate else moment + timedelta(seconds=publish_lead(settings))
     current = db.select(SigningKey).where((SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > moment))
     for row in db.session.scalars(current):
         row.retired_at = start
@@ -83,6 +93,25 @@ def rotate(settings, alg: str | None = None, *, immediate: bool = False) -> Sign
     db.session.flush()
     _forget()
     return row
+
+
+def revoke(settings, kid: str) -> SigningKey | None:
+    """Withdraw a key that leaked: it leaves the JWKS and our own checks at once (other instances
+    within IDP_KEYS_CACHE_SECONDS), so tokens it signed, genuine or forged, stop being accepted.
+    A key that signs or is about to is first replaced by a new key that signs now; returns that
+    key, or None. Raises LookupError for an unknown or already revoked kid. The caller commits."""
+    row = db.session.get(SigningKey, kid)
+    if row is None or row.revoked_at is not None:
+        raise LookupError(kid)
+    moment = now()
+    replacement = None
+    if row.retired_at is None or row.retired_at > moment:  # signing, or staged to sign
+        replacement = rotate(settings, immediate=True)
+    row.revoked_at = moment
+    row.retired_at = min(row.retired_at or moment, moment)
+    db.session.flush()
+    _forget()
+    return replacement
 
 
 def state_of(row: SigningKey, moment: datetime) -> str:
@@ -102,13 +131,14 @@ def _publish_window(settings) -> int:
     client's own lifetime included (idp.oauth.lifetimes caps those at a day), plus the cache."""
     by_client = db.session.execute(db.select(func.max(Client.access_token_ttl), func.max(Client.id_token_ttl))).one()
     longest = max(settings.token_access_ttl, settings.token_id_ttl, *(ttl or 0 for ttl in by_client))
-    return longest + settings.keys_cache_seconds + 60
+    return longest + publish_lead(settings)
 
 
 def published_keys(settings) -> list[SigningKey]:
     """Newest first: a key about to sign, the signing key, retired keys whose tokens may live."""
     cutoff = now().timestamp() - _publish_window(settings)
-    rows = db.session.scalars(db.select(SigningKey).order_by(SigningKey.created_at.desc()))
+    rows = db.session.scalars(db.select(SigningKey).where(SigningKey.revoked_at.is_(None))
+                              .order_by(SigningKey.created_at.desc()))
     return [r for r in rows if r.retired_at is None or r.retired_at.timestamp() > cutoff]
 
 
@@ -125,7 +155,8 @@ def _load(settings) -> KeyRing:
     jwks = json.dumps({"keys": [r.public_jwk for r in rows]}, separators=(",", ":")).encode()
     algs = tuple(sorted({r.alg for r in rows}))
     changes = [t for r in rows for t in (r.activates_at, r.retired_at) if t is not None and t > moment]
-    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic(),
+    retired = {r.kid: r.retired_at.timestamp() for r in rows if r.retired_at is not None}
+    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic(), retired,
                    min(changes) if changes else None)
 
 
@@ -150,8 +181,8 @@ def reload_for_unknown_kid(kid) -> KeyRing:
         return ring
     row = db.session.get(SigningKey, kid)
     settings = current_app.config["IDP_SETTINGS"]
-    if row is None or (row.retired_at is not None and
-                       row.retired_at.timestamp() <= now().timestamp() - _publish_window(settings)):
+    if row is None or row.revoked_at is not None or (
+            row.retired_at is not None and row.retired_at.timestamp() <= now().timestamp() - _publish_window(settings)):
         return ring
     _forget()
     return keyring()

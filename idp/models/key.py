@@ -18,3 +18,4 @@ class SigningKey(db.Model):
     created_at = mapped_column(UtcDateTime, default=now, nullable=False)
     activates_at = mapped_column(UtcDateTime)  # signs from then on (published before); None: at once
     retired_at = mapped_column(UtcDateTime)  # stops signing then; published until its tokens expire
+    revoked_at = mapped_column(UtcDateTime)  # withdrawn (it leaked): unpublished and untrusted at once

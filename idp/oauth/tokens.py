@@ -15,6 +15,7 @@ from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
 
 ALGORITHMS = ["RS256", "ES256"]
+RETIRED_KEY_SKEW = 5  # seconds: instances whose rings switch a little after the key retired
 
 
 def _settings():
@@ -96,9 +97,15 @@ def _decode(token: str):
     if kid not in ring.verifiers:
         ring = reload_for_unknown_kid(kid)
     try:
-        return jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
+        decoded = jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
     except (JoseError, ValueError, TypeError):
         return None
+    # A retired key stays published for the tokens it signed before; one it "signed" later was
+    # made by whoever holds it now (a clock's skew aside).
+    iat, retired = decoded.claims.get("iat"), ring.retired.get(kid)
+    if retired is not None and (not isinstance(iat, int) or iat > retired + RETIRED_KEY_SKEW):
+        return None
+    return decoded
 
 
 def verify(token: str, *, typ: str | None = None) -> dict | None:

@@ -11,7 +11,7 @@ from flask import Blueprint, Response, abort, current_app, g, redirect, render_t
 from idp import audit
 from idp.authn.session import current_session
 from idp.extensions import csrf, db
-from idp.keys import keyring
+from idp.keys import JWKS_MAX_AGE, keyring
 from idp.models import UpstreamProvider
 from idp.oauth import acr as acr_mod
 from idp.oauth import consent, endpoints, interaction, logout, pending
@@ -256,7 +256,7 @@ def _end_session(values, *, confirmed: bool):
 @bp.route("/jwks")
 def jwks():
     return Response(keyring().jwks_json, mimetype="application/json",
-                    headers={"Cache-Control": "public, max-age=60"})
+                    headers={"Cache-Control": f"public, max-age={JWKS_MAX_AGE}"})
 
 
 @bp.route("/.well-known/openid-configuration")

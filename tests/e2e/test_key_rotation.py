@@ -9,7 +9,7 @@ from werkzeug.serving import make_server
 
 from idp import clock, create_app
 from idp.extensions import db
-from idp.keys import rotate
+from idp.keys import publish_lead, rotate
 from tests.conftest import _free_port
 from tests.helpers.rp import discovery, verify_access_token, verify_id_token
 from tests.oauth.flows import TIMEOUT, jwt_header, refresh, signed_in_browser, tokens_for, userinfo
@@ -104,8 +104,8 @@ def test_a_staged_rotation_is_published_everywhere_before_it_signs(
     user = make_user()
     client = make_client(first_party=True)
     old_kid = jwt_header(tokens_for(live_server, user, client, scope="openid")[2]["access_token"])["kid"]
-    cache = app.config["IDP_SETTINGS"].keys_cache_seconds
-    clock.set_now(clock.now() - timedelta(seconds=cache + 5))  # the rotation happened a while ago
+    lead = publish_lead(app.config["IDP_SETTINGS"])
+    clock.set_now(clock.now() - timedelta(seconds=lead + 5))  # the rotation happened a while ago
     new_kid = _rotate(app, immediate=False)
     assert new_kid in _kids(live_server)
     _, browser, before = tokens_for(live_server, user, client, scope="openid")
@@ -116,3 +116,70 @@ def test_a_staged_rotation_is_published_everywhere_before_it_signs(
     verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
     assert userinfo(second_instance, after["access_token"]).status_code == 200
     assert userinfo(live_server, before["access_token"]).status_code == 200
+
+
+# --- a key that leaked (found by review: tokens M1) -------------------------------------------
+
+def _leaked(app, kid: str):
+    """The attacker's copy of a key: its private half, as if read off a stolen backup."""
+    from joserfc.jwk import ECKey, RSAKey
+
+    from idp.keys import _fernet
+    from idp.models import SigningKey
+
+    with app.app_context():
+        row = db.session.get(SigningKey, kid)
+        pem = _fernet(app.config["IDP_SETTINGS"].secret_key).decrypt(row.private_key_encrypted.encode())
+        return row.alg, (RSAKey if row.alg == "RS256" else ECKey).import_key(pem, {"kid": kid})
+
+
+def _forge(app, genuine_access_token: str, kid: str, **changes) -> str:
+    from joserfc import jwt as jose_jwt
+
+    from tests.oauth.flows import jwt_payload
+
+    alg, key = _leaked(app, kid)
+    claims = {**jwt_payload(genuine_access_token), "iat": clock.timestamp(), "exp": clock.timestamp() + 600,
+              **changes}
+    return jose_jwt.encode({"alg": alg, "kid": kid, "typ": "at+jwt"}, claims, key, algorithms=[alg])
+
+
+def test_a_token_a_retired_key_signs_after_its_retirement_is_refused(live_server, app, make_user, make_client,
+                                                                     rotated_back):
+    """A retired key stays published for the tokens it signed before; one it signs later is a forgery."""
+    user, client = make_user(), make_client(first_party=True)
+    _, _, before = tokens_for(live_server, user, client, scope="openid profile")
+    old_kid = jwt_header(before["access_token"])["kid"]
+    assert userinfo(live_server, _forge(app, before["access_token"], old_kid)).status_code == 200  # still signing
+    _rotate(app)
+    clock.set_now(clock.now() + timedelta(seconds=30))
+    try:
+        assert old_kid in _kids(live_server)
+        assert userinfo(live_server, before["access_token"]).status_code == 200
+        assert userinfo(live_server, _forge(app, before["access_token"], old_kid)).status_code == 401
+    finally:
+        clock.set_now(None)
+
+
+def test_a_revoked_key_leaves_the_jwks_and_nothing_it_signed_is_accepted(live_server, app, make_user, make_client,
+                                                                          rotated_back):
+    from idp.keys import revoke
+
+    user, client = make_user(), make_client(first_party=True)
+    rp, browser, before = tokens_for(live_server, user, client, scope="openid profile email")
+    old_kid = jwt_header(before["access_token"])["kid"]
+    forged = _forge(app, before["access_token"], old_kid, scope="openid profile email phone address")
+    assert userinfo(live_server, forged).status_code == 200  # what the leak allows until the key is revoked
+    with app.app_context():
+        replacement = revoke(app.config["IDP_SETTINGS"], old_kid).kid
+        db.session.commit()
+    assert old_kid not in _kids(live_server) and replacement in _kids(live_server)
+    for token in (forged, before["access_token"]):
+        assert userinfo(live_server, token).status_code == 401
+    with pytest.raises(Exception):
+        verify_id_token(live_server, before["id_token"], client["client_id"], rp.nonce)
+    rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)  # the SSO session stays
+    assert jwt_header(after["id_token"])["kid"] == replacement
+    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
+    with app.app_context(), pytest.raises(LookupError):
+        revoke(app.config["IDP_SETTINGS"], old_kid)

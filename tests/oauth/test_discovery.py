@@ -74,6 +74,19 @@ def test_jwks_at_jwks_uri_has_public_signing_keys_with_kid(live_server):
     assert len({k["kid"] for k in keys}) == len(keys)
 
 
+def test_a_rotated_key_signs_only_after_every_cached_jwks_holds_it(app, live_server):
+    """A relying party may keep /jwks for its max-age, fetched from an instance whose ring is up
+    to IDP_KEYS_CACHE_SECONDS old: a staged key must wait for both (found by review)."""
+    import re
+
+    from idp.keys import publish_lead
+
+    max_age = int(re.fullmatch(r"public, max-age=(\d+)",
+                               requests.get(f"{live_server}/jwks", timeout=TIMEOUT).headers["Cache-Control"]).group(1))
+    settings = app.config["IDP_SETTINGS"]
+    assert publish_lead(settings) >= settings.keys_cache_seconds + max_age
+
+
 def test_cors_is_allowed_on_token_userinfo_jwks_and_discovery(live_server):
     origin = {"Origin": "https://spa.example"}
     responses = [
