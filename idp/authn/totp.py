@@ -5,11 +5,13 @@ The secret is Fernet-encrypted at rest with a key derived from IDP_SECRET_KEY (H
 """
 from __future__ import annotations
 
+from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pyotp
 import segno
 from flask import current_app
+from flask import session as browser
 from sqlalchemy import delete, or_, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -20,6 +22,8 @@ from idp.security.derived import fernet_for
 from idp.models import TotpCredential, User
 from idp.security.tokens import constant_time_equal
 
+PENDING_KEY = "idp.totp_pending"  # in the browser's session: the set-up it was shown
+PENDING_TTL = 15 * 60  # seconds a set-up may wait for its first code
 PERIOD = 30
 DIGITS = 6
 DRIFT_STEPS = 1  # RFC 6238 5.2: accept the previous and the next time step
@@ -39,20 +43,25 @@ def confirmed_totp(user: User) -> TotpCredential | None:
         TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_not(None)).limit(1))
 
 
-def pending_totp(user: User) -> TotpCredential | None:
-    return db.session.scalar(db.select(TotpCredential).where(
-        TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_(None)).limit(1))
-
-
 def begin_enrolment(user: User) -> TotpCredential:
-    """The unconfirmed secret this person is setting up (a new one unless one is waiting)."""
-    row = pending_totp(user)
-    if row is None:
-        secret = pyotp.random_base32()  # 160 bits (RFC 4226 4: at least 128)
-        row = TotpCredential(user_id=user.id, secret_encrypted=_fernet().encrypt(secret.encode()).decode(),
-                             created_at=now())
-        db.session.add(row)
-        db.session.flush()
+    """The unconfirmed secret this browser is setting up for this person: the one it was shown in
+    the last PENDING_TTL, or a new one. A secret is never shown to another browser, nor kept for
+    later: whoever knew the password could otherwise open the set-up page, note the secret, and
+    wait for the owner to be given the same one (and later pass the step with it). A new set-up
+    deletes every other pending secret of the person. The caller commits."""
+    mine = browser.get(PENDING_KEY)
+    row = db.session.get(TotpCredential, mine) if isinstance(mine, int) else None
+    if row is not None and row.user_id == user.id and row.confirmed_at is None and \
+            row.created_at > now() - timedelta(seconds=PENDING_TTL):
+        return row
+    db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id,
+                                                    TotpCredential.confirmed_at.is_(None)))
+    secret = pyotp.random_base32()  # 160 bits (RFC 4226 4: at least 128)
+    row = TotpCredential(user_id=user.id, secret_encrypted=_fernet().encrypt(secret.encode()).decode(),
+                         created_at=now())
+    db.session.add(row)
+    db.session.flush()
+    browser[PENDING_KEY] = row.id
     return row
 
 

@@ -217,3 +217,59 @@ def test_recovery_codes_are_stored_as_digests(app, make_user):
         assert db.session.scalar(db.select(db.func.count()).select_from(RecoveryCode).where(
             RecoveryCode.user_id == user["id"])) == 10
     assert not set(again) & set(codes)
+
+
+# --- a set-up's secret belongs to the browser that was shown it (found by review: MFA M1) -------
+
+def _shown_secret(html: str) -> str:
+    import re
+    from html import unescape
+
+    return unescape(re.search(r'data-testid="totp-secret">([^<]+)<', html).group(1)).strip()
+
+
+def _password_holder_sees_a_setup(app, victim) -> str:
+    from tests.authn.web import Web
+
+    attacker = Web(app)
+    page = attacker.get("/login?required=urn:idp:acr:mfa&next=/account")
+    asked = attacker.post("/login", data={"csrf_token": csrf_token(page.get_data(as_text=True)),
+                                          "login": victim["username"], "password": victim["password"]})
+    assert asked.headers["Location"] == "/login/totp/enrol"
+    return _shown_secret(attacker.get("/login/totp/enrol").get_data(as_text=True))
+
+
+def test_a_secret_shown_to_whoever_knew_the_password_is_never_the_owners_app(app, make_user, pinned):
+    from tests.authn.web import Web
+
+    victim = make_user()
+    planted = _password_holder_sees_a_setup(app, victim)
+    owner = Web(app)
+    assert owner.login(victim["username"], victim["password"]).status_code == 303
+    setup = owner.get("/account/security/totp").get_data(as_text=True)
+    mine = _shown_secret(setup)
+    assert mine != planted
+    refused = owner.post("/account/security/totp", data={"csrf_token": csrf_token(setup), "code": code_at(planted)})
+    assert refused.status_code == 400
+    assert owner.post("/account/security/totp", data={"csrf_token": csrf_token(setup),
+                                                      "code": code_at(mine)}).status_code == 200
+    with app.app_context():
+        from idp.extensions import db
+        rows = db.session.scalars(db.select(TotpCredential).where(TotpCredential.user_id == victim["id"])).all()
+        assert [row.confirmed_at is not None for row in rows] == [True]  # the planted set-up is gone
+
+
+def test_a_setup_left_waiting_gets_a_new_secret_after_fifteen_minutes(app, make_user, pinned):
+    from tests.authn.web import Web
+
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], user["password"]).status_code == 303
+    first = _shown_secret(web.get("/account/security/totp").get_data(as_text=True))
+    assert _shown_secret(web.get("/account/security/totp").get_data(as_text=True)) == first  # same browser, soon
+    pinned.advance(14 * 60)
+    web.login(user["username"], user["password"])  # the set-up page needs a recent sign-in
+    assert _shown_secret(web.get("/account/security/totp").get_data(as_text=True)) == first
+    pinned.advance(2 * 60)
+    web.login(user["username"], user["password"])
+    assert _shown_secret(web.get("/account/security/totp").get_data(as_text=True)) != first

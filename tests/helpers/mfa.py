@@ -13,7 +13,7 @@ def give_totp(app, user: dict) -> str:
     from idp.extensions import db
     from idp.models import User
 
-    with app.app_context():
+    with app.test_request_context():  # a set-up belongs to a browser's session: this one's
         person = db.session.get(User, user["id"])
         row = totp.begin_enrolment(person)
         row.confirmed_at = clock.now()
