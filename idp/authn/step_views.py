@@ -42,6 +42,7 @@ def _others(attempt, factor: str) -> list[tuple[str, str]]:
 def _check_code(attempt, verify, template: str, message: str, reason: str, **context):
     """Throttle, verify, and on failure count it against this login; a response or None (passed)."""
     keys = throttle.keys_for(f"second-factor:{attempt.user_id}", request.remote_addr or "-")
+    throttle.hold(keys)  # parallel guesses wait their turn and see each other's counts
     wait = throttle.retry_after(keys)
     if wait:
         audit.record("authn.second_factor.failed", outcome="failure", user=attempt.user, reason="throttled")

@@ -21,7 +21,7 @@ from flask import current_app
 from sqlalchemy import and_, case, delete, or_, update
 
 from idp.clock import now
-from idp.extensions import db, upsert
+from idp.extensions import db, lock_for_update, upsert
 from idp.models import LoginThrottle
 from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest
@@ -65,6 +65,19 @@ def check(keys: list[str]) -> tuple[int, set[str]]:
     t = now()
     waits = [(r.blocked_until - t).total_seconds() for r in rows if r.blocked_until and r.blocked_until > t]
     return math.ceil(max(waits, default=0)), {r.key for r in rows}
+
+
+def hold(keys: list[str]) -> None:
+    """Make this transaction the only attempt on the account's counter (keys_for's second key)
+    until it ends, so that the check, the verification and the count are one step: attempts sent
+    in parallel would otherwise all pass a check that only the first failure's count would have
+    failed, multiplying the guesses a back-off allows. The counter row is made (with no failure)
+    if missing, so that there is a row to lock. For steps whose verification is cheap (a code):
+    on SQLite this takes the database's one write lock. The caller commits."""
+    key = keys[1]
+    db.session.execute(upsert(LoginThrottle).values(key=key, failures=0, updated_at=now())
+                       .on_conflict_do_nothing(index_elements=[LoginThrottle.key]))
+    lock_for_update(LoginThrottle, key)
 
 
 def retry_after(keys: list[str]) -> int:

@@ -7,6 +7,8 @@ The live server sees every request from 127.0.0.1, so the shared per-IP counter 
 afterwards (loopback_ip_counter)."""
 from __future__ import annotations
 
+from datetime import timedelta
+
 
 import json
 
@@ -375,3 +377,25 @@ def test_a_passkey_assertion_spent_on_a_login_that_ended_cannot_be_replayed(app,
                          allow_redirects=False, timeout=30)
     assert replayed.status_code == 400 and "That passkey did not work" in replayed.text
     assert _sessions(app, user) == 0
+
+
+def test_parallel_guesses_at_the_code_step_get_no_more_than_the_back_off_allows(app, live_server, make_user,
+                                                                               loopback_ip_counter):
+    """The check, the code and the count are one step per account (found by review: MFA M2):
+    with the account's counter one failure from a long block, of forty guesses sent at once over
+    ten logins exactly one is tried; the rest wait for it and then see the block."""
+    from idp.clock import now
+    from idp.models import LoginThrottle
+    from idp.security.tokens import digest
+    from tests.helpers.races import at_once
+
+    user = make_user()
+    secret = give_totp(app, user)
+    sessions = [_password_step(live_server, user) for _ in range(10)]
+    key = f"acct:{digest('second-factor:%d' % user['id'])[:32]}"
+    with app.app_context():  # deep in back-off: the last block just ran out
+        db.session.add(LoginThrottle(key=key, failures=40, updated_at=now(), blocked_until=now() - timedelta(seconds=1)))
+        db.session.commit()
+    statuses = [r.status_code for r in at_once([_poster(http, live_server, "/login/totp", _wrong_code(secret))
+                                                for http in sessions for _ in range(4)])]
+    assert statuses.count(400) == 1 and statuses.count(429) == 39, sorted(statuses)
