@@ -101,7 +101,17 @@ def _authorize(params: dict, row, pending_id: str | None):
         return redirect(_login_url(step, decided, params, resume_path), 302)
     return render_template("oauth/consent.html", client=decided.grant.client, user=decided.sso.user,
                            pending_id=pending_id, sid=decided.sso.sid,
-                           scopes=consent.describe(decided.grant.request.scope))
+                           scopes=consent.describe(decided.grant.request.scope),
+                           destination=_destination(params.get("redirect_uri") or decided.grant.client.get_default_redirect_uri()))
+
+
+def _destination(redirect_uri: str | None) -> str | None:
+    """Where the answer goes, as a person can check it: the host of a web address, or the scheme a
+    native app registered. An unverified client chose its name; this part it cannot fake."""
+    if not redirect_uri:
+        return None
+    parts = urlsplit(redirect_uri)
+    return parts.hostname if parts.scheme in ("https", "http") else f"{parts.scheme}:"
 
 
 def _login_url(step, decided, params: dict, resume_path: str) -> str:

@@ -251,3 +251,29 @@ def test_the_unverified_error_page_is_in_french(live_server, unverified):
     text = html.unescape(response.text)
     assert "Totally Your Bank n'est pas une application vérifiée." in text
     assert "nous ne vous envoyons donc pas vers phish.example" in text
+
+
+def test_the_consent_page_names_where_the_answer_goes_and_connected_apps_keep_the_warning(
+        live_server, make_user, unverified):
+    """An unverified client chose its name (it may be a first-party app's); where the code goes it
+    cannot fake, so the person sees it; after Allow, Connected apps still says it is unverified
+    (found by review)."""
+    from urllib.parse import urlsplit
+
+    browser = signed_in_browser(live_server, make_user())
+    rp = RelyingParty(live_server, unverified, scope="openid")
+    page = browser.get(rp.authorization_url())
+    host = urlsplit(unverified["redirect_uri"]).hostname
+    assert f"Your answer goes to {host}." in html.unescape(page.text)
+    assert browser.consent(page, "allow").status_code == 302
+    apps = html.unescape(browser.get(f"{live_server}/account/apps").text)
+    assert "Not verified: its name was chosen by the application itself" in apps
+
+
+def test_an_operator_created_client_gets_neither_line(live_server, make_user, make_client):
+    browser = signed_in_browser(live_server, make_user())
+    client = make_client()
+    page = browser.get(RelyingParty(live_server, client, scope="openid").authorization_url())
+    assert is_consent_page(page) and "Your answer goes to" not in page.text
+    assert browser.consent(page, "allow").status_code == 302
+    assert "Not verified" not in browser.get(f"{live_server}/account/apps").text
