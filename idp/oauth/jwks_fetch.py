@@ -6,7 +6,8 @@ so a slow, huge or hostile endpoint cannot tie up a worker; it connects only to 
 (idp.security.outbound), so a jwks_uri cannot reach our own network. Each key set is kept for
 IDP_JWKS_CACHE_SECONDS; an unknown `kid` may force one early refetch, at most once per
 REFETCH_INTERVAL per URI, and a failure is remembered for as long, so a dead endpoint costs one
-timeout per interval, not one per request.
+timeout per interval, not one per request. A failed refetch keeps the key set it would have
+replaced until that set expires.
 """
 from __future__ import annotations
 
@@ -34,9 +35,10 @@ class JwksUnavailable(Exception):
 
 @dataclass(frozen=True)
 class _Entry:
-    fetched_at: int
-    keys: KeySet | None     # None: the last fetch failed
-    reason: str = ""
+    tried_at: int           # the last fetch, good or not: the refetch timer
+    keys: KeySet | None     # the last good key set (None: there is none that is young enough)
+    keys_at: int = 0        # when `keys` were fetched: they serve for IDP_JWKS_CACHE_SECONDS
+    reason: str = ""        # why the last fetch failed
 
 
 _cache: OrderedDict[str, _Entry] = OrderedDict()
@@ -51,14 +53,18 @@ def key_set(uri: str, *, timeout: float, cache_seconds: int, policy: outbound.Po
     with _guard:
         lock = _locks.setdefault(uri, threading.Lock())
     with lock:  # one fetch per URI at a time; the others wait for its result
-        entry = _cache.get(uri)
-        age = timestamp() - entry.fetched_at if entry else None
-        stale = entry is None or age >= cache_seconds or (refresh or entry.keys is None) and age >= REFETCH_INTERVAL
+        entry, t = _cache.get(uri), timestamp()
+        expired = entry is None or entry.keys is None or t - entry.keys_at >= cache_seconds
+        stale = entry is None or (entry.keys is not None and expired) or \
+            ((expired or refresh) and t - entry.tried_at >= REFETCH_INTERVAL)
         if stale:
             try:
-                entry = _Entry(timestamp(), fetch_jwks(uri, timeout, policy))
+                entry = _Entry(t, fetch_jwks(uri, timeout, policy), t)
             except JwksUnavailable as failure:
-                entry = _Entry(timestamp(), None, str(failure))
+                # A refetch that fails (anyone can ask for one, with a made-up kid) keeps the
+                # good keys until they expire: a hiccup at the client's host must not lock it out.
+                kept = not expired
+                entry = _Entry(t, entry.keys if kept else None, entry.keys_at if kept else 0, str(failure))
             _remember(uri, entry)
     if entry.keys is None:
         raise JwksUnavailable(entry.reason)

@@ -266,6 +266,23 @@ def test_an_unknown_kid_refetches_the_jwks_uri_once_per_interval(app, live_serve
     assert server.hits == 3
 
 
+def test_a_refetch_that_fails_keeps_the_good_keys(app, live_server, jwt_client, jwks_server):
+    """Anyone can force a refetch (an assertion naming the client with a made-up kid, never
+    verified); a hiccup at the client's host then must not lock the client out (found by review)."""
+    key, server = rsa_key("good"), jwks_server()
+    server.serve(key_set(key))
+    client = jwt_client(jwks_uri=server.url)
+    clock.set_now(clock.now())
+    assert client_credentials(live_server, sign(key, claims_for(client["client_id"], live_server))).status_code == 200
+    clock.advance(jwks_fetch.REFETCH_INTERVAL + 1)  # within IDP_JWKS_CACHE_SECONDS
+    server.status = 503
+    assert_refused(app, live_server, client["client_id"],
+                   sign(rsa_key("made-up"), claims_for(client["client_id"], live_server)), "unknown_kid")
+    assert server.hits == 2
+    server.status = 200
+    assert client_credentials(live_server, sign(key, claims_for(client["client_id"], live_server))).status_code == 200
+
+
 # --- client_secret_jwt works ------------------------------------------------------------------
 def test_client_secret_jwt_client_credentials(app, live_server, jwt_client):
     client = jwt_client("client_secret_jwt")
