@@ -15,8 +15,9 @@ Factor names (shared with the views that prove them, e.g. authn/passkeys.py for 
   PASSWORD  the account password                       amr ["pwd"]
   TOTP      an RFC 6238 code from an app               amr ["otp"]
   RECOVERY  a single-use recovery code                 amr ["otp"] (a one-time code, RFC 8176 2)
-  WEBAUTHN  a passkey / security key                   amr ["hwk"] or ["swk"], plus ["user"]
-            when the authenticator verified the person (UV): then it is two factors on its own
+  WEBAUTHN  a passkey / security key                   amr ["hwk", "user"] or ["swk", "user"]
+            (RFC 8176 "user": user presence); two factors on its own when the authenticator
+            verified the person (UV)
   FEDERATED sign-in at an upstream provider            amr ["fed"]
 
 Levels (acr), each one including those below it:
@@ -106,10 +107,12 @@ def upstream_proof(amr: Sequence[str], acr: str) -> Proof:
 
 
 def webauthn_proof(*, hardware: bool, user_verified: bool) -> Proof:
-    """A WebAuthn assertion: hwk for a device-bound key, swk for a synced passkey; with user
-    verification (PIN or biometric on the authenticator) it is possession plus a second factor."""
-    amr = (AMR_HARDWARE_KEY if hardware else AMR_SOFTWARE_KEY,) + ((AMR_USER,) if user_verified else ())
-    return Proof(WEBAUTHN, amr, 2 if user_verified else 1)
+    """A WebAuthn assertion: hwk for a device-bound key, swk for a synced passkey (the
+    authenticator's backup-eligible flag: its word, as attestation is not asked for), and
+    "user", RFC 8176's user presence test, which every assertion passes. With user verification
+    (PIN or biometric on the authenticator) it is possession plus a second factor, which "mfa"
+    then says (RFC 8176 has no value for "verified by the authenticator, method unknown")."""
+    return Proof(WEBAUTHN, (AMR_HARDWARE_KEY if hardware else AMR_SOFTWARE_KEY, AMR_USER), 2 if user_verified else 1)
 
 
 @dataclass(frozen=True)

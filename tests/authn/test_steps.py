@@ -61,7 +61,7 @@ def test_voluntary_level_above_the_required_one_is_best_effort():
 
 def test_password_and_security_key_are_phishing_resistant():
     step = next_step([PWD, KEY], enrolled={PASSWORD, WEBAUTHN}, target=ACR_PHISHING_RESISTANT, required=ACR_MFA)
-    assert step == Done(ACR_PHISHING_RESISTANT, ("pwd", "hwk", "mfa"))
+    assert step == Done(ACR_PHISHING_RESISTANT, ("pwd", "hwk", "user", "mfa"))  # RFC 8176 user: presence
 
 
 def test_user_verified_passkey_alone_is_two_factors():
