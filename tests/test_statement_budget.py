@@ -16,7 +16,7 @@ from tests.oauth.flows import authorize
 from tests.helpers.rp import Browser, RelyingParty
 
 CODE_FLOW = 9       # authorize: session, client, consent, grant + code + audit (one commit); token: client, code, consume
-PASSWORD_LOGIN = 10  # GET: login in progress, providers; POST: attempt, throttle, user, attempt, factors, audit, session, end
+PASSWORD_LOGIN = 12  # GET: login in progress, providers; POST: attempt, throttle (+2 on PostgreSQL: make and lock the account's counter), user, attempt, factors, audit, session, end
 CLIENT_CREDENTIALS = 1  # the client; the JWT needs no row
 
 

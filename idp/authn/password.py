@@ -35,6 +35,7 @@ def authenticate(login: str, password: str) -> User:
     user = find_by_login(login) if login else None
     device = known_devices.trusted_nonce(user.id) if user is not None else None
     keys = throttle.keys_for(_account_key(user, login), request.remote_addr or "-", device)
+    throttle.hold(keys, database_lock=False)  # PostgreSQL: parallel guesses at one account take turns
     wait, counted = throttle.check(keys)
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")

@@ -67,14 +67,17 @@ def check(keys: list[str]) -> tuple[int, set[str]]:
     return math.ceil(max(waits, default=0)), {r.key for r in rows}
 
 
-def hold(keys: list[str]) -> None:
-    """Make this transaction the only attempt on the account's counter (keys_for's second key)
-    until it ends, so that the check, the verification and the count are one step: attempts sent
-    in parallel would otherwise all pass a check that only the first failure's count would have
-    failed, multiplying the guesses a back-off allows. The counter row is made (with no failure)
-    if missing, so that there is a row to lock. For steps whose verification is cheap (a code):
-    on SQLite this takes the database's one write lock. The caller commits."""
-    key = keys[1]
+def hold(keys: list[str], *, database_lock: bool = True) -> None:
+    """Make this transaction the only attempt on the account's counter (the `acct:` key, or the
+    device's `dev:` key) until it ends, so that the check, the verification and the count are one
+    step: attempts sent in parallel would otherwise all pass a check that only the first
+    failure's count would have failed, multiplying the guesses a back-off allows. The counter
+    row is made (with no failure) if missing, so that there is a row to lock. On SQLite this is
+    the database's one write lock: `database_lock=False` skips it there (the password step, whose
+    argon2 verification would hold every writer back). The caller commits."""
+    if not database_lock and db.session.get_bind().dialect.name == "sqlite":
+        return
+    key = next(k for k in keys if k.startswith(("acct:", "dev:")))
     db.session.execute(upsert(LoginThrottle).values(key=key, failures=0, updated_at=now())
                        .on_conflict_do_nothing(index_elements=[LoginThrottle.key]))
     lock_for_update(LoginThrottle, key)
