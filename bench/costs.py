@@ -105,8 +105,9 @@ def setup_flows(app, seed, client_basic):
     status, headers, page = browser.call("GET", "/authorize?" + query)
     if status == 200:  # the consent page, once
         pending_id = re.search(rb'name="pending_id"[^>]*value="([^"]+)"', page).group(1).decode()
+        sid = re.search(rb'name="sid"[^>]*value="([^"]+)"', page).group(1).decode()  # the form is tied to the session
         status, headers, _ = browser.call("POST", "/authorize/consent", urlencode(
-            {"csrf_token": csrf_of(page), "pending_id": pending_id, "decision": "allow"}).encode())
+            {"csrf_token": csrf_of(page), "pending_id": pending_id, "sid": sid, "decision": "allow"}).encode())
     assert status == 302, status
     code = parse_qs(urlsplit(headers["location"]).query)["code"][0]
     status, _, body = browser.call("POST", "/token", urlencode({

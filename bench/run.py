@@ -317,8 +317,9 @@ def authorize_once(issuer: str, browser: requests.Session, seed: dict, consent: 
     response = browser.get(f"{issuer}/authorize?" + urlencode(query), allow_redirects=False, timeout=10)
     if response.status_code == 200 and consent and 'name="pending_id"' in response.text:
         pending_id = re.search(HIDDEN.format("pending_id"), response.text).group(1)
+        sid = re.search(HIDDEN.format("sid"), response.text).group(1)  # the form is tied to the session
         response = browser.post(f"{issuer}/authorize/consent", data={
-            "csrf_token": csrf_of(response.text), "pending_id": pending_id, "decision": "allow"},
+            "csrf_token": csrf_of(response.text), "pending_id": pending_id, "sid": sid, "decision": "allow"},
             allow_redirects=False, timeout=10)
     location = response.headers.get("Location", "")
     if response.status_code != 302 or not location.startswith(seed["redirect_uri"]):
