@@ -184,10 +184,12 @@ def set_auth_method(client: Client, method: str, *, jwks: dict | None = None, jw
 
 def set_subject_type(client: Client, subject_type: str, sector: str | None = None) -> None:
     """OIDC Core 8: `public`, or `pairwise` within a sector, a host name: the one named, else the
-    single host of the redirect URIs. Redirect URIs on several hosts need the sector named (OIDC
-    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch). Only for a
-    client being created: the `sub` a client sees never changes (OIDC Core 5.3.2, 8.1), or its
-    tokens would show it one person under two values, one of them perhaps another sector's."""
+    single host of the redirect URIs when they are all https there. Redirect URIs on several hosts
+    need the sector named (OIDC Core 8.1 would prove them with a sector_identifier_uri, which we do
+    not fetch), and so do a private-use scheme and a loopback address, which prove no host: any
+    app may write `com.attacker.app://victim.example/cb`, and every native app uses 127.0.0.1.
+    Only for a client being created: the `sub` a client sees never changes (OIDC Core 5.3.2, 8.1),
+    or its tokens would show it one person under two values, one of them perhaps another sector's."""
     if inspect(client).has_identity:
         raise ClientRejected(f"the subject type and sector of {client.client_id} were fixed when it was created "
                              f"(OIDC Core 8.1); delete it and create a new client instead")
@@ -205,8 +207,9 @@ def set_subject_type(client: Client, subject_type: str, sector: str | None = Non
     else:
         sector = sector_from_redirect_uris(client.redirect_uris)
         if sector is None:
-            raise ClientRejected("pairwise subjects need redirect URIs on one host, or the sector host named "
-                                 "explicitly (OIDC Core 8.1)")
+            raise ClientRejected("pairwise subjects need https redirect URIs on one host, or the sector host "
+                                 "named with --sector: required for several hosts, a private-use scheme or a "
+                                 "loopback address (OIDC Core 8.1)")
     client.subject_type, client.sector_identifier = "pairwise", sector
     audit.record("oauth.client.changed", client=client, change="subject_type", subject_type="pairwise",
                  sector=sector)
