@@ -157,9 +157,12 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
 
     def validate_jti(self, claims: dict, jti: str) -> bool:
         """Record (client_id, jti) until the assertion expires; False when it was there already.
-        The primary key decides, so two racing requests cannot both succeed."""
+        The primary key decides, so two racing requests cannot both succeed. `exp` is checked
+        against whole seconds (clock.timestamp), so a fractional `exp` is accepted until the
+        second after it plus the leeway: the row stays until then and one second more, never a
+        moment less than the assertion is valid."""
         client_id = claims["sub"]
-        expires_at = datetime.fromtimestamp(claims["exp"] + LEEWAY, timezone.utc)
+        expires_at = datetime.fromtimestamp(math.ceil(claims["exp"]) + LEEWAY + 1, timezone.utc)
         db.session.execute(delete(ClientAssertion).where(ClientAssertion.client_id == client_id,
                                                          ClientAssertion.expires_at < now()))
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
