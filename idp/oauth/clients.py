@@ -270,7 +270,11 @@ def find_client(client_id: str) -> Client | None:
 
 
 def describe(client: Client) -> dict:
+    """What `idp clients show` prints: everything an operator checks before `idp clients verify`
+    (the name and links a registered app chose for itself, its contacts and redirect URIs)."""
     return {"client_id": client.client_id, "client_name": client.client_name,
+            "client_uri": client.client_uri, "policy_uri": client.policy_uri, "tos_uri": client.tos_uri,
+            "logo_uri": client.logo_uri, "contacts": client.contacts or [],
             "type": "public" if client.is_public else "confidential",
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "token_endpoint_auth_signing_alg": client.token_endpoint_auth_signing_alg,
