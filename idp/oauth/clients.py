@@ -14,7 +14,7 @@ from idp import audit
 from idp.clock import now
 from idp.config import is_loopback
 from idp.extensions import db
-from idp.models import Client
+from idp.models import Client, User
 from idp.oauth import lifetimes
 from idp.oauth.client_secrets import store_secret
 from idp.oauth.subjects import SUBJECT_TYPES, sector_from_redirect_uris
@@ -130,6 +130,9 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
         check_redirect_uri(uri)
     if not name.strip() or len(name) > 200:
         raise ClientRejected("the client name must be 1 to 200 characters")
+    if client_id and db.session.scalar(db.select(User.id).where(User.subject == client_id)):
+        # A client_credentials token's `sub` is its client_id: it must never name a person.
+        raise ClientRejected(f"the client_id {client_id!r} is the subject of a user; choose another")
     secret = None if public else random_token(32)
     client = Client(client_id=client_id or new_client_id(), client_name=name.strip(),
                     client_secret_digest=digest(secret) if secret else None,
