@@ -132,8 +132,8 @@ def _logout_option(ctx, param, value):
 @click.option("--subject-type", type=click.Choice(["public", "pairwise"]), default="public", show_default=True,
               help="pairwise: each sector (a host) sees its own opaque sub for a person (OIDC Core 8.1).")
 @click.option("--sector", default=None,
-              help="pairwise: the sector host (default: the single host of the redirect URIs; required when "
-                   "they are on several hosts).")
+              help="pairwise: the sector host (default: the single host of https redirect URIs; required when "
+                   "they are on several hosts, use a private-use scheme or a loopback address).")
 @click.option("--access-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ACCESS_TTL).")
 @click.option("--id-token-ttl", type=int, help="Seconds, at most 86400 (default: IDP_TOKEN_ID_TTL).")
 @click.option("--refresh-token-ttl", type=int,

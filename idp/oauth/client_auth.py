@@ -1,6 +1,12 @@
-"""Client authentication with a signed JWT: private_key_jwt and client_secret_jwt (RFC 7523 2.2
-and 3, OIDC Core 9). Registered on the AuthorizationServer, so /token and every other endpoint
-that authenticates clients (revocation, introspection) accepts them.
+"""Client authentication at /token, /revoke and /introspect, registered on the AuthorizationServer
+in place of authlib's built-in methods: a secret (client_secret_basic, client_secret_post), none,
+and a signed JWT (private_key_jwt and client_secret_jwt, RFC 7523 2.2 and 3, OIDC Core 9).
+
+A secret is read as RFC 6749 2.3.1 sends it: in the Basic header, client_id and secret are each
+form-urlencoded before base64 (`+` is a space). Every failure of these methods, an unknown client
+as much as a wrong secret or a header that is not base64 of UTF-8, ends in the one refusal of
+`secret_failure` (401 with a Basic challenge, RFC 6749 5.2), so the answer tells nobody which
+client_ids exist or which secret was right for another method (server.authenticate_client).
 
 What we check, before any key is loaded: the assertion is small and its `sub` names an existing
 client whose registered method is this one (no fallback between methods), and `alg` is on this
@@ -12,10 +18,12 @@ IDP_CLIENT_ASSERTION_MAX_LIFETIME ahead, `iat`/`nbf` not in the future, and `jti
 """
 from __future__ import annotations
 
+import base64
 import json
 import math
 from datetime import datetime, timezone
 from functools import lru_cache
+from urllib.parse import unquote_plus
 
 from authlib.oauth2.rfc6749 import InvalidClientError
 from authlib.oauth2.rfc7523 import JWTBearerClientAssertion
@@ -36,7 +44,9 @@ from idp.oauth import jwks_fetch
 from idp.oauth.client_secrets import clear_secret
 from idp.oauth.clients import SIGNING_ALGS
 from idp.security import outbound
+from idp.security.tokens import constant_time_equal, digest
 
+SECRET_FAILURE = "client authentication failed"  # the one description, whatever went wrong
 LEEWAY = 30                 # seconds of clock skew tolerated for exp, nbf and iat
 MAX_ASSERTION_LENGTH = 8192
 MAX_JTI_LENGTH = 255        # the width of client_assertions.jti
@@ -53,6 +63,65 @@ def _reject(description: str, client: Client | None = None, reason: str | None =
     audit.record("oauth.client_assertion.rejected", outcome="failure", client=client, reason=reason or description)
     db.session.commit()
     return InvalidClientError(description=description)
+
+
+def secret_failure() -> InvalidClientError:
+    """RFC 6749 5.2: invalid_client, 401 with `WWW-Authenticate: Basic` (the scheme a client may
+    retry with), and the same description for every failure."""
+    return InvalidClientError(status_code=401, description=SECRET_FAILURE)
+
+
+def basic_credentials(headers) -> tuple[str, str] | None:
+    """The client_id and secret of an `Authorization: Basic` header (RFC 6749 2.3.1: each
+    form-urlencoded, then joined by a colon and base64-encoded, RFC 7617), or None without one.
+    A Basic header we cannot read (bad base64, bytes that are not UTF-8, no colon) is a failed
+    authentication, never a server error."""
+    scheme, _, value = headers.get("Authorization", "").strip().partition(" ")
+    if scheme.lower() != "basic":
+        return None
+    try:
+        client_id, colon, secret = base64.b64decode(value.strip(), validate=True).decode("utf-8").partition(":")
+        if not colon:
+            raise ValueError("no colon")
+        return unquote_plus(client_id, errors="strict"), unquote_plus(secret, errors="strict")
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise secret_failure() from None
+
+
+def _client_with_secret(query_client, client_id: str | None, secret: str | None) -> Client | None:
+    """The client when `secret` is its secret, else None; an unknown client costs the same digest
+    and comparison as a wrong secret."""
+    client = query_client(client_id) if client_id and secret else None
+    if client is None:
+        constant_time_equal(digest(secret or ""), "-" * 64)
+        return None
+    return client if client.check_client_secret(secret) else None
+
+
+def authenticate_secret_basic(query_client, request) -> Client | None:
+    """client_secret_basic: a Basic header that does not name a client with that secret is
+    refused at once (RFC 6749 2.3: a client uses one method), not tried as another method."""
+    credentials = basic_credentials(request.headers)
+    if credentials is None:
+        return None
+    client = _client_with_secret(query_client, *credentials)
+    if client is None:
+        raise secret_failure()
+    return client
+
+
+def authenticate_secret_post(query_client, request) -> Client | None:
+    """client_secret_post: None unless client_id and client_secret in the body match."""
+    return _client_with_secret(query_client, request.form.get("client_id"), request.form.get("client_secret"))
+
+
+def authenticate_none(query_client, request) -> Client | None:
+    """none (a public client): the client named by client_id, when no secret is sent. An unknown
+    client_id is None, like every other failure (authlib's raises its own description)."""
+    client_id = request.payload.client_id
+    if not client_id or request.payload.data.get("client_secret"):
+        return None
+    return query_client(client_id)
 
 
 class JWTClientAuthentication(JWTBearerClientAssertion):
@@ -157,9 +226,12 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
 
     def validate_jti(self, claims: dict, jti: str) -> bool:
         """Record (client_id, jti) until the assertion expires; False when it was there already.
-        The primary key decides, so two racing requests cannot both succeed."""
+        The primary key decides, so two racing requests cannot both succeed. `exp` is checked
+        against whole seconds (clock.timestamp), so a fractional `exp` is accepted until the
+        second after it plus the leeway: the row stays until then and one second more, never a
+        moment less than the assertion is valid."""
         client_id = claims["sub"]
-        expires_at = datetime.fromtimestamp(claims["exp"] + LEEWAY, timezone.utc)
+        expires_at = datetime.fromtimestamp(math.ceil(claims["exp"]) + LEEWAY + 1, timezone.utc)
         db.session.execute(delete(ClientAssertion).where(ClientAssertion.client_id == client_id,
                                                          ClientAssertion.expires_at < now()))
         values = {"client_id": client_id, "jti": jti, "expires_at": expires_at}
@@ -203,5 +275,8 @@ def _pick(keys: KeySet, kid: str | None, alg: str):
 
 
 def register(server) -> None:
+    server.register_client_auth_method("client_secret_basic", authenticate_secret_basic)
+    server.register_client_auth_method("client_secret_post", authenticate_secret_post)
+    server.register_client_auth_method("none", authenticate_none)
     for method in SIGNING_ALGS:
         server.register_client_auth_method(method, JWTClientAuthentication(method))

@@ -21,7 +21,7 @@ from flask import current_app
 from idp.config import is_loopback
 from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, check_jwks, check_jwks_uri,
                                check_redirect_uri)
-from idp.oauth.subjects import sector_from_redirect_uris
+from idp.oauth.subjects import can_derive_sector
 
 MAX_URI = 2000
 MAX_NAME = 200
@@ -289,10 +289,11 @@ class OpenIDRegistrationClaims(OpenIDClaims):
         subject_type = self.setdefault("subject_type", "public")
         if subject_type not in self.params["subject_types_supported"]:
             raise invalid("subject_type", f"must be one of {', '.join(self.params['subject_types_supported'])}")
-        if subject_type == "pairwise" and not sector_from_redirect_uris(self.get("redirect_uris") or []):
-            # OIDC Core 8.1: the sector is the one host of the redirect URIs; with several hosts (or
-            # none) the client must register a sector_identifier_uri, which we do not support.
-            raise invalid("subject_type", "pairwise needs redirect_uris that all share one host "
+        if subject_type == "pairwise" and not can_derive_sector(self.get("redirect_uris") or []):
+            # OIDC Core 8.1: the sector is the one host of the redirect URIs (or, with a private-use
+            # scheme or loopback, the client's own); with several https hosts (or no redirect URIs)
+            # the client must register a sector_identifier_uri, which we do not support.
+            raise invalid("subject_type", "pairwise needs redirect_uris on at most one https host "
                                           "(sector_identifier_uri is not supported)")
 
     def validate_id_token_signed_response_alg(self):

@@ -14,7 +14,7 @@ from idp import audit
 from idp.clock import now
 from idp.config import is_loopback
 from idp.extensions import db
-from idp.models import Client
+from idp.models import Client, User
 from idp.oauth import lifetimes
 from idp.oauth.client_secrets import store_secret
 from idp.oauth.subjects import SUBJECT_TYPES, sector_from_redirect_uris
@@ -130,6 +130,9 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
         check_redirect_uri(uri)
     if not name.strip() or len(name) > 200:
         raise ClientRejected("the client name must be 1 to 200 characters")
+    if client_id and db.session.scalar(db.select(User.id).where(User.subject == client_id)):
+        # A client_credentials token's `sub` is its client_id: it must never name a person.
+        raise ClientRejected(f"the client_id {client_id!r} is the subject of a user; choose another")
     secret = None if public else random_token(32)
     client = Client(client_id=client_id or new_client_id(), client_name=name.strip(),
                     client_secret_digest=digest(secret) if secret else None,
@@ -184,10 +187,12 @@ def set_auth_method(client: Client, method: str, *, jwks: dict | None = None, jw
 
 def set_subject_type(client: Client, subject_type: str, sector: str | None = None) -> None:
     """OIDC Core 8: `public`, or `pairwise` within a sector, a host name: the one named, else the
-    single host of the redirect URIs. Redirect URIs on several hosts need the sector named (OIDC
-    Core 8.1 would prove them with a sector_identifier_uri, which we do not fetch). Only for a
-    client being created: the `sub` a client sees never changes (OIDC Core 5.3.2, 8.1), or its
-    tokens would show it one person under two values, one of them perhaps another sector's."""
+    single host of the redirect URIs when they are all https there. Redirect URIs on several hosts
+    need the sector named (OIDC Core 8.1 would prove them with a sector_identifier_uri, which we do
+    not fetch), and so do a private-use scheme and a loopback address, which prove no host: any
+    app may write `com.attacker.app://victim.example/cb`, and every native app uses 127.0.0.1.
+    Only for a client being created: the `sub` a client sees never changes (OIDC Core 5.3.2, 8.1),
+    or its tokens would show it one person under two values, one of them perhaps another sector's."""
     if inspect(client).has_identity:
         raise ClientRejected(f"the subject type and sector of {client.client_id} were fixed when it was created "
                              f"(OIDC Core 8.1); delete it and create a new client instead")
@@ -205,8 +210,9 @@ def set_subject_type(client: Client, subject_type: str, sector: str | None = Non
     else:
         sector = sector_from_redirect_uris(client.redirect_uris)
         if sector is None:
-            raise ClientRejected("pairwise subjects need redirect URIs on one host, or the sector host named "
-                                 "explicitly (OIDC Core 8.1)")
+            raise ClientRejected("pairwise subjects need https redirect URIs on one host, or the sector host "
+                                 "named with --sector: required for several hosts, a private-use scheme or a "
+                                 "loopback address (OIDC Core 8.1)")
     client.subject_type, client.sector_identifier = "pairwise", sector
     audit.record("oauth.client.changed", client=client, change="subject_type", subject_type="pairwise",
                  sector=sector)
@@ -267,7 +273,11 @@ def find_client(client_id: str) -> Client | None:
 
 
 def describe(client: Client) -> dict:
+    """What `idp clients show` prints: everything an operator checks before `idp clients verify`
+    (the name and links a registered app chose for itself, its contacts and redirect URIs)."""
     return {"client_id": client.client_id, "client_name": client.client_name,
+            "client_uri": client.client_uri, "policy_uri": client.policy_uri, "tos_uri": client.tos_uri,
+            "logo_uri": client.logo_uri, "contacts": client.contacts or [],
             "type": "public" if client.is_public else "confidential",
             "token_endpoint_auth_method": client.token_endpoint_auth_method,
             "token_endpoint_auth_signing_alg": client.token_endpoint_auth_signing_alg,

@@ -30,7 +30,7 @@ from idp.models import Client, InitialAccessToken
 from idp.oauth import client_metadata, discovery, initial_tokens, registration_limits
 from idp.oauth.client_secrets import store_secret
 from idp.oauth.clients import SECRET_METHODS, find_client, new_client_id
-from idp.oauth.subjects import sector_from_redirect_uris
+from idp.oauth.subjects import derived_sector, own_sector, sector_from_redirect_uris
 from idp.security.tokens import constant_time_equal, digest, random_token
 
 # Fields returned even when empty: an omitted response_types would mean "code" (RFC 7591 2).
@@ -218,7 +218,7 @@ def register_client(metadata: dict, credential) -> tuple[Client, str | None, str
                     registration_access_token_digest=digest(registration_token))
     _apply(client, metadata)
     client.subject_type = metadata.get("subject_type", "public")
-    client.sector_identifier = sector_from_redirect_uris(client.redirect_uris) \
+    client.sector_identifier = derived_sector(client.client_id, client.redirect_uris) \
         if client.subject_type == "pairwise" else None
     secret = random_token(32) if client.token_endpoint_auth_method in SECRET_METHODS else None
     store_secret(client, secret)
@@ -298,17 +298,22 @@ def keep_subject(client: Client, m: dict) -> None:
     """The `sub` a client sees is fixed at registration. OIDC Core 8.1: a pairwise sector is the
     host of the redirect URIs, and a client may not move to another host's sector, where it would
     read with the tokens it holds the `sub` that sector's clients see; OIDC Core 5.3.2: UserInfo
-    `sub` must match the ID tokens'. So neither the subject type nor a pairwise sector changes."""
+    `sub` must match the ID tokens'. So neither the subject type nor a pairwise sector changes: a
+    client in a host's sector keeps https redirect URIs on that host only (a private-use scheme
+    or loopback beside them would hand its codes to any app); one in a sector of its own may
+    change them freely, its `sub` being no one else's."""
     subject_type = m.get("subject_type", "public")
     if subject_type != client.subject_type:
         _refuse_change(client, "subject_type_changed", client_metadata.invalid(
             "subject_type", f"cannot change from {client.subject_type} after registration (OIDC Core 8.1); "
                             f"register a new client instead"))
-    sector = client.sector_identifier or sector_from_redirect_uris(client.redirect_uris)
-    if subject_type == "pairwise" and sector_from_redirect_uris(m.get("redirect_uris", [])) != sector:
-        where = f"the host {sector}" if sector else "its registered host"
+    sector = client.sector_identifier or derived_sector(client.client_id, client.redirect_uris)
+    if subject_type != "pairwise" or sector == own_sector(client.client_id):
+        return
+    if sector_from_redirect_uris(m.get("redirect_uris", [])) != sector:
+        where = f"https on the host {sector}" if sector else "on its registered host"
         _refuse_change(client, "sector_changed", InvalidRedirectURIError(
-            f"redirect_uris: must stay on {where}, the sector of this pairwise client (OIDC Core 8.1); "
+            f"redirect_uris: must all stay {where}, the sector of this pairwise client (OIDC Core 8.1); "
             f"register a new client for another host"))
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as FlaskAuthorizationServer
-from authlib.oauth2.rfc6749 import OAuth2Request, UnsupportedResponseTypeError
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request, UnsupportedResponseTypeError
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter as _IssuerParameter
 from flask import Flask, current_app, g, has_request_context
@@ -42,6 +42,17 @@ class AuthorizationServer(FlaskAuthorizationServer):
         if isinstance(request, dict):
             return StoredRequest(request, current_app.config["IDP_SETTINGS"].issuer)
         return super().create_oauth2_request(request)
+
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """authlib's, with our refusal in place of its last one: when no method authenticated the
+        client, the answer is client_auth.secret_failure() (one description, a Basic challenge),
+        not a list of methods. A client assertion's refusal (400, audited with its reason) stays."""
+        try:
+            return super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError as error:
+            if error.status_code != 401:
+                raise
+            raise client_auth.secret_failure() from None
 
     def get_authorization_grant(self, request):
         """authlib's, except for an unknown response_type: authlib writes the raw value into

@@ -3,7 +3,9 @@ revocation, so that they can never disagree.
 
 A JWT access token is active while its signature, `typ`, `iss` and `exp` check out, its `jti` is
 not in `revoked_tokens`, and either its grant (`gid`) is live (not revoked, not expired, account
-not disabled) or, for a client_credentials token (no `gid`), its client still exists. A refresh
+not disabled) or, for a client_credentials token (no `gid`), its client still exists and the
+token does not predate it: a client deleted and created again under the same client_id (`idp
+clients create --client-id`) is another client, and its predecessor's tokens stay dead. A refresh
 token is active while it is not rotated, not idle-expired and its grant is live.
 """
 from __future__ import annotations
@@ -46,12 +48,21 @@ def active_access_token(token: str) -> AccessToken | None:
         return None
     gid = claims.get("gid")
     if gid is None:
-        client = db.session.scalar(db.select(Client.id).where(Client.client_id == claims["client_id"]))
-        return AccessToken(claims, None) if client is not None else None
+        created_at = db.session.scalar(db.select(Client.created_at).where(Client.client_id == claims["client_id"]))
+        return AccessToken(claims, None) if issued_since(claims, created_at) else None
     grant = db.session.get(Grant, gid) if isinstance(gid, str) else None
     if grant is None or not is_live(grant) or grant.client.client_id != claims["client_id"]:
         return None
     return AccessToken(claims, grant)
+
+
+def issued_since(claims: dict, created_at: datetime | None) -> bool:
+    """Whether a token names a client that existed when it was issued: `iat` (whole seconds) not
+    before the client's creation, truncated to the second. False when there is no such client."""
+    iat = claims.get("iat")
+    if created_at is None or not isinstance(iat, int) or isinstance(iat, bool):
+        return False
+    return iat >= int(created_at.timestamp())
 
 
 def find_refresh_token(token: str) -> RefreshToken | None:

@@ -327,6 +327,19 @@ def test_a_replayed_assertion_is_refused(app, live_server, rsa_client):
     assert "used before" in body["error_description"]
 
 
+def test_an_assertion_with_a_fractional_exp_cannot_be_replayed_while_it_is_valid(app, live_server, rsa_client):
+    """`exp` is compared with whole seconds, so exp = t + 10.5 is valid until t + 41 (30 s of
+    leeway): the jti must be remembered that long, not only until t + 40.5."""
+    client, key = rsa_client
+    clock.set_now(clock.now().replace(microsecond=0))
+    assertion = sign(key, claims_for(client["client_id"], live_server, exp=clock.timestamp() + 10.5))
+    assert client_credentials(live_server, assertion).status_code == 200
+    clock.advance(40.7)   # exp + leeway has passed, but not the second it falls in
+    assert_refused(app, live_server, client["client_id"], assertion, "replayed")
+    clock.advance(0.3)    # from t + 41 on, expired
+    assert_refused(app, live_server, client["client_id"], assertion, "claims")
+
+
 def test_two_racing_requests_with_one_assertion_get_one_token(app, live_server, rsa_client):
     client, key = rsa_client
     assertion = sign(key, claims_for(client["client_id"], live_server))

@@ -1,6 +1,7 @@
 """RFC 7662 token introspection at /introspect, over real HTTP with authlib's client: every field of
 an active token, `{"active": false}` for everything else, confidential clients only, each client
 sees its own tokens and a resource server sees every access token, and UserInfo always agrees."""
+import json
 from datetime import datetime, timedelta, timezone
 
 import pytest
@@ -86,6 +87,36 @@ def test_client_credentials_token_of_a_deleted_client_is_inactive(live_server, a
     with_db(app, lambda db: db.session.delete(
         db.session.scalar(db.select(Client).where(Client.client_id == doomed["client_id"]))))
     assert _ok(introspect(live_server, api, access)) == INACTIVE
+
+
+def test_a_deleted_clients_token_stays_inactive_when_its_client_id_is_created_again(live_server, app, make_client,
+                                                                                     idp_cli):
+    """`idp clients create --client-id` can give a new client the id of a deleted one: the old
+    client's client_credentials tokens (which name it only by client_id) must not come back."""
+    api = make_client(resource_server=True, grant_types=["client_credentials"])
+    doomed = make_client(name="Doomed")
+    clock.set_now(clock.now())
+    old = token_request(live_server, {"grant_type": "client_credentials"},
+                        auth=(doomed["client_id"], doomed["client_secret"])).json()["access_token"]
+    idp_cli("clients", "delete", doomed["client_id"])
+    clock.advance(1)
+    again = json.loads(idp_cli("clients", "create", "--name", "Reborn", "--client-id", doomed["client_id"],
+                               "--grant-type", "client_credentials", "--json").output)
+    assert _ok(introspect(live_server, api, old)) == INACTIVE
+    assert userinfo(live_server, old).status_code == 401
+    new = token_request(live_server, {"grant_type": "client_credentials"},
+                        auth=(again["client_id"], again["client_secret"])).json()["access_token"]
+    assert _ok(introspect(live_server, api, new))["active"] is True
+
+
+def test_a_client_id_may_not_be_a_persons_subject(live_server, app, make_user, idp_cli):
+    """A client_credentials token's `sub` is its client_id: an API would take it for the person."""
+    user = make_user()
+    refused = idp_cli("clients", "create", "--name", "Impostor", "--client-id", user["subject"],
+                      "--grant-type", "client_credentials", ok=False)
+    assert refused.exit_code != 0 and "subject of a user" in refused.output
+    assert with_db(app, lambda db: db.session.scalar(db.select(Client).where(Client.client_id == user["subject"]))) \
+        is None
 
 
 # --- inactive tokens -----------------------------------------------------------------------------

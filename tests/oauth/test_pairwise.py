@@ -11,7 +11,7 @@ from idp.oauth.initial_tokens import issue_initial_access_token
 from idp.oauth.subjects import pairwise_subject, sector_from_redirect_uris, subject_for
 from tests.helpers.rp import RelyingParty, discovery, verify_access_token, verify_id_token
 from tests.oauth.flows import (TIMEOUT, assert_redirect_error, raw_authorize_url, refresh, signed_in_browser,
-                               tokens_for, userinfo)
+                               tokens_for, userinfo, with_db)
 from tests.oauth.test_registration import (REDIRECT, as_rp_client, assert_registration_error, client_row,
                                            configure, events, register)
 from tests.test_cli import Cli
@@ -160,6 +160,19 @@ def test_sector_from_redirect_uris_is_the_single_host():
     assert sector_from_redirect_uris([]) is None
 
 
+@pytest.mark.parametrize("redirect_uris", [
+    ["com.attacker.app://victim-rp.example/cb"],                           # the app wrote that host itself
+    ["https://victim-rp.example/cb", "com.attacker.app:/cb"],              # its codes may go to the app
+    ["http://127.0.0.1:9999/cb"], ["http://localhost:9999/cb"], ["http://[::1]:9999/cb"],
+    ["https://127.0.0.1/cb"], ["https://localhost/cb"], ["https://app.localhost/cb"],  # every machine's own
+], ids=str)
+def test_a_host_nobody_has_to_own_is_no_sector(redirect_uris):
+    from idp.oauth.subjects import derived_sector
+
+    assert sector_from_redirect_uris(redirect_uris) is None
+    assert derived_sector("the-client", redirect_uris) == "client:the-client"
+
+
 # --- the operator command -----------------------------------------------------------------------
 def test_clients_create_pairwise_takes_the_single_redirect_host_as_sector(tmp_path):
     cli = Cli(tmp_path / "instance")
@@ -201,12 +214,22 @@ def test_clients_create_refuses_bad_subject_settings(tmp_path, args):
     assert cli.count(Client) == 0
 
 
-def test_native_app_with_a_private_scheme_needs_the_sector_named(tmp_path):
+@pytest.mark.parametrize("redirect_uri", [
+    "com.example.app:/cb",
+    "com.attacker.app://victim-rp.example/cb",  # a host in a private-use scheme proves nothing
+    "http://127.0.0.1:8765/cb",                  # nor does loopback, where every native app listens
+    "http://localhost:8765/cb",
+], ids=str)
+def test_native_app_with_a_private_scheme_or_loopback_needs_the_sector_named(tmp_path, redirect_uri):
+    from idp.models import Client
+
     cli = Cli(tmp_path / "instance")
     cli("db", "upgrade")
     args = ["clients", "create", "--name", "Native", "--public", "--subject-type", "pairwise",
-            "--redirect-uri", "com.example.app:/cb"]
-    assert cli(*args, ok=False).exit_code != 0
+            "--redirect-uri", redirect_uri]
+    refused = cli(*args, ok=False)
+    assert refused.exit_code != 0 and "--sector" in refused.output
+    assert cli.count(Client) == 0
     assert cli.json(*args, "--sector", "app.example.com")["sector_identifier"] == "app.example.com"
 
 
@@ -241,20 +264,24 @@ def _sub_elsewhere(app, user: dict, client_id: str) -> str:
         return subject_for(db.session.get(User, user["id"]), find_client(client_id))
 
 
+HOME = "https://rp-home.example/cb"
+
+
 def test_a_pairwise_client_cannot_move_its_redirect_uris_to_another_sector(app, live_server, make_user,
                                                                            make_client):
     """The client holds tokens, so it needs no code delivered on the new host: moving there would
     let UserInfo tell it the other sector's `sub` (OIDC Core 8.1), unlike its ID token's (5.3.2)."""
     user = make_user()
-    registered = _register(app, live_server, subject_type="pairwise")
+    registered = _register(app, live_server, subject_type="pairwise", redirect_uris=[HOME])
     other_sector = make_client(redirect_uris=["https://sector-victim.example/cb"], subject_type="pairwise",
                                sector_identifier="sector-victim.example")
     token, sub = _signed_in(live_server, user, registered)
     before = client_row(app, registered["client_id"])
+    assert before["sector_identifier"] == "rp-home.example"
 
     response = _update(registered, redirect_uris=["https://sector-victim.example/cb"])
     assert_registration_error(response, "invalid_redirect_uri", "redirect_uris")
-    assert "127.0.0.1" in response.json()["error_description"]  # names the host it must stay on
+    assert "rp-home.example" in response.json()["error_description"]  # names the host it must stay on
     assert client_row(app, registered["client_id"]) == before
     refused = events(app, "oauth.registration.refused")[-1]
     assert refused["client_id"] == registered["client_id"] and refused["details"]["reason"] == "sector_changed"
@@ -269,11 +296,13 @@ def test_a_pairwise_client_cannot_move_its_redirect_uris_to_another_sector(app, 
 
 
 @pytest.mark.parametrize("redirect_uris", [
-    ["http://127.0.0.1:9999/callback", "https://sector-victim.example/cb"],  # several hosts: no sector at all
-    ["http://localhost:9999/callback"],                                      # the same machine, another name
-], ids=["adds-a-host", "another-name"])
+    [HOME, "https://sector-victim.example/cb"],           # several hosts: no sector at all
+    ["https://www.rp-home.example/cb"],                    # another name
+    [HOME, "com.attacker.app://rp-home.example/cb"],       # an app that writes the host into its scheme
+    [HOME, "http://127.0.0.1:9999/callback"],              # any native app on the person's machine
+], ids=["adds-a-host", "another-name", "adds-a-private-scheme", "adds-loopback"])
 def test_a_pairwise_client_cannot_add_or_rename_its_host(app, live_server, redirect_uris):
-    registered = _register(app, live_server, subject_type="pairwise")
+    registered = _register(app, live_server, subject_type="pairwise", redirect_uris=[HOME])
     before = client_row(app, registered["client_id"])
     response = _update(registered, redirect_uris=redirect_uris)
     assert response.status_code == 400 and response.json()["error"] in ("invalid_redirect_uri",
@@ -304,16 +333,67 @@ def test_the_subject_type_cannot_change_after_registration(app, live_server, mak
 
 def test_a_pairwise_client_may_change_its_redirect_uris_on_its_own_host(app, live_server, make_user):
     user = make_user()
-    registered = _register(app, live_server, subject_type="pairwise")
+    registered = _register(app, live_server, subject_type="pairwise", redirect_uris=[HOME])
     token, sub = _signed_in(live_server, user, registered)
-    moved = ["http://127.0.0.1:8888/elsewhere", "http://127.0.0.1:9999/callback"]
+    moved = ["https://rp-home.example:8443/elsewhere", "https://rp-home.example/callback"]
     response = _update(registered, redirect_uris=moved, client_name="Renamed")
     assert response.status_code == 200, response.text
     assert response.json()["redirect_uris"] == moved and response.json()["subject_type"] == "pairwise"
-    assert client_row(app, registered["client_id"])["sector_identifier"] == "127.0.0.1"
+    assert client_row(app, registered["client_id"])["sector_identifier"] == "rp-home.example"
     assert userinfo(live_server, token["access_token"]).json()["sub"] == sub
     _, again = _signed_in(live_server, user, {**registered, "redirect_uris": moved[1:]})
     assert again == sub
+
+
+# --- a sector comes only from a host the client must own ----------------------------------------
+def test_a_private_use_scheme_naming_a_host_does_not_join_that_hosts_sector(app, live_server, make_user,
+                                                                            make_client):
+    """Any app may register `com.attacker.app://victim-rp.example/cb`: the host in it proves
+    nothing, so the client gets a sector of its own, never victim-rp's `sub` for a person."""
+    user = make_user()
+    victim = _pairwise(make_client, "victim-rp.example")
+    registered = _register(app, live_server, subject_type="pairwise",
+                           redirect_uris=["com.attacker.app://victim-rp.example/cb"])
+    assert client_row(app, registered["client_id"])["sector_identifier"] == f"client:{registered['client_id']}"
+    token, sub = _signed_in(live_server, user, registered)
+    assert sub != _sub_elsewhere(app, user, victim["client_id"])
+    assert sub != user["subject"] and userinfo(live_server, token["access_token"]).json()["sub"] == sub
+
+
+def test_a_private_use_scheme_beside_a_host_does_not_join_that_hosts_sector(app, live_server, make_user,
+                                                                            make_client):
+    """The victim's https URI alone would deliver the codes to the victim; beside the app's own
+    scheme, the codes may go to the app, so the host is no sector for it either."""
+    user = make_user()
+    victim = _pairwise(make_client, "victim-rp2.example")
+    registered = _register(app, live_server, subject_type="pairwise",
+                           redirect_uris=["com.attacker.app:/cb", "https://victim-rp2.example/callback"])
+    assert client_row(app, registered["client_id"])["sector_identifier"] == f"client:{registered['client_id']}"
+    _, sub = _signed_in(live_server, user, registered)
+    assert sub != _sub_elsewhere(app, user, victim["client_id"])
+
+
+def test_native_apps_on_loopback_do_not_share_a_sector(app, live_server, make_user):
+    """Every native app listens on 127.0.0.1: two of them must not be able to link a person."""
+    user = make_user()
+    first = _register(app, live_server, subject_type="pairwise", redirect_uris=["http://127.0.0.1:9999/callback"])
+    second = _register(app, live_server, subject_type="pairwise", redirect_uris=["http://127.0.0.1:8888/cb"])
+    assert _signed_in(live_server, user, first)[1] != _signed_in(live_server, user, second)[1]
+    assert _signed_in(live_server, user, first)[1] == _signed_in(live_server, user, first)[1]  # stable
+
+
+def test_a_client_in_a_sector_of_its_own_may_change_its_redirect_uris(app, live_server, make_user, make_client):
+    """Its `sub` is no one else's whatever its redirect URIs, so moving them reads nobody's."""
+    user = make_user()
+    registered = _register(app, live_server, subject_type="pairwise")  # loopback: a sector of its own
+    other_sector = make_client(redirect_uris=["https://sector-victim.example/cb"], subject_type="pairwise",
+                               sector_identifier="sector-victim.example")
+    token, sub = _signed_in(live_server, user, registered)
+    response = _update(registered, redirect_uris=["https://sector-victim.example/cb"])
+    assert response.status_code == 200, response.text
+    assert client_row(app, registered["client_id"])["sector_identifier"] == f"client:{registered['client_id']}"
+    assert userinfo(live_server, token["access_token"]).json()["sub"] == sub
+    assert sub != _sub_elsewhere(app, user, other_sector["client_id"])
 
 
 def test_a_public_client_may_move_to_another_host(app, live_server, make_user):
@@ -335,3 +415,23 @@ def test_an_existing_clients_subject_type_and_sector_cannot_be_set_again(app, ma
             with pytest.raises(ClientRejected, match="fixed when it was created"):
                 set_subject_type(client, subject_type, sector)
         assert (client.subject_type, client.sector_identifier) == ("public", None)
+
+
+def test_a_client_registered_before_the_rule_keeps_its_sector_but_cannot_update(app, live_server, make_user):
+    """Stored clients are not migrated: one given the sector 127.0.0.1 keeps seeing the same `sub`
+    values, and no update can keep its loopback redirect URIs in that sector."""
+    from idp.models import Client
+
+    user = make_user()
+    registered = _register(app, live_server, subject_type="pairwise")
+
+    def as_before(_db):
+        _db.session.scalar(_db.select(Client).where(Client.client_id == registered["client_id"])) \
+            .sector_identifier = "127.0.0.1"
+    with_db(app, as_before)
+    _, sub = _signed_in(live_server, user, registered)
+    assert sub == pairwise_subject(app.config["IDP_SETTINGS"].secret_key, "127.0.0.1", user["subject"])
+    response = _update(registered, client_name="Renamed")
+    assert_registration_error(response, "invalid_redirect_uri", "redirect_uris")
+    assert events(app, "oauth.registration.refused")[-1]["details"]["reason"] == "sector_changed"
+    assert client_row(app, registered["client_id"])["sector_identifier"] == "127.0.0.1"

@@ -1,7 +1,10 @@
 """The token endpoint (RFC 6749 3.2, 4.1.3, 5, 6; RFC 7636; RFC 9700 4.14) over real HTTP:
 client authentication, code binding and single use, refresh rotation with reuse detection,
 client_credentials without a database write, and errors exactly per RFC 6749 5.2."""
+import base64
+import uuid
 from datetime import datetime, timedelta, timezone
+from urllib.parse import quote_plus
 
 import pytest
 import requests
@@ -11,8 +14,8 @@ from idp import clock
 from idp.models import AuthorizationCode, Grant, User
 from idp.security.tokens import digest
 from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
-from tests.oauth.flows import (assert_token_error, authorize, count_rows, query_of, raw_authorize_url, redeem,
-                               refresh, signed_in_browser, token_request, tokens_for, userinfo, with_db)
+from tests.oauth.flows import (TIMEOUT, assert_token_error, authorize, count_rows, query_of, raw_authorize_url,
+                               redeem, refresh, signed_in_browser, token_request, tokens_for, userinfo, with_db)
 
 
 def _code(live_server, user, client, scope="openid profile email", browser=None, **params):
@@ -90,6 +93,56 @@ def test_unknown_client_is_401_invalid_client(live_server):
     response = token_request(live_server, {"grant_type": "client_credentials"}, auth=("no-such-client", "secret"))
     assert_token_error(response, "invalid_client", 401)
     assert response.headers["WWW-Authenticate"].startswith("Basic")
+
+
+def _basic(raw: bytes) -> dict:
+    return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+CLIENT_AUTH_BODIES = {"/token": {"grant_type": "client_credentials"}, "/revoke": {"token": "t"},
+                      "/introspect": {"token": "t"}}
+
+
+@pytest.mark.parametrize("endpoint", list(CLIENT_AUTH_BODIES))
+def test_every_failed_client_authentication_is_one_401_with_a_basic_challenge(live_server, make_client, endpoint):
+    """RFC 6749 5.2 and 2.3.1: an unknown client, a wrong secret and a Basic header we cannot read
+    (not base64, not UTF-8, no colon) all get invalid_client, 401, `WWW-Authenticate: Basic` and
+    the same description, so the answer tells nobody which client_ids exist; never a 500."""
+    basic = make_client(name="Basic app")
+    post = make_client(name="Post app", token_endpoint_auth_method="client_secret_post")
+    attempts = {
+        "unknown client": (_basic(f"no-such-client:{basic['client_secret']}".encode()), {}),
+        "wrong secret": (_basic(f"{basic['client_id']}:{basic['client_secret']}x".encode()), {}),
+        "right secret, other method": (_basic(f"{post['client_id']}:{post['client_secret']}".encode()), {}),
+        "not UTF-8": (_basic(b"\xff\xfe:" + basic["client_secret"].encode()), {}),
+        "not UTF-8 once form-decoded": (_basic(f"{basic['client_id']}:%FF%FE".encode()), {}),
+        "no colon": (_basic(basic["client_id"].encode()), {}),
+        "not base64": ({"Authorization": "Basic ***"}, {}),
+        "not ASCII": ({"Authorization": "Basic \xe9t\xe9"}, {}),
+        "nothing": ({}, {}),
+        "unknown client in the body": ({}, {"client_id": "no-such-client", "client_secret": "secret"}),
+        "wrong secret in the body": ({}, {"client_id": post["client_id"], "client_secret": "wrong"}),
+        "unknown client_id alone": ({}, {"client_id": "no-such-client"}),
+    }
+    descriptions = set()
+    for how, (headers, credentials) in attempts.items():
+        response = requests.post(f"{live_server}{endpoint}", data={**CLIENT_AUTH_BODIES[endpoint], **credentials},
+                                 headers=headers, timeout=TIMEOUT)
+        body = assert_token_error(response, "invalid_client", 401)
+        assert response.headers["WWW-Authenticate"].startswith("Basic "), how
+        descriptions.add(body["error_description"])
+    assert len(descriptions) == 1, descriptions
+
+
+def test_basic_credentials_are_form_decoded(live_server, make_client):
+    """RFC 6749 2.3.1: client_id and secret are form-urlencoded before base64, so `+` is a space
+    and `%2B` a plus."""
+    client = make_client(client_id="svc account+" + uuid.uuid4().hex[:8])
+    raw = f"{quote_plus(client['client_id'])}:{quote_plus(client['client_secret'])}"
+    assert "+" in raw and "%2B" in raw
+    response = requests.post(f"{live_server}/token", data={"grant_type": "client_credentials"},
+                             headers=_basic(raw.encode()), timeout=TIMEOUT)
+    assert verify_access_token(live_server, _assert_success(response)["access_token"])["sub"] == client["client_id"]
 
 
 def test_confidential_client_without_its_secret_is_invalid_client(live_server, make_user, make_client):

@@ -104,6 +104,25 @@ def test_verifying_a_client_removes_the_warning_and_withdrawing_brings_it_back(a
     assert [e["details"]["reason"] for e in withdrawn] == ["operator"]
 
 
+def test_clients_show_prints_what_the_operator_checks_before_verifying(app, live_server, idp_cli):
+    """The README sends the operator to `idp clients show` for the name, links and contacts a
+    registered app chose for itself."""
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "show test")
+        db.session.commit()
+    links = {"client_uri": "https://bank.example/", "policy_uri": "https://bank.example/privacy",
+             "tos_uri": "https://bank.example/terms", "logo_uri": "https://bank.example/logo.png"}
+    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+                                      "contacts": ["ops@bank.example"], **links}, token)
+    assert response.status_code == 201, response.text
+    client_id = response.json()["client_id"]
+    shown = json.loads(idp_cli("clients", "show", client_id, "--json").output)
+    assert {k: shown[k] for k in links} == links and shown["contacts"] == ["ops@bank.example"]
+    text = idp_cli("clients", "show", client_id).output.splitlines()
+    for name, value in {**links, "contacts": ["ops@bank.example"]}.items():
+        assert f"{name}: {value}" in text
+
+
 def test_a_verified_client_that_renames_itself_is_unverified_again(app, live_server, make_user, dynamic_client,
                                                                    idp_cli):
     client_id = dynamic_client["client_id"]
