@@ -492,8 +492,10 @@ def audit_list(login, type_prefix, since, limit):
             raise click.BadParameter("use ISO 8601, e.g. 2026-12-01 or 2026-12-01T10:00") from None
         if since_dt.tzinfo is None:
             since_dt = since_dt.replace(tzinfo=timezone.utc)
-    user_id = _find_user(login).id if login else None
-    for event in audit_log.events(user_id=user_id, type_prefix=type_prefix, since=since_dt, limit=limit):
+    user = _find_user(login) if login else None
+    if user is not None:  # its own events only (audit.of_account: SQLite may reuse a deleted account's id)
+        since_dt = max(since_dt, user.created_at) if since_dt is not None else user.created_at
+    for event in audit_log.events(user_id=user and user.id, type_prefix=type_prefix, since=since_dt, limit=limit):
         click.echo(json.dumps(audit_log.as_dict(event), separators=(",", ":")))
 
 

@@ -39,7 +39,7 @@ def collect(user: User) -> dict:
     consents = db.session.execute(db.select(Consent, Client).join(Client, Client.id == Consent.client_id)
                                   .where(Consent.user_id == user.id))
     grants = db.session.scalars(db.select(Grant).where(Grant.user_id == user.id))
-    events = db.session.scalars(db.select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id))
+    events = db.session.scalars(audit.of_account(user).order_by(AuditEvent.id))
     return json.loads(json.dumps({
         "exported_at": now(),
         "profile": profile,

@@ -52,6 +52,13 @@ def record(event: str, *, outcome: str = "success", user=None, client=None, **de
     return row
 
 
+def of_account(user):
+    """The events of this account: its numeric id, from its creation on. SQLite gives a new row the
+    id of the newest row if that was deleted, so an earlier account's events (which outlive it)
+    may carry the same id; they are older than this account."""
+    return db.select(AuditEvent).where(AuditEvent.user_id == user.id, AuditEvent.at >= user.created_at)
+
+
 def events(*, user_id: int | None = None, type_prefix: str | None = None,
            since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
     query = db.select(AuditEvent).order_by(AuditEvent.id)

@@ -19,6 +19,7 @@ from datetime import timedelta
 from flask import Flask, current_app, g, request
 
 from idp.clock import now
+from idp.models import User
 from idp.security.derived import derive_key
 from idp.security.tokens import constant_time_equal, random_token
 
@@ -36,27 +37,29 @@ def _mac(body: str) -> str:
     return base64.urlsafe_b64encode(hmac.new(key, body.encode(), hashlib.sha256).digest()).rstrip(b"=").decode()
 
 
-def trusted_nonce(user_id: int) -> str | None:
+def trusted_nonce(user: User) -> str | None:
     """The nonce of this browser's device cookie when the cookie is genuine, unexpired and names
-    this account; None otherwise."""
+    this account; None otherwise. A cookie older than the account was made for an earlier
+    account with the same numeric id (SQLite reuses the id of the newest row once deleted)."""
     raw = request.cookies.get(cookie_name(), "")
     parts = raw.split(".") if 0 < len(raw) <= MAX_LENGTH else []
-    if len(parts) != 4 or parts[0] != str(user_id) or not parts[1].isdigit():
+    if len(parts) != 4 or parts[0] != str(user.id) or not parts[1].isdigit():
         return None
     body = ".".join(parts[:3])
     if not constant_time_equal(parts[3], _mac(body)):
         return None
     issued = int(parts[1])
-    if not now().timestamp() - LIFETIME.total_seconds() < issued <= now().timestamp() + 60:
+    if not max(now().timestamp() - LIFETIME.total_seconds(), int(user.created_at.timestamp()) - 1) < issued \
+            <= now().timestamp() + 60:
         return None
     return parts[2]
 
 
-def remember(user_id: int) -> None:
+def remember(user: User) -> None:
     """After a correct password: this browser gets a device cookie for the account (a new one,
     unless it holds a valid one for this account already)."""
-    if trusted_nonce(user_id) is None:
-        body = f"{user_id}.{int(now().timestamp())}.{random_token(16)}"
+    if trusted_nonce(user) is None:
+        body = f"{user.id}.{int(now().timestamp())}.{random_token(16)}"
         g.idp_device_cookie = f"{body}.{_mac(body)}"
 
 

@@ -33,7 +33,7 @@ def _account_key(user: User | None, login: str) -> str:
 def authenticate(login: str, password: str) -> User:
     """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
     user = find_by_login(login) if login else None
-    device = known_devices.trusted_nonce(user.id) if user is not None else None
+    device = known_devices.trusted_nonce(user) if user is not None else None
     keys = throttle.keys_for(_account_key(user, login), request.remote_addr or "-", device)
     throttle.hold(keys, database_lock=False)  # PostgreSQL: parallel guesses at one account take turns
     wait, counted = throttle.check(keys)
@@ -49,7 +49,7 @@ def authenticate(login: str, password: str) -> User:
         audit.record("authn.login.failed", outcome="failure", user=user, reason=reason)
         raise LoginFailed(reason)
     throttle.record_success(keys, counted)
-    known_devices.remember(user.id)
+    known_devices.remember(user)
     if passwords.needs_rehash(hasher(), user.password_hash):
         user.password_hash = passwords.hash_password(hasher(), password)
         audit.record("authn.password.rehashed", user=user)

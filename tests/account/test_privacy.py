@@ -101,3 +101,38 @@ def test_the_download_works_for_a_username_in_any_script(live_server):
     assert response.status_code == 200 and response.json()["profile"]["username"] == name
     today = clock.now().strftime("%Y-%m-%d")
     assert response.headers["Content-Disposition"] == f'attachment; filename="idp-data-{today}.json"'
+
+
+def test_a_new_account_never_sees_a_deleted_accounts_events_nor_trusts_its_device_cookie(live_server, app, make_user):
+    """SQLite gives the next account the id of the newest one once it is deleted; the deleted
+    person's audit events (which stay) must not show in the new person's download, and their
+    browser's device cookie must not count for the new account (found by review)."""
+    from idp.authn import known_devices
+
+    alice = make_user()
+    first = signed_in_browser(live_server, alice)
+    first.http.headers["User-Agent"] = "Alice-Secret-Browser/1.0"
+    first.get(f"{live_server}/account")
+    token = privacy_token(first, live_server)
+    assert first.post(f"{live_server}/account/delete", data={"csrf_token": token, "password": PASSWORD,
+                                                              "confirm": "delete"}).status_code == 303
+    clock.set_now(clock.now() + timedelta(seconds=2))
+    try:
+        name = unique("bob")
+        second = Browser(live_server)
+        assert second.register(name, f"{name}@example.com", PASSWORD).status_code == 303
+        export = second.post(f"{live_server}/account/export",
+                             data={"csrf_token": privacy_token(second, live_server)}).json()
+        assert export["audit_events"] and all(e["user_agent"] != "Alice-Secret-Browser/1.0" and
+                                              e["type"] != "users.user.deleted" for e in export["audit_events"])
+        with app.app_context():
+            bob = db.session.scalar(db.select(User).where(User.username == name))
+            old = f"{bob.id}.{int(bob.created_at.timestamp()) - 60}.nonce"
+            cookie = f"{old}.{known_devices._mac(old)}"
+            with app.test_request_context(headers={"Cookie": f"{known_devices.cookie_name()}={cookie}"}):
+                assert known_devices.trusted_nonce(bob) is None
+            fresh = f"{bob.id}.{int(clock.now().timestamp())}.nonce"
+            with app.test_request_context(headers={"Cookie": f"{known_devices.cookie_name()}={fresh}.{known_devices._mac(fresh)}"}):
+                assert known_devices.trusted_nonce(bob) == "nonce"
+    finally:
+        clock.set_now(None)
