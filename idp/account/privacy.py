@@ -15,11 +15,11 @@ from flask import Response, redirect, render_template, request, url_for
 from idp import audit, mail
 from idp.account.views import bp, reauth_url
 from idp.authn import session
+from idp.authn.errors import Throttled
+from idp.authn.password import confirm_password
 from idp.clock import now
 from idp.extensions import db
 from idp.models import AuditEvent, Client, Consent, Grant, User
-from idp.security import passwords
-from idp.users import directory
 from idp.web.templating import gettext as _
 
 def _needs_fresh_login(current) -> bool:
@@ -86,8 +86,15 @@ def delete_account():
     user = current.user
     if _needs_fresh_login(current):
         return _reauthenticate(current)
-    if user.password_hash and not passwords.verify_password(directory.hasher(), user.password_hash,
-                                                             request.form.get("password", "")[:1024]):
+    try:
+        wrong = user.password_hash and not confirm_password(user, request.form.get("password", ""))
+    except Throttled as throttled:
+        return render_template("account/privacy.html", user=user, errors={"password": _(
+            "Too many attempts. Wait %(s)s seconds and try again.", s=throttled.retry_after)}), \
+            429, {"Retry-After": str(throttled.retry_after)}
+    if wrong:
+        audit.record("users.user.delete_failed", outcome="failure", user=user, reason="bad_password")
+        db.session.commit()  # the wrong password counts
         return render_template("account/privacy.html", user=user,
                                errors={"password": _("This is not your password.")}), 400
     if request.form.get("confirm") != "delete":

@@ -13,9 +13,10 @@ from flask import redirect, render_template, request, url_for
 from idp import audit
 from idp.account.views import bp, reauth_url
 from idp.authn import session
+from idp.authn.errors import Throttled
+from idp.authn.password import confirm_password
 from idp.extensions import db
-from idp.security import passwords
-from idp.users import directory, profile
+from idp.users import profile
 from idp.users.errors import LinkThrottled, RegistrationRejected
 from idp.web.forms import form_value
 from idp.web.templating import gettext as _
@@ -62,8 +63,12 @@ def change_email():
     if not session.is_recent(current):
         return redirect(reauth_url(current, url_for("account.edit_profile")), 303)
     user = current.user
-    if user.password_hash and not passwords.verify_password(
-            directory.hasher(), user.password_hash, request.form.get("current_password", "")[:1024]):
+    try:
+        wrong = user.password_hash and not confirm_password(user, request.form.get("current_password", ""))
+    except Throttled as throttled:
+        return _page(user, errors={"current_password": _("Too many attempts. Wait %(s)s seconds and try again.",
+                                                         s=throttled.retry_after)}, status=429)
+    if wrong:
         audit.record("account.email.change_failed", outcome="failure", user=user, reason="bad_password")
         db.session.commit()
         return _page(user, errors={"current_password": _("Your current password is not right.")}, status=400)

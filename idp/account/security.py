@@ -13,10 +13,11 @@ from idp import audit
 from idp.account.second_factor import hold_factors, second_factor_requirement
 from idp.account.views import bp, reauth_url, sign_out_elsewhere
 from idp.authn import recovery, session, steps, totp
+from idp.authn.errors import Throttled
+from idp.authn.password import confirm_password
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
 from idp.models import SsoSession
-from idp.security import passwords
 from idp.users import directory, notices
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
@@ -127,8 +128,13 @@ def password_change():
     if request.method == "GET":
         return render_template("account/password.html", errors={})
     user = row.user
-    current = request.form.get("current_password", "")[:1024]
-    if not user.password_hash or not passwords.verify_password(directory.hasher(), user.password_hash, current):
+    try:
+        wrong = not user.password_hash or not confirm_password(user, request.form.get("current_password", ""))
+    except Throttled as throttled:
+        return render_template("account/password.html", errors={"current_password": _(
+            "Too many attempts. Wait %(s)s seconds and try again.", s=throttled.retry_after)}), \
+            429, {"Retry-After": str(throttled.retry_after)}
+    if wrong:
         audit.record("account.password.change_failed", outcome="failure", user=user, reason="bad_password")
         db.session.commit()
         return render_template("account/password.html", errors={"current_password": _(WRONG_PASSWORD)}), 400

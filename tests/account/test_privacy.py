@@ -136,3 +136,27 @@ def test_a_new_account_never_sees_a_deleted_accounts_events_nor_trusts_its_devic
                 assert known_devices.trusted_nonce(bob) == "nonce"
     finally:
         clock.set_now(None)
+
+
+def test_password_checks_on_the_account_pages_share_the_sign_in_back_off(app, make_user):
+    """A recent session is no way round the back-off: wrong current passwords on the delete,
+    email and password pages count as failed sign-ins of the account (found by review)."""
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], PASSWORD).status_code == 303
+    token = csrf_token(web.get("/account/privacy").get_data(as_text=True))
+    attempts = [("/account/delete", {"password": "guess-%d", "confirm": "delete"}),
+                ("/account/email", {"current_password": "guess-%d", "email": "n@example.org"}),
+                ("/account/security/password", {"current_password": "guess-%d", "new_password": "x" * 12})]
+    statuses = []
+    for i in range(6):
+        path, data = attempts[i % 3]
+        statuses.append(web.post(path, data={"csrf_token": token, **{k: v.replace("%d", str(i)) if "%d" in v else v
+                                                                     for k, v in data.items()}}).status_code)
+    assert statuses[:3] == [400, 400, 400] and 429 in statuses[3:], statuses
+    blocked = web.post("/account/delete", data={"csrf_token": token, "password": PASSWORD, "confirm": "delete"})
+    assert blocked.status_code == 429 and blocked.headers["Retry-After"].isdigit()
+    with app.app_context():
+        assert db.session.get(User, user["id"]) is not None
+        assert db.session.scalar(db.select(db.func.count()).select_from(AuditEvent).where(
+            AuditEvent.user_id == user["id"], AuditEvent.type == "users.user.delete_failed")) >= 1
