@@ -7,7 +7,7 @@ from __future__ import annotations
 from flask import Response, current_app, render_template, request, url_for
 
 from idp.authn import flow, passkeys, steps
-from idp.authn.errors import PasskeyFailed
+from idp.authn.errors import PasskeyFailed, TooManyPasskeys
 from idp.authn.step_views import NOT_IN_PROGRESS, _others, after_enrolment
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
@@ -101,7 +101,10 @@ def passkey():
 @bp.route("/login/passkey/enrol/options", methods=["POST"])
 def passkey_enrol_options():
     attempt = _attempt_for(enrol=True)
-    return _options(passkeys.registration_options(attempt.user))
+    try:
+        return _options(passkeys.registration_options(attempt.user))
+    except TooManyPasskeys:
+        raise PageError(_(passkeys.FULL, n=passkeys.MAX_PER_ACCOUNT), 409) from None
 
 
 @bp.route("/login/passkey/enrol", methods=["GET", "POST"])
@@ -115,6 +118,10 @@ def passkey_enrol():
         return render_template("authn/passkey_enrol.html", errors={}, **context)
     try:
         proof = passkeys.register(attempt.user, _credential(), form_value("name", max_length=passkeys.NAME_MAX))[1]
+    except TooManyPasskeys:  # only when passkeys were added meanwhile: a person with one is asked for it
+        db.session.commit()
+        full = _(passkeys.FULL, n=passkeys.MAX_PER_ACCOUNT)
+        return render_template("authn/passkey_enrol.html", errors={"form": full}, **context), 409
     except PasskeyFailed:
         db.session.commit()
         return render_template("authn/passkey_enrol.html", errors={"form": _(ENROL_FAILED)}, **context), 400
