@@ -4,7 +4,7 @@ login that must reach two factors. Like every step, each asks the login in progr
 (authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token."""
 from __future__ import annotations
 
-from flask import Response, current_app, render_template, request, url_for
+from flask import Response, current_app, redirect, render_template, request, url_for
 
 from idp.authn import flow, passkeys, steps
 from idp.authn.errors import PasskeyFailed, TooManyPasskeys
@@ -20,6 +20,7 @@ from idp.web.templating import gettext as _
 PASSKEY_FAILED = N_("That passkey did not work here. Try again, or sign in with your password.")
 SECOND_FACTOR_FAILED = N_("That passkey did not work. Try again, or use another way to sign in.")
 ENROL_FAILED = N_("That passkey could not be set up. Try again, or use another one.")
+NO_PASSKEY = N_("You have no passkey to sign in with. Use your password instead.")
 
 
 @bp.app_context_processor
@@ -44,6 +45,14 @@ def _attempt_for(*, enrol: bool = False):
     if not due or attempt.user_id is None:
         raise PageError(_(NOT_IN_PROGRESS), 400)
     return attempt
+
+
+def _no_passkey(attempt) -> bool:
+    """Whether the person this login is about has no passkey to prove. A step-up that starts
+    again from the first factor asks for a password or a passkey (steps.PRIMARY) whatever the
+    person set up; one who has no passkey (or removed the last one meanwhile) is sent to the
+    password instead."""
+    return not passkeys.has_credentials(attempt.user)
 
 
 # --- passwordless ------------------------------------------------------------------------------
@@ -77,12 +86,19 @@ def passwordless():
 @bp.route("/login/passkey/options", methods=["POST"])
 def passkey_options():
     attempt = _attempt_for()
-    return _options(passkeys.authentication_options(attempt.user))
+    try:
+        return _options(passkeys.authentication_options(attempt.user))
+    except PasskeyFailed:  # no passkey to list (_no_passkey)
+        raise PageError(_(NO_PASSKEY), 400) from None
 
 
 @bp.route("/login/passkey", methods=["GET", "POST"])
 def passkey():
     attempt = _attempt_for()
+    if _no_passkey(attempt):
+        if request.method == "GET" and flow.is_asking(attempt, steps.PASSWORD):
+            return redirect(url_for(flow.ASK_ENDPOINTS[steps.PASSWORD], resume=1), 303)
+        raise PageError(_(NO_PASSKEY), 400)
     context = {"others": _others(attempt, steps.WEBAUTHN)}
     if request.method == "GET":
         return render_template("authn/passkey.html", errors={}, **context)
