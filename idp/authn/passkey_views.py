@@ -1,13 +1,15 @@
 """The passkey pages of a login: passwordless sign-in (the button and the browser's passkey
 autofill on the sign-in page), a passkey as the second factor, and setting one up during a
 login that must reach two factors. Like every step, each asks the login in progress
-(authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token."""
+(authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token, and
+the passwordless one, open to anyone who has read a sign-in page, is rate limited
+(authn.rate_limits)."""
 from __future__ import annotations
 
 from flask import Response, current_app, redirect, render_template, request, url_for
 
-from idp.authn import flow, passkeys, steps
-from idp.authn.errors import PasskeyFailed, TooManyPasskeys
+from idp.authn import flow, passkeys, rate_limits, steps
+from idp.authn.errors import PasskeyFailed, RateLimited, TooManyPasskeys
 from idp.authn.step_views import NOT_IN_PROGRESS, _others, after_enrolment
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
@@ -21,6 +23,8 @@ PASSKEY_FAILED = N_("That passkey did not work here. Try again, or sign in with 
 SECOND_FACTOR_FAILED = N_("That passkey did not work. Try again, or use another way to sign in.")
 ENROL_FAILED = N_("That passkey could not be set up. Try again, or use another one.")
 NO_PASSKEY = N_("You have no passkey to sign in with. Use your password instead.")
+TOO_MANY_TRIES = N_("Too many passkey sign-ins were started from your network. Wait %(s)s seconds and try again, "
+                    "or sign in with your password.")
 
 
 @bp.app_context_processor
@@ -59,6 +63,12 @@ def _no_passkey(attempt) -> bool:
 
 @bp.route("/login/passwordless/options", methods=["POST"])
 def passwordless_options():
+    """Each call writes a challenge row, so it is counted first (per address and network)."""
+    try:
+        rate_limits.count_passwordless(request.remote_addr or "-")
+    except RateLimited as limited:
+        raise PageError(_(TOO_MANY_TRIES, s=limited.retry_after), 429,
+                        {"Retry-After": str(limited.retry_after)}) from None  # RFC 6585 4
     return _options(passkeys.authentication_options(None))
 
 

@@ -1,16 +1,20 @@
 """Bounds on what passkeys may make the server store, over Flask's test client with a software
-authenticator: a credential id of at most 1023 bytes (WebAuthn L3 7.1) and at most 20 passkeys
-per account (passkeys.MAX_PER_ACCOUNT)."""
+authenticator: a credential id of at most 1023 bytes (WebAuthn L3 7.1), at most 20 passkeys per
+account (passkeys.MAX_PER_ACCOUNT), and passwordless sign-in options (a challenge row each, for
+anyone who has read the sign-in page) counted per address and per network."""
 from __future__ import annotations
 
 import dataclasses
 import json
 import secrets
+from datetime import datetime, timezone
 
 import pytest
 from webauthn.helpers import base64url_to_bytes
 
-from idp import create_app
+from idp import clock, create_app
+from idp.extensions import db
+from idp.models import AuditEvent, RateLimit, WebAuthnChallenge
 from tests.authn.test_passkeys import add_passkey, credential_rows, failures, options
 from tests.authn.web import Web
 from tests.helpers.authenticator import SoftAuthenticator
@@ -80,3 +84,79 @@ def test_an_account_holds_at_most_twenty_passkeys(named, make_user):
     sent = options(web, "/account/passkeys/options").get_json()
     assert len(sent["excludeCredentials"]) == MAX_PASSKEYS - 1
     assert add_passkey(web, SoftAuthenticator(), name="Key 21").status_code == 303
+
+
+# --- passwordless options --------------------------------------------------------------------------
+
+PER_IP, PER_NETWORK, WINDOW = 30, 300, 60  # authn.rate_limits: a minute, generous for people
+LIMITED = "Too many passkey sign-ins were started from your network. Wait 60 seconds and try again"
+
+
+def _clear_counters(app) -> None:
+    with app.app_context():
+        db.session.execute(db.delete(RateLimit).where(RateLimit.key.startswith("passwordless:")))
+        db.session.commit()
+
+
+@pytest.fixture
+def counting(app):
+    """No passwordless counter yet and a pinned clock; the counters this test made go after it."""
+    _clear_counters(app)
+    clock.set_now(datetime.now(timezone.utc).replace(microsecond=0))
+    yield clock
+    clock.set_now(None)
+    _clear_counters(app)
+
+
+def challenges(app) -> int:
+    with app.app_context():
+        return db.session.scalar(db.select(db.func.count()).select_from(WebAuthnChallenge))
+
+
+def ask(web: Web, token: str):
+    return web.post("/login/passwordless/options", headers={"X-CSRFToken": token, "Accept": "application/json"})
+
+
+def asked(web: Web, times: int) -> None:
+    token = web.token()
+    for _ in range(times):
+        response = ask(web, token)
+        assert response.status_code == 200, response.status_code
+
+
+def assert_limited(app, web: Web, retry_after: int = WINDOW) -> None:
+    """429 with Retry-After (RFC 6585 4), and no challenge written."""
+    before = challenges(app)
+    response = ask(web, web.token())
+    assert response.status_code == 429 and response.headers["Retry-After"] == str(retry_after)
+    assert LIMITED.replace("60", str(retry_after)) in response.get_data(as_text=True)
+    assert challenges(app) == before
+
+
+def limited_events(app) -> list[dict]:
+    with app.app_context():
+        return [e.details for e in db.session.scalars(
+            db.select(AuditEvent).where(AuditEvent.type == "authn.passwordless.limited").order_by(AuditEvent.id))]
+
+
+def test_passwordless_options_are_limited_per_address(app, counting):
+    web = Web(app, ip="198.51.100.20")
+    asked(web, PER_IP)
+    events = len(limited_events(app))
+    assert_limited(app, web)
+    counting.advance(15)
+    assert_limited(app, web, WINDOW - 15)
+    assert [e["limit"] for e in limited_events(app)[events:]] == ["ip"]  # the first refusal only
+    asked(Web(app, ip="198.51.100.21"), 1)  # a neighbour has their own allowance
+    counting.advance(WINDOW - 15)
+    asked(web, 1)  # a new window
+
+
+def test_passwordless_options_are_limited_per_network(app, counting):
+    """Many /64s of one IPv6 /48 (or addresses of one IPv4 /24) share the network's allowance."""
+    for site in range(PER_NETWORK // PER_IP):
+        asked(Web(app, ip=f"2001:db8:77:{site:x}::1"), PER_IP)
+    events = len(limited_events(app))
+    assert_limited(app, Web(app, ip="2001:db8:77:ffff::1"))
+    assert [e["limit"] for e in limited_events(app)[events:]] == ["network"]
+    asked(Web(app, ip="2001:db8:78::1"), 1)  # another network
