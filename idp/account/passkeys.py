@@ -3,8 +3,10 @@
 Adding or removing one changes how the account can be entered, so it needs a recent sign-in
 (IDP_MFA_RECENT_AUTH_SECONDS); renaming does not. Removing the last passkey is refused when it
 would leave no way in (no password) or no second factor where two are required (IDP_MFA_REQUIRED,
-or a connected app that requires them: account.second_factor). Every change is an audit event
-(in authn.passkeys); adding and removing one are also mailed to the person (users.notices).
+or a connected app that requires them: account.second_factor). An account holds at most
+passkeys.MAX_PER_ACCOUNT: a full one is told so instead of offered another. Every change is an
+audit event (in authn.passkeys); adding and removing one are also mailed to the person
+(users.notices).
 Removals hold the person's factors while they check and delete (account.second_factor), so two
 at once cannot both remove what was meant to stay."""
 from __future__ import annotations
@@ -16,7 +18,7 @@ from idp import audit
 from idp.account.second_factor import hold_factors, second_factor_requirement
 from idp.account.views import bp, reauth_url
 from idp.authn import passkeys, recovery, steps
-from idp.authn.errors import PasskeyFailed
+from idp.authn.errors import PasskeyFailed, TooManyPasskeys
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.authn.session import add_factor, current_session, is_recent
 from idp.clock import now
@@ -35,9 +37,15 @@ LAST_FACTOR_APP = N_("%(app)s requires two-step sign-in. Add another passkey or 
 LAST_WAY_IN = N_("This passkey is your only way to sign in. Add another passkey or set a password first.")
 
 
+def _full() -> str:
+    return _(passkeys.FULL, n=passkeys.MAX_PER_ACCOUNT)
+
+
 def _page(row: SsoSession, errors: dict | None = None, status: int = 200):
-    return render_template("account/passkeys.html", user=row.user, credentials=passkeys.credentials_of(row.user),
+    credentials = passkeys.credentials_of(row.user)
+    return render_template("account/passkeys.html", user=row.user, credentials=credentials,
                            recent=is_recent(row), errors=errors or {},
+                           full=_full() if len(credentials) >= passkeys.MAX_PER_ACCOUNT else None,
                            reauth_url=reauth_url(row, url_for("account.passkeys_page"))), status
 
 
@@ -79,7 +87,10 @@ def passkeys_page():
 @bp.route("/account/passkeys/options", methods=["POST"])
 def passkey_registration_options():
     row = _recently_signed_in()
-    options = passkeys.registration_options(row.user)
+    try:
+        options = passkeys.registration_options(row.user)
+    except TooManyPasskeys:
+        raise PageError(_full(), 409) from None
     db.session.commit()
     return Response(options, mimetype="application/json")
 
@@ -90,8 +101,10 @@ def passkey_add():
     try:
         proof = passkeys.register(row.user, request.form.get("credential", "")[:passkeys.MAX_CREDENTIAL],
                                   form_value("name", max_length=passkeys.NAME_MAX))[1]
-    except PasskeyFailed:
+    except PasskeyFailed as failed:
         db.session.commit()  # the challenge is spent and the failure audited
+        if isinstance(failed, TooManyPasskeys):  # filled up since the options, e.g. in another tab
+            return _page(row, {"form": _full()}, 409)
         return _page(row, {"form": _(REGISTER_FAILED)}, 400)
     # The first second factor comes with recovery codes, as with an authenticator app.
     codes = recovery.issue_recovery_codes(row.user) if recovery.remaining_codes(row.user) == 0 else None

@@ -24,6 +24,13 @@ class PasskeyFailed(AuthnError):
         self.reason = reason
 
 
+class TooManyPasskeys(PasskeyFailed):
+    """The account holds passkeys.MAX_PER_ACCOUNT already: one must go before another is added."""
+
+    def __init__(self):
+        super().__init__("too_many_passkeys")
+
+
 class LoginGone(AuthnError):
     """The login in progress ended (finished, given up or expired) while this request was working
     on it, usually in a racing request from the same browser. Nothing of this request is kept

@@ -1,13 +1,15 @@
 """The passkey pages of a login: passwordless sign-in (the button and the browser's passkey
 autofill on the sign-in page), a passkey as the second factor, and setting one up during a
 login that must reach two factors. Like every step, each asks the login in progress
-(authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token."""
+(authn.flow) whether it is due; the JSON options endpoints are POSTs with the CSRF token, and
+the passwordless one, open to anyone who has read a sign-in page, is rate limited
+(authn.rate_limits)."""
 from __future__ import annotations
 
-from flask import Response, current_app, render_template, request, url_for
+from flask import Response, current_app, redirect, render_template, request, url_for
 
-from idp.authn import flow, passkeys, steps
-from idp.authn.errors import PasskeyFailed
+from idp.authn import flow, passkeys, rate_limits, steps
+from idp.authn.errors import PasskeyFailed, RateLimited, TooManyPasskeys
 from idp.authn.step_views import NOT_IN_PROGRESS, _others, after_enrolment
 from idp.authn.views import _next_target, bp
 from idp.extensions import db
@@ -20,6 +22,9 @@ from idp.web.templating import gettext as _
 PASSKEY_FAILED = N_("That passkey did not work here. Try again, or sign in with your password.")
 SECOND_FACTOR_FAILED = N_("That passkey did not work. Try again, or use another way to sign in.")
 ENROL_FAILED = N_("That passkey could not be set up. Try again, or use another one.")
+NO_PASSKEY = N_("You have no passkey to sign in with. Use your password instead.")
+TOO_MANY_TRIES = N_("Too many passkey sign-ins were started from your network. Wait %(s)s seconds and try again, "
+                    "or sign in with your password.")
 
 
 @bp.app_context_processor
@@ -46,10 +51,24 @@ def _attempt_for(*, enrol: bool = False):
     return attempt
 
 
+def _no_passkey(attempt) -> bool:
+    """Whether the person this login is about has no passkey to prove. A step-up that starts
+    again from the first factor asks for a password or a passkey (steps.PRIMARY) whatever the
+    person set up; one who has no passkey (or removed the last one meanwhile) is sent to the
+    password instead."""
+    return not passkeys.has_credentials(attempt.user)
+
+
 # --- passwordless ------------------------------------------------------------------------------
 
 @bp.route("/login/passwordless/options", methods=["POST"])
 def passwordless_options():
+    """Each call writes a challenge row, so it is counted first (per address and network)."""
+    try:
+        rate_limits.count_passwordless(request.remote_addr or "-")
+    except RateLimited as limited:
+        raise PageError(_(TOO_MANY_TRIES, s=limited.retry_after), 429,
+                        {"Retry-After": str(limited.retry_after)}) from None  # RFC 6585 4
     return _options(passkeys.authentication_options(None))
 
 
@@ -77,12 +96,19 @@ def passwordless():
 @bp.route("/login/passkey/options", methods=["POST"])
 def passkey_options():
     attempt = _attempt_for()
-    return _options(passkeys.authentication_options(attempt.user))
+    try:
+        return _options(passkeys.authentication_options(attempt.user))
+    except PasskeyFailed:  # no passkey to list (_no_passkey)
+        raise PageError(_(NO_PASSKEY), 400) from None
 
 
 @bp.route("/login/passkey", methods=["GET", "POST"])
 def passkey():
     attempt = _attempt_for()
+    if _no_passkey(attempt):
+        if request.method == "GET" and flow.is_asking(attempt, steps.PASSWORD):
+            return redirect(url_for(flow.ASK_ENDPOINTS[steps.PASSWORD], resume=1), 303)
+        raise PageError(_(NO_PASSKEY), 400)
     context = {"others": _others(attempt, steps.WEBAUTHN)}
     if request.method == "GET":
         return render_template("authn/passkey.html", errors={}, **context)
@@ -101,7 +127,10 @@ def passkey():
 @bp.route("/login/passkey/enrol/options", methods=["POST"])
 def passkey_enrol_options():
     attempt = _attempt_for(enrol=True)
-    return _options(passkeys.registration_options(attempt.user))
+    try:
+        return _options(passkeys.registration_options(attempt.user))
+    except TooManyPasskeys:
+        raise PageError(_(passkeys.FULL, n=passkeys.MAX_PER_ACCOUNT), 409) from None
 
 
 @bp.route("/login/passkey/enrol", methods=["GET", "POST"])
@@ -115,6 +144,10 @@ def passkey_enrol():
         return render_template("authn/passkey_enrol.html", errors={}, **context)
     try:
         proof = passkeys.register(attempt.user, _credential(), form_value("name", max_length=passkeys.NAME_MAX))[1]
+    except TooManyPasskeys:  # only when passkeys were added meanwhile: a person with one is asked for it
+        db.session.commit()
+        full = _(passkeys.FULL, n=passkeys.MAX_PER_ACCOUNT)
+        return render_template("authn/passkey_enrol.html", errors={"form": full}, **context), 409
     except PasskeyFailed:
         db.session.commit()
         return render_template("authn/passkey_enrol.html", errors={"form": _(ENROL_FAILED)}, **context), 400

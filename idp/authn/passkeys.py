@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from flask import current_app
 from flask import session as browser
 from sqlalchemy import delete, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm.attributes import set_committed_value
 from webauthn import (generate_authentication_options, generate_registration_options, options_to_json,
                       verify_authentication_response, verify_registration_response)
@@ -31,18 +31,27 @@ from webauthn.helpers.structs import (AuthenticatorSelectionCriteria, Authentica
                                       ResidentKeyRequirement, UserVerificationRequirement)
 
 from idp import audit
-from idp.authn.errors import PasskeyFailed
+from idp.authn.errors import PasskeyFailed, TooManyPasskeys
 from idp.authn.steps import Proof, webauthn_proof
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import User, WebAuthnChallenge, WebAuthnCredential
 from idp.security.derived import derive_key
 from idp.security.tokens import constant_time_equal, digest, random_token
+from idp.web.templating import N_
 
 REGISTER = "register"
 AUTHENTICATE = "authenticate"
 NAME_MAX = 64
 MAX_CREDENTIAL = 16384  # characters of a browser's JSON answer we read at most
+# A longer credential id fails the registration (WebAuthn L3 7.1: "at most 1023 bytes"); the
+# column holds its base64url form (at most 1364 characters).
+MAX_CREDENTIAL_ID = 1023
+# Passkeys one account may hold: every ceremony lists them all (excludeCredentials when adding
+# one, allowCredentials as a second factor), so they must not grow without bound. Twenty is
+# more than people keep (a phone, a laptop, a few security keys and spares).
+MAX_PER_ACCOUNT = 20
+FULL = N_("You have %(n)s passkeys, the most one account can have. Remove one you no longer use to add another.")
 # Anything a malformed or hostile client JSON can make the parsers raise.
 MALFORMED = (WebAuthnException, ValueError, TypeError, KeyError, AttributeError)
 
@@ -69,6 +78,12 @@ def is_available() -> bool:
 def credentials_of(user: User) -> list[WebAuthnCredential]:
     return list(db.session.scalars(db.select(WebAuthnCredential).where(WebAuthnCredential.user_id == user.id)
                                    .order_by(WebAuthnCredential.id)))
+
+
+def is_full(user: User) -> bool:
+    """Whether this person holds MAX_PER_ACCOUNT passkeys already (no other may be added)."""
+    return db.session.scalar(db.select(db.func.count()).select_from(WebAuthnCredential)
+                             .where(WebAuthnCredential.user_id == user.id)) >= MAX_PER_ACCOUNT
 
 
 def has_credentials(user: User) -> bool:
@@ -142,9 +157,12 @@ def _descriptor(row: WebAuthnCredential) -> PublicKeyCredentialDescriptor:
 
 def registration_options(user: User) -> str:
     """PublicKeyCredentialCreationOptions as JSON. A discoverable credential (passkey) is
-    preferred, so it can sign in without a username; keys already registered are excluded."""
+    preferred, so it can sign in without a username; keys already registered are excluded.
+    Raises TooManyPasskeys (no challenge issued) when the account is full."""
     rp_id, _ = relying_party()
     existing = credentials_of(user)
+    if len(existing) >= MAX_PER_ACCOUNT:
+        raise TooManyPasskeys()
     handle = base64url_to_bytes(existing[0].user_handle) if existing else _user_handle(user)
     options = generate_registration_options(
         rp_id=rp_id, rp_name=rp_id, user_id=handle, user_name=user.username,
@@ -159,7 +177,8 @@ def registration_options(user: User) -> str:
 def register(user: User, credential_json: str, name: str) -> tuple[WebAuthnCredential, Proof]:
     """Verify navigator.credentials.create()'s answer and store the credential. Returns it and
     what the ceremony proved (it counts as a factor when set up during a login). The caller
-    commits, on failure too: the challenge is spent and the failure audited."""
+    commits, on failure too: the challenge is spent and the failure audited. TooManyPasskeys
+    (a PasskeyFailed) when the account is full."""
     try:
         credential = parse_registration_credential_json(credential_json)
         challenge = parse_client_data_json(credential.response.client_data_json).challenge
@@ -172,8 +191,14 @@ def register(user: User, credential_json: str, name: str) -> tuple[WebAuthnCrede
                                                 expected_rp_id=rp_id, expected_origin=origin)
     except MALFORMED:
         raise _failed("invalid_attestation", user) from None
+    if len(verified.credential_id) > MAX_CREDENTIAL_ID:
+        raise _failed("malformed", user, credential_id_bytes=len(verified.credential_id))
     credential_id = bytes_to_base64url(verified.credential_id)
+    lock_for_update(User, user.id)  # of two registrations at once, only one can take the last place
     existing = credentials_of(user)
+    if len(existing) >= MAX_PER_ACCOUNT:
+        audit.record("authn.passkey.failed", outcome="failure", user=user, reason="too_many_passkeys")
+        raise TooManyPasskeys()
     row = WebAuthnCredential(
         user_id=user.id, credential_id=credential_id,
         user_handle=existing[0].user_handle if existing else bytes_to_base64url(_user_handle(user)),
@@ -186,6 +211,8 @@ def register(user: User, credential_json: str, name: str) -> tuple[WebAuthnCrede
             db.session.add(row)
     except IntegrityError:
         raise _failed("credential_taken", user) from None
+    except DataError:  # a value the column cannot hold (PostgreSQL checks lengths): a malformed answer
+        raise _failed("malformed", user) from None
     audit.record("authn.passkey.registered", user=user, credential=row.id, device_type=row.device_type,
                  user_verified=verified.user_verified)
     return row, _proof(row, verified.user_verified)

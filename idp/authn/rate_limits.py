@@ -1,6 +1,7 @@
 """Requests counted in fixed windows, in the rate_limits table (so every instance counts the same
-requests): the limits of self-registration at /register (count_registration, here) and of
-dynamic client registration (oauth.registration_limits) share this counting.
+requests): the limits of self-registration at /register (count_registration, here), of passkey
+sign-in options (count_passwordless, here) and of dynamic client registration
+(oauth.registration_limits) share this counting.
 
 A request adds one to each of its counters in turn, narrowest first (an address, its network,
 everyone). Past a limit nothing else happens for it, and it counts only against the limit that
@@ -29,6 +30,14 @@ REGISTRATION_KEY_PREFIX = "registration"
 # The network around an address: an IPv6 /48 is the largest block one end site is usually given
 # (RFC 6177 2), an IPv4 /24 the smallest block routed on the internet; one operator, one share.
 NETWORK_PREFIX = {4: 24, 6: 48}
+# Passwordless sign-in options (POST /login/passwordless/options), per minute: each writes a
+# challenge row, for anyone who has read a sign-in page. One person asks once per sign-in page
+# and once per press of "Sign in with a passkey", a few times a minute; an address shared by
+# many people (an office, a carrier's NAT) and a network get room for many more.
+PASSWORDLESS_KEY_PREFIX = "passwordless"
+PASSWORDLESS_PER_IP = 30
+PASSWORDLESS_PER_NETWORK = 300
+PASSWORDLESS_WINDOW = 60
 
 
 def wider_network(ip: str) -> str | None:
@@ -107,3 +116,11 @@ def count_registration(ip: str, settings) -> None:
     rows = counters(REGISTRATION_KEY_PREFIX, ip, settings.registration_per_ip, settings.registration_per_network,
                     settings.registration_total)
     count(rows, settings.registration_window, "authn.registration.limited")
+
+
+def count_passwordless(ip: str) -> None:
+    """Count one request for passwordless sign-in options from `ip`, before its challenge row is
+    written; raise RateLimited past a limit. Per address and per network only, with no total:
+    a flood from many networks must not turn passkey sign-in off for everyone."""
+    rows = counters(PASSWORDLESS_KEY_PREFIX, ip, PASSWORDLESS_PER_IP, PASSWORDLESS_PER_NETWORK, 0)
+    count(rows, PASSWORDLESS_WINDOW, "authn.passwordless.limited")

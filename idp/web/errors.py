@@ -15,10 +15,11 @@ log = logging.getLogger("idp.web")
 class PageError(Exception):
     """An error a person reads on our page: one sentence saying what to do next."""
 
-    def __init__(self, message: str, status: int = 400):
+    def __init__(self, message: str, status: int = 400, headers: dict[str, str] | None = None):
         super().__init__(message)
         self.message = message
         self.status = status
+        self.headers = headers or {}  # e.g. Retry-After with a 429
 
 
 def request_id() -> str:
@@ -39,7 +40,7 @@ def init_errors(app: Flask) -> None:
 
     @app.errorhandler(PageError)
     def _page_error(error: PageError):
-        return _page(error.message, error.status)
+        return *_page(error.message, error.status), error.headers
 
     @app.errorhandler(CSRFError)
     def _csrf_error(error: CSRFError):

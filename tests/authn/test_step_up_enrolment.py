@@ -127,6 +127,21 @@ def test_an_old_session_proves_the_password_again_before_setting_up_an_app(app, 
     assert prove_password(web, user).headers["Location"] == "/login/totp/enrol"
 
 
+def test_a_step_up_that_starts_again_offers_no_passkey_to_someone_without_one(app, make_user, pinned):
+    """The first factor may be a password or a passkey (steps.PRIMARY); for a person who has no
+    passkey the passkey step sends to the password, and its options are a 400, not a 500."""
+    user = make_user()
+    web = stale_session(app, user, pinned)
+    assert step_up(web, MFA).headers["Location"] == "/login?resume=1"
+    refused = options(web, "/login/passkey/options", page="/login?resume=1")
+    assert refused.status_code == 400 and "no passkey" in refused.get_data(as_text=True)
+    page = web.get("/login/passkey")
+    assert page.status_code == 303 and page.headers["Location"] == "/login?resume=1"
+    assert web.post("/login/passkey", data={"csrf_token": web.token("/login?resume=1"),
+                                            "credential": "{}"}).status_code == 400
+    assert prove_password(web, user).headers["Location"] == "/login/totp/enrol"  # the login goes on
+
+
 def test_a_step_up_that_starts_again_is_for_the_sessions_person_only(app, make_user, pinned):
     user, other = make_user(), make_user()
     web = stale_session(app, user, pinned)
