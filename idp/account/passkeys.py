@@ -116,7 +116,7 @@ def passkey_add():
     return redirect(url_for("account.passkeys_page"), 303)
 
 
-@bp.route("/account/passkeys/<int:credential>/rename", methods=["POST"])
+@bp.route("/account/passkeys/<int(max=2147483647):credential>/rename", methods=["POST"])
 def passkey_rename(credential: int):
     row = _signed_in()
     if isinstance(row, Response):
@@ -132,7 +132,7 @@ def passkey_rename(credential: int):
     return redirect(url_for("account.passkeys_page"), 303)
 
 
-@bp.route("/account/passkeys/<int:credential>/delete", methods=["POST"])
+@bp.route("/account/passkeys/<int(max=2147483647):credential>/delete", methods=["POST"])
 def passkey_delete(credential: int):
     row = _recently_signed_in()
     found = passkeys.find_credential(row.user, credential)

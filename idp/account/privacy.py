@@ -18,7 +18,7 @@ from idp.authn import session
 from idp.authn.errors import Throttled
 from idp.authn.password import confirm_password
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import AuditEvent, Client, Consent, Grant, User
 from idp.web.templating import gettext as _
 
@@ -100,6 +100,13 @@ def delete_account():
     if request.form.get("confirm") != "delete":
         return render_template("account/privacy.html", user=user,
                                errors={"confirm": _("Tick the box to confirm.")}), 400
+    # One deletion: a double submit waits here for the first, then finds the account gone.
+    user_id = user.id
+    lock_for_update(User, user_id)
+    db.session.expire_all()
+    if db.session.get(User, user_id) is None:
+        db.session.rollback()
+        return redirect(url_for("account.deleted"), 303)
     erase(user)
     db.session.commit()
     return redirect(url_for("account.deleted"), 303)

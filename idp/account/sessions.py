@@ -25,7 +25,7 @@ def sessions():
     return render_template("account/sessions.html", sessions=rows)
 
 
-@bp.route("/account/sessions/<int:session_id>/end", methods=["POST"])
+@bp.route("/account/sessions/<int(max=2147483647):session_id>/end", methods=["POST"])
 def end_session(session_id: int):
     current = session.current_session()
     if current is None:

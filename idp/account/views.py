@@ -68,7 +68,7 @@ def home():
                            linked=linking.linked_identities(row.user_id))
 
 
-@bp.route("/account/linked/<int:link_id>/unlink", methods=["POST"])
+@bp.route("/account/linked/<int(max=2147483647):link_id>/unlink", methods=["POST"])
 def unlink(link_id: int):
     row = current_session()
     if row is None:

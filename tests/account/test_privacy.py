@@ -160,3 +160,32 @@ def test_password_checks_on_the_account_pages_share_the_sign_in_back_off(app, ma
         assert db.session.get(User, user["id"]) is not None
         assert db.session.scalar(db.select(db.func.count()).select_from(AuditEvent).where(
             AuditEvent.user_id == user["id"], AuditEvent.type == "users.user.delete_failed")) >= 1
+
+
+def test_a_double_submitted_deletion_deletes_once(live_server, app, make_user, mailbox):
+    from tests.helpers.races import at_once
+
+    user = make_user()
+    browser = signed_in_browser(live_server, user)
+    token = privacy_token(browser, live_server)
+
+    def send():
+        return browser.http.post(f"{live_server}/account/delete", allow_redirects=False, timeout=30, data={
+            "csrf_token": token, "password": PASSWORD, "confirm": "delete"})
+    statuses = [r.status_code for r in at_once([send, send, send])]
+    assert 303 in statuses and all(s in (303, 400) for s in statuses), statuses
+    with app.app_context():
+        assert db.session.get(User, user["id"]) is None
+        assert db.session.scalar(db.select(db.func.count()).select_from(AuditEvent).where(
+            AuditEvent.user_id == user["id"], AuditEvent.type == "users.user.deleted")) == 1
+    assert len(mailbox.wait_count(app, user["email"], 1)) == 1
+
+
+def test_an_out_of_range_id_in_an_account_url_is_a_404_not_a_500(app, make_user):
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], PASSWORD).status_code == 303
+    token = csrf_token(web.get("/account/privacy").get_data(as_text=True))
+    for path in ("/account/sessions/99999999999999999999999/end", "/account/linked/99999999999999999999999/unlink",
+                 "/account/passkeys/99999999999999999999999/rename", "/account/passkeys/99999999999999999999999/delete"):
+        assert web.post(path, data={"csrf_token": token, "name": "x"}).status_code == 404, path
