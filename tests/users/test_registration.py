@@ -63,7 +63,7 @@ def test_registration_creates_the_user_and_starts_a_session(app, web):
         assert (user.username, user.email, user.email_key) == (username, email, email.lower())
         assert user.password_hash.startswith("$argon2id$") and PASSWORD not in user.password_hash
         assert db.session.scalar(select(func.count()).select_from(SsoSession).where(SsoSession.user_id == user.id)) == 1
-        types = [e.type for e in db.session.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id))]
+        types = [e.type for e in db.session.scalars(select(AuditEvent).where(AuditEvent.user_id == user.id).order_by(AuditEvent.id))]
     assert types == ["users.user.registered", "users.email.verification_sent", "authn.login.succeeded"]
     assert web.login(email.upper(), PASSWORD).status_code == 303
 
