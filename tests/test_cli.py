@@ -211,6 +211,9 @@ def test_clients_create_with_require_mfa(cli):
     "data:text/html,hi",
     "/relative/cb",
     "",
+    "https://bank.example.test@evil.example.test/cb",  # reads as the bank, goes elsewhere
+    'https://app.example.test/cb?x="<b>',
+    "https://app.example.test/c\x01b",
 ])
 def test_clients_create_rejects_a_bad_redirect_uri_and_writes_nothing(cli, uri):
     before = cli.count(Client)

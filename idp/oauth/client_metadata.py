@@ -10,6 +10,7 @@ out of the response, so the client sees exactly what was registered.
 """
 from __future__ import annotations
 
+import unicodedata
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import scope_to_list
@@ -19,6 +20,8 @@ from authlib.oidc.registration import ClientMetadataClaims as OpenIDClaims
 from flask import current_app
 
 from idp.config import is_loopback
+from idp.extensions import db
+from idp.models import Client
 from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, check_jwks, check_jwks_uri,
                                check_redirect_uri)
 from idp.oauth.subjects import can_derive_sector
@@ -124,6 +127,20 @@ def check_web_uri(field: str, uri: str, allow_loopback_http: bool = False) -> No
     raise invalid(field, "must use https" + (" (http only on a loopback address)" if allow_loopback_http else ""))
 
 
+
+def _name_key(name: str) -> str:
+    return "".join(unicodedata.normalize("NFKC", name).casefold().split())
+
+
+def _taken_name(name: str) -> bool:
+    """Whether a name an application chose for itself is the product's or an operator-created
+    client's, up to case, width and spaces: a consent page must not read as theirs."""
+    key = _name_key(name)
+    if key == _name_key(current_app.config["IDP_SETTINGS"].product_name):
+        return True
+    names = db.session.scalars(db.select(Client.client_name).where(Client.registered_via != "dynamic"))
+    return any(_name_key(other) == key for other in names)
+
 class RegistrationClaims(OAuthClaims):
     """RFC 7591 2 client metadata. `params` is our server metadata (discovery)."""
 
@@ -184,6 +201,9 @@ class RegistrationClaims(OAuthClaims):
             name = " ".join(name.split())
             if not name or not name.isprintable():
                 raise invalid("client_name", "must be 1 to 200 printable characters")
+            if _taken_name(name):
+                raise invalid("client_name", "is the name of this service or of an application its operators "
+                                             "added; choose a name of your own")
             self["client_name"] = name
 
     def validate_client_uri(self):

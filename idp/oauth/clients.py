@@ -50,6 +50,10 @@ def check_redirect_uri(uri: str) -> None:
         raise ClientRejected(f"redirect URI must not have a fragment: {uri!r}")
     if "*" in uri:
         raise ClientRejected(f"redirect URI must not contain wildcards: {uri!r}")
+    if "@" in parts.netloc:  # https://bank.example@evil.example/cb reads as the bank, goes elsewhere
+        raise ClientRejected(f"redirect URI must not have user information (an @ before the host): {uri!r}")
+    if any(c in uri for c in '"<>\\^`{|}') or any(ord(c) < 0x20 or ord(c) == 0x7f for c in uri):
+        raise ClientRejected(f"redirect URI has characters a URI may not hold unencoded: {uri!r}")
     if parts.scheme == "https" and parts.hostname:
         return
     if parts.scheme == "http" and is_loopback(parts.hostname):
@@ -128,8 +132,8 @@ def create_client(*, name: str, redirect_uris: list[str], public: bool = False, 
         raise ClientRejected("the authorization_code grant needs at least one redirect URI")
     for uri in redirect_uris:
         check_redirect_uri(uri)
-    if not name.strip() or len(name) > 200:
-        raise ClientRejected("the client name must be 1 to 200 characters")
+    if not name.strip() or len(name) > 200 or not name.isprintable():
+        raise ClientRejected("the client name must be 1 to 200 printable characters")
     if client_id and db.session.scalar(db.select(User.id).where(User.subject == client_id)):
         # A client_credentials token's `sub` is its client_id: it must never name a person.
         raise ClientRejected(f"the client_id {client_id!r} is the subject of a user; choose another")

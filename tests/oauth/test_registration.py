@@ -274,6 +274,11 @@ def test_a_public_client_gets_no_secret(open_server):
     assert "client_secret" not in body and "client_secret_expires_at" not in body
 
 
+@pytest.mark.parametrize("uri", ["https://bank.example@evil.example/cb", 'https://rp.example/cb?x="<b>'])
+def test_a_redirect_uri_that_misleads_or_is_not_a_uri_is_refused(open_server, uri):
+    assert_registration_error(register(open_server, {"redirect_uris": [uri]}), "invalid_redirect_uri", "redirect_uris")
+
+
 def test_a_client_credentials_client_has_no_redirect_uris_and_no_response_types(open_server):
     body = register(open_server, {"grant_types": ["client_credentials"], "scope": "openid"}).json()
     assert body["grant_types"] == ["client_credentials"] and body["response_types"] == []

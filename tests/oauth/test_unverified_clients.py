@@ -296,3 +296,24 @@ def test_an_operator_created_client_gets_neither_line(live_server, make_user, ma
     assert is_consent_page(page) and "Your answer goes to" not in page.text
     assert browser.consent(page, "allow").status_code == 302
     assert "Not verified" not in browser.get(f"{live_server}/account/apps").text
+
+
+@pytest.mark.parametrize("taken", ["Payroll {t}", "PAYROLL  {t}", "\uff30ayroll {t}"])
+def test_an_application_cannot_register_the_name_of_an_operators_app_or_of_the_service(
+        app, live_server, make_client, taken):
+    import uuid
+
+    from tests.oauth.test_registration import assert_registration_error
+
+    t = uuid.uuid4().hex[:6]
+    make_client(first_party=True, name=f"Payroll {t}")
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "impersonation test")
+        db.session.commit()
+    refused = register(live_server, {"redirect_uris": [REDIRECT], "client_name": taken.format(t=t)}, token)
+    assert_registration_error(refused, "invalid_client_metadata", "client_name")
+    product = app.config["IDP_SETTINGS"].product_name
+    assert_registration_error(register(live_server, {"redirect_uris": [REDIRECT], "client_name": product.upper()}, token),
+                              "invalid_client_metadata", "client_name")
+    assert register(live_server, {"redirect_uris": [REDIRECT], "client_name": f"Payroll helper {t}"},
+                    token).status_code == 201
