@@ -8,6 +8,8 @@ current password when the account has one. A stolen or forgotten-open session al
 the account to another mailbox."""
 from __future__ import annotations
 
+import unicodedata
+
 from flask import redirect, render_template, request, url_for
 
 from idp import audit
@@ -16,7 +18,7 @@ from idp.authn import session
 from idp.authn.errors import Throttled
 from idp.authn.password import confirm_password
 from idp.extensions import db
-from idp.users import profile
+from idp.users import notices, profile
 from idp.users.errors import LinkThrottled, RegistrationRejected
 from idp.web.forms import form_value
 from idp.web.templating import gettext as _
@@ -46,11 +48,16 @@ def edit_profile():
     if request.method == "GET":
         return _page(user, notice=_("Saved.") if request.args.get("saved") else None)
     values = {field: form_value(field, max_length=2100) for field in profile.PROFILE_FIELDS}
+    renamed = unicodedata.normalize("NFKC", values["preferred_username"].strip()) != user.username
+    if renamed and not session.is_recent(current):  # the username is a way to sign in
+        return _page(user, values, {"preferred_username": _("Sign in again to change your username.")}, status=400)
     try:
-        profile.update_profile(user, values)
+        changed = profile.update_profile(user, values)
     except RegistrationRejected as rejected:
         db.session.rollback()
         return _page(user, values, rejected.errors, status=400)
+    if "preferred_username" in changed:
+        notices.notify_sign_in_change(user, notices.USERNAME_CHANGED)
     db.session.commit()
     return redirect(url_for("account.edit_profile", saved=1), 303)
 

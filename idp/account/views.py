@@ -18,7 +18,7 @@ Two rules hold for every account page:
 from flask import Blueprint, current_app, redirect, render_template, request, url_for
 
 from idp.authn import steps
-from idp.authn.session import change_level, current_session, end_other_sessions
+from idp.authn.session import change_level, current_session, end_other_sessions, is_recent
 from idp.extensions import db
 from idp.federation import linking
 from idp.federation.errors import LastWayToSignIn
@@ -73,6 +73,8 @@ def unlink(link_id: int):
     row = current_session()
     if row is None:
         return redirect(url_for("authn.login", next=url_for("account.home")), 303)
+    if not is_recent(row):  # a way to sign in goes: as for a passkey or the app, a recent sign-in
+        return redirect(reauth_url(row, url_for("account.home")), 303)
     try:
         removed = linking.unlink(row.user, link_id)
     except LastWayToSignIn:

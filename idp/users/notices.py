@@ -23,6 +23,7 @@ RECOVERY_CODES_REMOVED = "recovery_codes_removed"
 IDENTITY_LINKED = "identity_linked"
 IDENTITY_UNLINKED = "identity_unlinked"
 OTHER_SESSIONS_ENDED = "other_sessions_ended"
+USERNAME_CHANGED = "username_changed"
 
 CHANGES = {
     PASSWORD_CHANGED: N_("Your password was changed."),
@@ -35,6 +36,7 @@ CHANGES = {
     IDENTITY_LINKED: N_("Your %(provider)s account was linked: it can now sign in to this account."),
     IDENTITY_UNLINKED: N_("Your %(provider)s account was unlinked: it can no longer sign in to this account."),
     OTHER_SESSIONS_ENDED: N_("Every other session of your account was signed out."),
+    USERNAME_CHANGED: N_("Your username was changed: sign in with the new one, or with your email address."),
 }
 RESET_PATH = "/forgot-password"
 

@@ -273,3 +273,29 @@ def test_a_pending_email_change_dies_when_the_owner_ends_other_sessions(app, mak
     assert is_dead(app, path)
     with app.app_context():
         assert db.session.get(User, user["id"]).email == user["email"]
+
+
+def test_a_username_changes_only_after_a_recent_sign_in_and_the_person_is_told(app, make_user, mailbox):
+    """The username is a way to sign in: an unattended session must not change it unseen
+    (found by review)."""
+    user = make_user()
+    web = Web(app)
+    assert web.login(user["username"], PASSWORD).status_code == 303
+    clock.set_now(clock.now() + timedelta(seconds=app.config["IDP_SETTINGS"].mfa_recent_auth_seconds + 60))
+    try:
+        page = web.get("/account/profile").get_data(as_text=True)
+        stale = web.post("/account/profile", data={"csrf_token": csrf_token(page), "preferred_username": user["username"] + "_x"})
+        assert stale.status_code == 400 and "Sign in again to change your username." in stale.get_data(as_text=True)
+        kept = web.post("/account/profile", data={"csrf_token": csrf_token(page), "preferred_username": user["username"],
+                                                  "nickname": "still saves"})
+        assert kept.status_code == 303  # other fields need no recent sign-in
+        assert web.login(user["username"], PASSWORD).status_code == 303
+        renamed = web.post("/account/profile", data={"csrf_token": csrf_token(page),
+                                                     "preferred_username": user["username"] + "_x"})
+        assert renamed.status_code == 303
+    finally:
+        clock.set_now(None)
+    with app.app_context():
+        assert db.session.get(User, user["id"]).username == user["username"] + "_x"
+    told = mailbox.last(app, user["email"]).get_body(preferencelist=("plain",)).get_content()
+    assert "Your username was changed" in told

@@ -2,7 +2,7 @@
 just-in-time accounts, linking rules, and the ID token the downstream issues afterwards."""
 from __future__ import annotations
 
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -301,6 +301,26 @@ def test_linked_providers_are_listed_and_can_be_unlinked_while_another_way_remai
     assert done.status_code == 303 and links_of(app, second) == []
     assert len(links_of(app, provider_id)) == 1
     assert ("federation.identity.unlinked", {"provider": second}) in events(app, second)
+
+
+def test_unlinking_needs_a_recent_sign_in(app, live_server, upstream, make_provider, make_user):
+    """An unlinked provider is a way to sign in gone: as for a passkey, not from a stale session."""
+    local = make_user()
+    verify_email(app, local["id"])
+    provider_id = make_provider(upstream=upstream, trust_email_verified=True)
+    other = upstream.make_user(email=local["email"], email_verified=True)
+    person = Person()
+    person.get(federated(person, live_server, provider_id, upstream.issuer, other))
+    account = person.get(f"{live_server}/account")
+    link_id = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
+                                                  .where(LinkedIdentity.provider_id == provider_id)))
+    clock.set_now(datetime.now(timezone.utc) + timedelta(seconds=app.config["IDP_SETTINGS"].mfa_recent_auth_seconds + 60))
+    try:
+        stale = person.post(f"{live_server}/account/linked/{link_id}/unlink", data={"csrf_token": csrf_token(account.text)})
+        assert stale.status_code == 303 and stale.headers["Location"].startswith("/login?")
+        assert len(links_of(app, provider_id)) == 1
+    finally:
+        clock.set_now(None)
 
 
 def test_unlinking_the_last_two_ways_in_at_once_leaves_one(app, live_server, upstream, make_provider):
