@@ -48,14 +48,17 @@ def begin_enrolment(user: User) -> TotpCredential:
     the last PENDING_TTL, or a new one. A secret is never shown to another browser, nor kept for
     later: whoever knew the password could otherwise open the set-up page, note the secret, and
     wait for the owner to be given the same one (and later pass the step with it). A new set-up
-    deletes every other pending secret of the person. The caller commits."""
+    deletes the person's pending secrets that are past PENDING_TTL, not younger ones: a page
+    anyone can make a browser open (a GET) must not break a set-up under way elsewhere. The
+    caller commits."""
     mine = browser.get(PENDING_KEY)
     row = db.session.get(TotpCredential, mine) if isinstance(mine, int) else None
     if row is not None and row.user_id == user.id and row.confirmed_at is None and \
             row.created_at > now() - timedelta(seconds=PENDING_TTL):
         return row
-    db.session.execute(delete(TotpCredential).where(TotpCredential.user_id == user.id,
-                                                    TotpCredential.confirmed_at.is_(None)))
+    db.session.execute(delete(TotpCredential).where(
+        TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_(None),
+        TotpCredential.created_at <= now() - timedelta(seconds=PENDING_TTL)))
     secret = pyotp.random_base32()  # 160 bits (RFC 4226 4: at least 128)
     row = TotpCredential(user_id=user.id, secret_encrypted=_fernet().encrypt(secret.encode()).decode(),
                          created_at=now())
@@ -116,6 +119,8 @@ def confirm_enrolment(user: User, row: TotpCredential, code: str) -> bool:
     old = confirmed_totp(user)
     if old is not None:
         db.session.delete(old)
+    db.session.execute(delete(TotpCredential).where(  # other browsers' set-ups end with this one
+        TotpCredential.user_id == user.id, TotpCredential.confirmed_at.is_(None), TotpCredential.id != row.id))
     row.confirmed_at = now()
     audit.record("authn.totp.enrolled", user=user, replaced=old is not None)
     return True

@@ -273,3 +273,19 @@ def test_a_setup_left_waiting_gets_a_new_secret_after_fifteen_minutes(app, make_
     pinned.advance(2 * 60)
     web.login(user["username"], user["password"])
     assert _shown_secret(web.get("/account/security/totp").get_data(as_text=True)) != first
+
+
+def test_a_setup_page_opened_elsewhere_does_not_break_one_under_way(app, make_user, pinned):
+    """The set-up page is a GET that any site can make a browser open: it must not end a set-up
+    the person has open in another browser (found by review)."""
+    from tests.authn.web import Web
+
+    user = make_user()
+    first, second = Web(app), Web(app)
+    for web in (first, second):
+        assert web.login(user["username"], user["password"]).status_code == 303
+    page = first.get("/account/security/totp").get_data(as_text=True)
+    mine = _shown_secret(page)
+    assert _shown_secret(second.get("/account/security/totp").get_data(as_text=True)) != mine
+    assert first.post("/account/security/totp", data={"csrf_token": csrf_token(page),
+                                                      "code": code_at(mine)}).status_code == 200
