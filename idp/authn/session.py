@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 
 from flask import Flask, current_app, g, request
+from flask import session as browser
 from sqlalchemy import delete, or_, select, update
 from sqlalchemy.orm.attributes import set_committed_value
 
@@ -130,7 +131,16 @@ def start(user: User, amr: list[str], acr: str, proofs: list[steps.Proof]) -> Ss
     db.session.add(row)
     g.idp_session = row
     g.idp_cookie = raw
+    _new_csrf_token()
     return row
+
+
+def _new_csrf_token() -> None:
+    """A new CSRF token from the next form on: one read off this browser before a sign-in (a
+    shared computer) must not be good for the signed-in person's forms, nor one of theirs after
+    they signed out (Flask-WTF keeps it in the browser's session, cached per request in g)."""
+    browser.pop("csrf_token", None)
+    g.pop("csrf_token", None)
 
 
 def elevate(row: SsoSession, amr: list[str], acr: str, proofs: list[steps.Proof]) -> bool:
@@ -195,6 +205,8 @@ def end(reason: str | None = "logout") -> SsoSession | None:
         db.session.expunge(row)
     g.idp_session = None
     g.idp_cookie = ""
+    if row is not None:
+        _new_csrf_token()
     return row if ended else None
 
 

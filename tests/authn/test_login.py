@@ -10,6 +10,7 @@ from idp.models import AuditEvent, SsoSession
 from idp.security.tokens import digest
 from tests.authn.fakes import counting_hasher
 from tests.authn.web import USER_AGENT, Web, field_value, signed_in_as, without_csrf
+from tests.helpers.forms import csrf_token
 
 GENERIC = "The username, email or password is not right."
 
@@ -184,7 +185,8 @@ def test_get_logout_only_asks_for_confirmation(app, web, make_user):
     html = page.get_data(as_text=True)
     assert page.status_code == 200
     assert re.search(r'<form method="post" action="/logout">\s*<input type="hidden" name="csrf_token"', html)
-    assert "Set-Cookie" not in page.headers
+    # The SSO cookie stays as it was (only the form's new CSRF token may be written: sign-in renews it).
+    assert not any(c.startswith(("__Host-idp_session=", "idp_session=")) for c in page.headers.getlist("Set-Cookie"))
     assert web.is_signed_in() and session_row_exists(app, web.session_cookie)
 
 
@@ -238,3 +240,17 @@ def test_unknown_user_costs_one_argon2_verify_like_a_known_user(app, make_user):
         with counting_hasher(app) as counter:
             assert Web(app).login(login, "not the right password").status_code == 400
         assert (counter.verifies, counter.hashes) == (1, 0), login
+
+
+def test_the_csrf_token_is_renewed_at_sign_in_and_at_sign_out(app, web, make_user):
+    """A token read off this browser before someone signs in (a shared computer) is no good for
+    their forms, nor theirs after they sign out (found by review)."""
+    user = make_user()
+    before = csrf_token(web.get("/login").get_data(as_text=True))
+    assert web.login(user["username"], user["password"]).status_code == 303
+    assert web.post("/logout", data={"csrf_token": before}).status_code == 400 and web.is_signed_in()
+    during = csrf_token(web.get("/logout").get_data(as_text=True))
+    assert during != before
+    assert web.post("/logout", data={"csrf_token": during}).status_code == 303 and not web.is_signed_in()
+    after = csrf_token(web.get("/login").get_data(as_text=True))
+    assert after != during

@@ -237,6 +237,10 @@ def test_a_step_up_finished_after_signing_out_signs_nobody_in(app, live_server, 
     assert http.post(f"{live_server}/logout", data={"csrf_token": token}, allow_redirects=False,
                      timeout=10).status_code == 303
     late = code()
+    assert late.status_code == 400  # the sign-out renewed the CSRF token: the old form is refused
+    fresh = csrf_token(http.get(f"{live_server}/login", timeout=10).text)  # and with a valid token:
+    late = http.post(f"{live_server}/login/totp", data={"csrf_token": fresh, "code": code_at(secret)},
+                     allow_redirects=False, timeout=30)
     assert late.status_code == 400 and NOT_IN_PROGRESS in late.text
     assert _sessions(app, user) == 0
 

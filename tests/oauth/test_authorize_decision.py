@@ -135,8 +135,11 @@ def test_a_consent_page_shown_to_one_user_does_not_consent_for_the_next_one(app,
     assert is_consent_page(page) and alice["username"] in page.text
     assert browser.login(bob["username"], bob["password"]).status_code == 303
     before = count_rows(app)
-    posted = browser.consent(page, "allow")
+    assert browser.consent(page, "allow").status_code == 400  # Bob's sign-in renewed the CSRF token
     pending_id = hidden(page.text, "pending_id")
+    fresh = csrf_token(browser.get(f"{live_server}/logout").text)  # any form of Bob's session
+    posted = browser.post(f"{live_server}/authorize/consent", data={  # Alice's form, with a valid token
+        "csrf_token": fresh, "pending_id": pending_id, "sid": hidden(page.text, "sid"), "decision": "allow"})
     _sent_back_to_resume(posted, pending_id)
     after = count_rows(app)
     assert (after["authorization_codes"], after["consents"]) == (before["authorization_codes"], before["consents"])
