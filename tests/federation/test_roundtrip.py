@@ -284,15 +284,8 @@ def test_linked_providers_are_listed_and_can_be_unlinked_while_another_way_remai
                           data={"csrf_token": csrf_token(account.text)})
     assert refused.status_code == 409 and len(links_of(app, provider_id)) == 1  # the only way in
 
-    local = make_user()
-    verify_email(app, local["id"])
-    second = make_provider(upstream=upstream, trust_email_verified=True)
-    other = upstream.make_user(email=local["email"], email_verified=True)
-    person = Person()
-    person.get(federated(person, live_server, second, upstream.issuer, other))
+    person, second, link_id = _linked_by_verified_email(app, live_server, upstream, make_provider, make_user)
     account = person.get(f"{live_server}/account")
-    link_id = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
-                                                  .where(LinkedIdentity.provider_id == second)))
     stranger_link = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
                                                         .where(LinkedIdentity.provider_id == provider_id)))
     assert person.post(f"{live_server}/account/linked/{stranger_link}/unlink",
@@ -303,17 +296,24 @@ def test_linked_providers_are_listed_and_can_be_unlinked_while_another_way_remai
     assert ("federation.identity.unlinked", {"provider": second}) in events(app, second)
 
 
-def test_unlinking_needs_a_recent_sign_in(app, live_server, upstream, make_provider, make_user):
-    """An unlinked provider is a way to sign in gone: as for a passkey, not from a stale session."""
+def _linked_by_verified_email(app, live_server, upstream, make_provider, make_user):
+    """A local account (with a password) linked at once to a trusted upstream through a verified
+    email, signed in through it: (the browser, the provider id, the link id)."""
     local = make_user()
     verify_email(app, local["id"])
     provider_id = make_provider(upstream=upstream, trust_email_verified=True)
     other = upstream.make_user(email=local["email"], email_verified=True)
     person = Person()
     person.get(federated(person, live_server, provider_id, upstream.issuer, other))
-    account = person.get(f"{live_server}/account")
     link_id = read(app, lambda: db.session.scalar(db.select(LinkedIdentity.id)
                                                   .where(LinkedIdentity.provider_id == provider_id)))
+    return person, provider_id, link_id
+
+
+def test_unlinking_needs_a_recent_sign_in(app, live_server, upstream, make_provider, make_user):
+    """An unlinked provider is a way to sign in gone: as for a passkey, not from a stale session."""
+    person, provider_id, link_id = _linked_by_verified_email(app, live_server, upstream, make_provider, make_user)
+    account = person.get(f"{live_server}/account")
     clock.set_now(datetime.now(timezone.utc) + timedelta(seconds=app.config["IDP_SETTINGS"].mfa_recent_auth_seconds + 60))
     try:
         stale = person.post(f"{live_server}/account/linked/{link_id}/unlink", data={"csrf_token": csrf_token(account.text)})
