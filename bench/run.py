@@ -363,7 +363,7 @@ def prepare_traffic(issuer: str, seed: dict) -> dict:
             claims = verify_jwt(issuer, got["id_token"], seed["client_id"])
             if claims.get("nonce") != got["_nonce"]:
                 raise SystemExit("ID token nonce does not match")
-            verify_jwt(issuer, got["access_token"], seed["client_id"], typ="at+jwt")
+            verify_jwt(issuer, got["access_token"], issuer, typ="at+jwt")  # RFC 9068 3: our default resource
             tokens = got
             # the remembered consent now covers the scopes: a second flow must not stop for consent
             authorize_once(issuer, browser, seed, consent=False)
@@ -373,7 +373,7 @@ def prepare_traffic(issuer: str, seed: dict) -> dict:
                        data={"grant_type": "client_credentials", "scope": "profile"})
     if cc.status_code != 200:
         raise SystemExit(f"client_credentials failed: {cc.status_code} {cc.text[:200]}")
-    verify_jwt(issuer, cc.json()["access_token"], seed["client_id"], typ="at+jwt")
+    verify_jwt(issuer, cc.json()["access_token"], issuer, typ="at+jwt")
     info = requests.get(f"{issuer}/userinfo", headers={"Authorization": "Bearer " + tokens["access_token"]}, timeout=10)
     if info.status_code != 200 or "sub" not in info.json():
         raise SystemExit(f"userinfo failed: {info.status_code}")
