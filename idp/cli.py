@@ -493,9 +493,7 @@ def audit_list(login, type_prefix, since, limit):
         if since_dt.tzinfo is None:
             since_dt = since_dt.replace(tzinfo=timezone.utc)
     user = _find_user(login) if login else None
-    if user is not None:  # its own events only (audit.of_account: SQLite may reuse a deleted account's id)
-        since_dt = max(since_dt, user.created_at) if since_dt is not None else user.created_at
-    for event in audit_log.events(user_id=user and user.id, type_prefix=type_prefix, since=since_dt, limit=limit):
+    for event in audit_log.events(user=user, type_prefix=type_prefix, since=since_dt, limit=limit):
         click.echo(json.dumps(audit_log.as_dict(event), separators=(",", ":")))
 
 

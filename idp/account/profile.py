@@ -8,8 +8,6 @@ current password when the account has one. A stolen or forgotten-open session al
 the account to another mailbox."""
 from __future__ import annotations
 
-import unicodedata
-
 from flask import redirect, render_template, request, url_for
 
 from idp import audit
@@ -48,11 +46,8 @@ def edit_profile():
     if request.method == "GET":
         return _page(user, notice=_("Saved.") if request.args.get("saved") else None)
     values = {field: form_value(field, max_length=2100) for field in profile.PROFILE_FIELDS}
-    renamed = unicodedata.normalize("NFKC", values["preferred_username"].strip()) != user.username
-    if renamed and not session.is_recent(current):  # the username is a way to sign in
-        return _page(user, values, {"preferred_username": _("Sign in again to change your username.")}, status=400)
     try:
-        changed = profile.update_profile(user, values)
+        changed = profile.update_profile(user, values, may_rename=session.is_recent(current))
     except RegistrationRejected as rejected:
         db.session.rollback()
         return _page(user, values, rejected.errors, status=400)

@@ -59,9 +59,11 @@ def of_account(user):
     return db.select(AuditEvent).where(AuditEvent.user_id == user.id, AuditEvent.at >= user.created_at)
 
 
-def events(*, user_id: int | None = None, type_prefix: str | None = None,
+def events(*, user=None, user_id: int | None = None, type_prefix: str | None = None,
            since: datetime | None = None, limit: int = 1000) -> list[AuditEvent]:
-    query = db.select(AuditEvent).order_by(AuditEvent.id)
+    """Events oldest first; `user`: that account's own (of_account); `user_id`: every event under
+    that numeric id."""
+    query = (of_account(user) if user is not None else db.select(AuditEvent)).order_by(AuditEvent.id)
     if user_id is not None:
         query = query.where(AuditEvent.user_id == user_id)
     if type_prefix:

@@ -79,9 +79,10 @@ def _check(field: str, value: str) -> str | None:
     return None
 
 
-def update_profile(user: User, values: dict[str, str]) -> list[str]:
+def update_profile(user: User, values: dict[str, str], *, may_rename: bool = True) -> list[str]:
     """Set the given fields (an empty value clears an optional one); returns the names that
-    changed. Raises RegistrationRejected with field errors and changes nothing then. The caller
+    changed. Raises RegistrationRejected with field errors and changes nothing then. The username
+    is a way to sign in: without `may_rename` (no recent sign-in) a new one is refused. The caller
     commits."""
     values = {k: (values.get(k) or "").strip() for k in PROFILE_FIELDS}
     values["preferred_username"] = unicodedata.normalize("NFKC", values["preferred_username"])
@@ -89,6 +90,8 @@ def update_profile(user: User, values: dict[str, str]) -> list[str]:
                                                                                  if k.startswith("address_") else k, v))}
     if values["preferred_username"] == user.username:
         errors.pop("preferred_username", None)  # a name from before today's rules may stay
+    elif not may_rename:
+        errors = {"preferred_username": _("Sign in again to change your username.")}
     elif not values["preferred_username"]:
         errors["preferred_username"] = _("A username is required.")
     if errors:
