@@ -729,7 +729,19 @@ def purge_expired(batch: int) -> dict[str, int]:
     counts["login_throttles"] = purge_quiet_throttles(batch)
     counts["outbox"] = delete_finished(now() - timedelta(seconds=settings.outbox_retention), batch)
     counts.update(_purge_short_lived(batch))
+    counts.update(_purge_audit(settings, batch))
     return counts
+
+
+def _purge_audit(settings, batch: int) -> dict[str, int]:
+    from idp.audit import purge_old
+    from idp.clock import now
+    moment = now()
+
+    def before(seconds):
+        return moment - timedelta(seconds=seconds) if seconds else None
+    return purge_old(blank_before=before(settings.audit_ip_retention),
+                     delete_before=before(settings.audit_retention), batch=batch)
 
 
 def _purge_short_lived(batch: int) -> dict[str, int]:
@@ -744,7 +756,8 @@ def _purge_short_lived(batch: int) -> dict[str, int]:
 
 
 @main.command(help="Delete expired codes, tokens, pending requests and sessions, quiet login throttles and old "
-                   "outbox messages; safe to run from cron on several instances at once.")
+                   "outbox messages, and apply the audit retention settings; safe to run from cron on several "
+                   "instances at once.")
 @click.option("--batch", default=1000, show_default=True, type=click.IntRange(1, 100_000),
               help="Rows per DELETE statement (each batch commits, so locks stay short).")
 @click.option("--json", "as_json", is_flag=True)

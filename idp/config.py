@@ -98,6 +98,10 @@ class Settings:
                                "Seconds a pending authorization request waits for login and consent.")
     outbox_retention: int = setting("IDP_OUTBOX_RETENTION", 7 * 24 * 3600,
                                     "Seconds a delivered or failed outbox message is kept before `idp purge` deletes it.")
+    audit_ip_retention: int = setting("IDP_AUDIT_IP_RETENTION", 90 * 24 * 3600,
+                                      "Seconds an audit event keeps its IP address and user agent before `idp purge` blanks them (0: kept for good).")
+    audit_retention: int = setting("IDP_AUDIT_RETENTION", 0,
+                                   "Seconds an audit event is kept before `idp purge` deletes it (0: kept for good).")
     webauthn_challenge_ttl: int = setting("IDP_WEBAUTHN_CHALLENGE_TTL", 300,
                                           "Seconds a passkey challenge stays valid (30 to 900); each is single use.")
     keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
@@ -293,6 +297,8 @@ def validate(s: Settings) -> None:
                  "federation_timeout", "federation_state_ttl", "federation_cache_seconds", "mfa_recent_auth_seconds"):
         if getattr(s, name) <= 0:
             raise ConfigError(f"{Settings.__dataclass_fields__[name].metadata['env']} must be positive")
+    if s.audit_ip_retention < 0 or s.audit_retention < 0:
+        raise ConfigError("IDP_AUDIT_IP_RETENTION and IDP_AUDIT_RETENTION must be 0 or more")
     if not 30 <= s.webauthn_challenge_ttl <= 900:
         raise ConfigError("IDP_WEBAUTHN_CHALLENGE_TTL must be between 30 and 900 seconds")
     if s.trusted_proxies < 0:

@@ -2,6 +2,7 @@
 purges running at once on one database neither fail nor delete a live row (SQLite and PostgreSQL)."""
 from __future__ import annotations
 
+import dataclasses
 import json
 import threading
 from datetime import datetime, timedelta, timezone
@@ -225,7 +226,8 @@ def test_purge_prints_json_counts_for_every_table(idp_cli):
     assert set(counts) == {"authorization_codes", "pending_authorizations", "refresh_tokens", "grants",
                            "revoked_tokens", "client_assertions", "initial_access_tokens", "sso_sessions",
                            "login_throttles", "outbox", "user_tokens", "login_attempts", "webauthn_challenges",
-                           "federation_states", "pending_links", "rate_limits"}
+                           "federation_states", "pending_links", "rate_limits", "audit_events",
+                           "audit_events_anonymised"}
     assert all(isinstance(v, int) and v >= 0 for v in counts.values())
 
 
@@ -255,3 +257,47 @@ def test_purge_removes_expired_short_lived_rows_and_keeps_live_ones(app, make_us
                                      .where(model.expires_at <= moment)) == 0
             assert db.session.scalar(db.select(db.func.count()).select_from(model)) >= 1
         assert WebAuthnChallenge.__tablename__ == "webauthn_challenges"
+
+
+def _audit_rows(app, t, ages_in_days) -> list[int]:
+    with app.app_context():
+        rows = [AuditEvent(type="test.purge.aged", outcome="success", at=t - timedelta(days=days), ip="203.0.113.9",
+                           user_agent="Agent/1", details={}) for days in ages_in_days]
+        db.session.add_all(rows)
+        db.session.commit()
+        return [row.id for row in rows]
+
+
+def _audit_state(app, ids) -> list[tuple | None]:
+    with app.app_context():
+        found = {e.id: (e.ip, e.user_agent) for e in db.session.scalars(select(AuditEvent).where(AuditEvent.id.in_(ids)))}
+        return [found.get(i) for i in ids]
+
+
+def test_purge_blanks_the_ip_of_audit_events_past_their_retention_and_keeps_the_events(app):
+    t = _pin()
+    days = app.config["IDP_SETTINGS"].audit_ip_retention // 86400
+    assert days == 90  # the documented default
+    ids = _audit_rows(app, t, [days + 1, days - 1])
+    with app.app_context():
+        counts = purge_expired(batch=1)
+    assert counts["audit_events_anonymised"] >= 1 and counts["audit_events"] == 0
+    assert _audit_state(app, ids) == [(None, None), ("203.0.113.9", "Agent/1")]
+    with app.app_context():
+        assert purge_expired(batch=1)["audit_events_anonymised"] == 0  # nothing left to blank
+
+
+def test_purge_deletes_audit_events_past_the_audit_retention_only_when_it_is_set(app, monkeypatch):
+    t = _pin()
+    settings = app.config["IDP_SETTINGS"]
+    ids = _audit_rows(app, t, [4000, 20])
+    monkeypatch.setitem(app.config, "IDP_SETTINGS", dataclasses.replace(settings, audit_ip_retention=0))
+    with app.app_context():
+        purge_expired(batch=50)
+    assert _audit_state(app, ids) == [("203.0.113.9", "Agent/1")] * 2  # both off: kept whole
+    monkeypatch.setitem(app.config, "IDP_SETTINGS",
+                        dataclasses.replace(settings, audit_ip_retention=0, audit_retention=30 * 86400))
+    with app.app_context():
+        assert purge_expired(batch=50)["audit_events"] >= 1
+    assert _audit_state(app, ids) == [None, ("203.0.113.9", "Agent/1")]
+

@@ -52,6 +52,20 @@ def record(event: str, *, outcome: str = "success", user=None, client=None, **de
     return row
 
 
+def purge_old(*, blank_before: datetime | None, delete_before: datetime | None, batch: int) -> dict[str, int]:
+    """Retention, for `idp purge`: events older than `delete_before` go; older than `blank_before`
+    they lose their IP address and user agent (None: that step is off)."""
+    from idp.models.batches import delete_in_batches, update_in_batches
+    counts = {"audit_events": 0, "audit_events_anonymised": 0}
+    if delete_before is not None:
+        counts["audit_events"] = delete_in_batches(AuditEvent, AuditEvent.at < delete_before, batch)
+    if blank_before is not None:
+        identifying = (AuditEvent.ip.is_not(None)) | (AuditEvent.user_agent.is_not(None))
+        counts["audit_events_anonymised"] = update_in_batches(
+            AuditEvent, (AuditEvent.at < blank_before) & identifying, {"ip": None, "user_agent": None}, batch)
+    return counts
+
+
 def of_account(user):
     """The events of this account: its numeric id, from its creation on. SQLite gives a new row the
     id of the newest row if that was deleted, so an earlier account's events (which outlive it)

@@ -7,7 +7,8 @@ from idp.models.types import UtcDateTime
 
 
 class AuditEvent(db.Model):
-    """Append-only: rows are inserted, never updated or deleted by the application."""
+    """Append-only: rows are inserted, never updated or deleted by the application, except by
+    `idp purge` under the retention settings (IP address and user agent blanked, old rows deleted)."""
 
     __tablename__ = "audit_events"
 
