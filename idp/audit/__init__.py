@@ -6,6 +6,8 @@ Never pass a password, code, token or secret in details.
 from __future__ import annotations
 
 import re
+import threading
+import time
 from datetime import datetime, timezone
 
 from flask import g, has_request_context, request
@@ -50,6 +52,32 @@ def record(event: str, *, outcome: str = "success", user=None, client=None, **de
         row.request_id = g.get("request_id")
     db.session.add(row)
     return row
+
+
+# Events anyone can cause by the thousand without any credential (a forged client assertion naming
+# a public client_id): the first per key and window is recorded, the rest only counted in process.
+REPEAT_WINDOW = 60.0
+MAX_REPEAT_KEYS = 10_000
+_repeats: dict = {}  # key -> [window start (monotonic), left out since the last recorded one]
+_repeats_lock = threading.Lock()
+
+
+def record_first(event: str, *, key, outcome: str = "failure", user=None, client=None, **details) -> AuditEvent | None:
+    """record(), at most once per `key` and REPEAT_WINDOW seconds in this process; the next one
+    recorded carries `repeats`, how many were left out before it. None when left out (nothing to
+    commit). Per process, so N instances record up to N per window; a flood costs no write."""
+    moment = time.monotonic()
+    with _repeats_lock:
+        seen = _repeats.get(key)
+        if seen is not None and moment - seen[0] < REPEAT_WINDOW:
+            seen[1] += 1
+            return None
+        if len(_repeats) >= MAX_REPEAT_KEYS:
+            _repeats.clear()  # only ever costs extra rows, never a lost first event
+        _repeats[key] = [moment, 0]
+    if seen is not None and seen[1]:
+        details["repeats"] = seen[1]
+    return record(event, outcome=outcome, user=user, client=client, **details)
 
 
 def purge_old(*, blank_before: datetime | None, delete_before: datetime | None, batch: int) -> dict[str, int]:

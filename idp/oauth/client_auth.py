@@ -59,9 +59,13 @@ def _settings():
 
 
 def _reject(description: str, client: Client | None = None, reason: str | None = None) -> InvalidClientError:
-    """The error to raise, after recording why (never the assertion itself)."""
-    audit.record("oauth.client_assertion.rejected", outcome="failure", client=client, reason=reason or description)
-    db.session.commit()
+    """The error to raise, after recording why (never the assertion itself). Anyone can send
+    assertions naming a public client_id, so a repeat of the same rejection within a minute is
+    counted into the next recorded one (`repeats`) instead of costing a row each."""
+    reason = reason or description
+    if audit.record_first("oauth.client_assertion.rejected", key=("client_assertion", getattr(client, "client_id", None),
+                          reason), client=client, reason=reason) is not None:
+        db.session.commit()
     return InvalidClientError(description=description)
 
 

@@ -695,3 +695,24 @@ def test_production_refuses_a_jwks_uri_whose_host_is_not_public(app, settings, j
     assert response.status_code in (400, 401) and response.json["error"] == "invalid_client"
     assert "not public" in rejection_reasons(app, client["client_id"])[-1]
     assert server.hits == 0
+
+
+def test_a_flood_of_forged_assertions_costs_one_audit_row_per_minute(app, live_server, rsa_client, monkeypatch):
+    """Anyone can name a public client_id: 20 forged assertions are 20 invalid_client answers but
+    one audit row; once the window is over the next one is recorded with the count left out."""
+    from idp import audit
+    client, key = rsa_client
+    forger = rsa_key()
+
+    def forged():  # the client's kid, someone else's key
+        return client_credentials(live_server, sign(forger, claims_for(client["client_id"], live_server), kid=key.kid))
+
+    for _ in range(20):
+        assert_token_error(forged(), "invalid_client", 400)
+    assert rejection_reasons(app, client["client_id"]) == ["signature: BadSignatureError"]
+    monkeypatch.setattr(audit, "REPEAT_WINDOW", 0.0)  # the minute is over
+    assert_token_error(forged(), "invalid_client", 400)
+    events = with_db(app, lambda db: [e.details for e in db.session.scalars(
+        db.select(audit.AuditEvent).where(audit.AuditEvent.type == "oauth.client_assertion.rejected",
+                                          audit.AuditEvent.client_id == client["client_id"]))])
+    assert [e.get("repeats") for e in events] == [None, 19]
