@@ -111,9 +111,12 @@ def create_app(settings: Settings | None = None) -> Flask:
     from idp.extensions import csrf, db, migrate
     from idp import models  # noqa: F401  (registers the tables)
 
+    from idp.web.errors import refuse_nul_in_statement
+
     db.init_app(app)
-    if settings.sqlalchemy_url.startswith("sqlite"):
-        with app.app_context():
+    with app.app_context():
+        event.listen(db.engine, "before_cursor_execute", refuse_nul_in_statement)
+        if settings.sqlalchemy_url.startswith("sqlite"):
             event.listen(db.engine, "connect", _sqlite_pragmas)
             event.listen(db.engine, "savepoint", _sqlite_begin_before_savepoint)
     migrate.init_app(app, db, directory=_asset_dir("migrations"))

@@ -177,7 +177,7 @@ def reload_for_unknown_kid(kid) -> KeyRing:
     publication (anyone can read it off an old token), costs one lookup, never a reload: a
     reload decrypts and parses keys, and requests with such a kid cost nothing to send."""
     ring = keyring()
-    if kid in ring.verifiers or not isinstance(kid, str) or not kid or len(kid) > 64:
+    if kid in ring.verifiers or not isinstance(kid, str) or not kid or len(kid) > 64 or not kid.isprintable():
         return ring
     row = db.session.get(SigningKey, kid)
     settings = current_app.config["IDP_SETTINGS"]

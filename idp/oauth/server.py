@@ -81,7 +81,7 @@ class IssuerParameter(_IssuerParameter):
 
 def query_client(client_id: str) -> Client | None:
     """The client, read once per request: authlib asks for it at each validation step."""
-    if not client_id or len(client_id) > 64:
+    if not client_id or len(client_id) > 64 or not client_id.isprintable():  # none of ours has a control character
         return None
     memo = g.setdefault("idp_clients", {}) if has_request_context() else {}
     if client_id not in memo:
