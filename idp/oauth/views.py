@@ -9,7 +9,7 @@ from authlib.oauth2.rfc6749 import AccessDeniedError, OAuth2Error
 from flask import Blueprint, Response, abort, current_app, g, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.authn.session import current_session
+from idp.authn.session import cookie_name, current_session
 from idp.extensions import csrf, db
 from idp.keys import JWKS_MAX_AGE, keyring
 from idp.models import UpstreamProvider
@@ -249,11 +249,28 @@ def end_session_confirm():
     return _end_session(request.form, confirmed=True)
 
 
+# Marks the one re-send of a logout POST from our own page (see _needs_same_site_resend).
+RESENT = "_same_site"
+
+
+def _needs_same_site_resend(values, confirmed: bool) -> bool:
+    """RP-Initiated Logout 1.0 2 lets the app POST to the logout endpoint, usually from its own
+    page: a cross-site POST, which the browser sends without our SameSite=Lax session cookie, so
+    the session would outlive the logout. Such a POST without the cookie is sent once more, with the
+    same fields, from a page of ours (same-site, so the cookie comes along). A GET, a confirmation
+    and the re-send itself go on as they are."""
+    return (request.method == "POST" and not confirmed and values.get(RESENT) != "1"
+            and cookie_name() not in request.cookies)
+
+
 def _end_session(values, *, confirmed: bool):
     try:
         req = logout.parse_end_session(values)
     except logout.EndSessionRejected:
         raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
+    if _needs_same_site_resend(values, confirmed):
+        return render_template("oauth/logout_resend.html", action=url_for("oauth.end_session"),
+                               fields=[*req.params.items(), (RESENT, "1")])
     sso = current_session()
     step = logout.plan(req, sso)
     if step.confirm and not confirmed:

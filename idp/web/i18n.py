@@ -56,10 +56,16 @@ def match_language(tags: str | None) -> str | None:
     return None
 
 
+UI_LOCALES_ENDPOINTS = {"oauth.authorize", "oauth.end_session"}
+
+
 def select_locale() -> str:
     if not has_request_context():  # a worker or the CLI rendering a mail: the source language
         return DEFAULT
-    chosen = match_language(request.args.get("ui_locales"))
+    # ui_locales is an OpenID parameter of the authorization and logout endpoints, which may be
+    # POSTed (Core 3.1.2.1, RP-Initiated Logout 2); a query parameter anywhere else.
+    values = request.values if request.endpoint in UI_LOCALES_ENDPOINTS else request.args
+    chosen = match_language(values.get("ui_locales"))
     if chosen:
         return chosen
     remembered = session.get(SESSION_KEY)

@@ -230,6 +230,52 @@ def test_the_app_may_post_the_logout_request(live_server, app, make_user, logout
     assert_signed_out(live_server, browser, client)
 
 
+def _hidden_fields(page: str) -> dict:
+    import html
+    import re
+    return {html.unescape(name): html.unescape(value)
+            for name, value in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">', page)}
+
+
+def test_a_cross_site_logout_post_is_sent_again_from_our_page_so_the_session_cookie_comes_along(
+        live_server, app, make_user, logout_client):
+    """The app's page POSTs the logout (RP-Initiated Logout 1.0 2); the browser leaves our
+    SameSite=Lax cookie out of that cross-site POST. Ending nothing and sending the person back
+    as if signed out would leave the session (and its grants) alive: the same fields are sent
+    again from a page of ours, and that POST carries the cookie."""
+    user = make_user()
+    client = logout_client()
+    browser, tokens, _ = sign_in_to(live_server, user, client)
+    params = {"id_token_hint": tokens["id_token"], "post_logout_redirect_uri": PLR, "state": "s",
+              "ui_locales": "fr"}
+    cross_site = Browser(live_server)  # what arrives: the fields without the cookie
+    page = end_session(cross_site, live_server, method="POST", **params)
+    assert page.status_code == 200 and sessions_of(app, user) == 1
+    assert 'lang="fr"' in page.text, "ui_locales is read from a POSTed logout too"
+    assert f'action="{live_server}/end-session"' in page.text or 'action="/end-session"' in page.text
+    assert "js/form-post.js" in page.text and "data-autosubmit" in page.text
+    fields = _hidden_fields(page.text)
+    assert fields == {**params, "_same_site": "1"}
+    response = browser.post(f"{live_server}/end-session", data=fields)  # the browser's re-send, with the cookie
+    assert response.status_code == 303 and response.headers["Location"] == PLR + "?state=s"
+    assert sessions_of(app, user) == 0
+    assert_signed_out(live_server, browser, client)
+
+
+def test_the_re_sent_logout_post_without_a_session_goes_on_once(live_server, make_user, logout_client):
+    user = make_user()
+    client = logout_client()
+    _, tokens, _ = sign_in_to(live_server, user, client)
+    response = end_session(Browser(live_server), live_server, method="POST", id_token_hint=tokens["id_token"],
+                           post_logout_redirect_uri=PLR, _same_site="1")
+    assert response.status_code == 303 and response.headers["Location"] == PLR
+
+
+def test_an_invalid_logout_post_is_refused_before_any_re_send(live_server):
+    response = end_session(Browser(live_server), live_server, method="POST", client_id="no-such-client")
+    assert response.status_code == 400 and "data-autosubmit" not in response.text
+
+
 def test_without_state_the_redirect_carries_none(live_server, make_user, logout_client):
     user = make_user()
     client = logout_client()
