@@ -714,5 +714,6 @@ def test_a_flood_of_forged_assertions_costs_one_audit_row_per_minute(app, live_s
     assert_token_error(forged(), "invalid_client", 400)
     events = with_db(app, lambda db: [e.details for e in db.session.scalars(
         db.select(audit.AuditEvent).where(audit.AuditEvent.type == "oauth.client_assertion.rejected",
-                                          audit.AuditEvent.client_id == client["client_id"]))])
+                                          audit.AuditEvent.client_id == client["client_id"])
+        .order_by(audit.AuditEvent.id))])
     assert [e.get("repeats") for e in events] == [None, 19]
