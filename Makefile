@@ -24,8 +24,10 @@ run: $(STAMP)
 	@echo "Open http://127.0.0.1:5000/register to create an account (Ctrl-C stops the server)."
 	$(BIN)/idp serve --host 127.0.0.1 --port 5000
 
+# One pytest-xdist worker per core (at most 4), each with its own database, live server and
+# browser; PYTEST_ARGS="-n 0" runs in one process.
 test: $(STAMP)
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest -n auto --maxprocesses 4 $(PYTEST_ARGS)
 
 bench: $(STAMP)
 	$(BIN)/python bench/run.py $(BENCH_ARGS)
