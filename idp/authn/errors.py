@@ -48,3 +48,24 @@ class RateLimited(AuthnError):
     def __init__(self, retry_after: int):
         super().__init__(f"retry after {retry_after}s")
         self.retry_after = retry_after
+
+
+class LinkRefused(AuthnError):
+    """This browser did not prove it can enter the account an emailed link confirms an address
+    for (authn.link_proof); the link stays usable. reason is for audit."""
+
+    reason = "no_proof"
+
+
+class OtherAccount(LinkRefused):
+    """The browser is signed in to another account (signed_in_as, its id) than the link's."""
+
+    reason = "other_account"
+
+    def __init__(self, signed_in_as: int):
+        super().__init__(self.reason)
+        self.signed_in_as = signed_in_as
+
+
+class WrongPassword(LinkRefused):
+    reason = "bad_password"

@@ -34,7 +34,7 @@ from idp.authn import session as sso
 from idp.authn import steps
 from idp.authn.errors import LoginGone
 from idp.authn.factors import enrolled_factors, has_second_factor
-from idp.clock import now
+from idp.clock import now, timestamp
 from idp.extensions import commit_keeping_loaded, db
 from idp.models import LoginAttempt, User
 from idp.models.batches import delete_in_batches
@@ -61,6 +61,29 @@ class WrongUser(Exception):
 
 
 VERIFY_USER_KEY = "idp_verify_user"  # who may ask for another verification mail before signing in
+VERIFY_AT_KEY = "idp_verify_at"      # when they proved it (clock.timestamp()): see unverified_user_id
+
+
+def remember_unverified(user: User) -> None:
+    """This browser just proved a way into `user`'s account (a sign-in, or creating it), but the
+    account may not sign in before its address is verified: remember who, and when, so that this
+    browser may ask for another link and, for a short while, use one (authn.link_proof)."""
+    session[VERIFY_USER_KEY] = user.id
+    session[VERIFY_AT_KEY] = timestamp()
+
+
+def unverified_user_id(within: timedelta | None = None) -> int | None:
+    """The account this browser proved its way into without getting a session (remember_unverified);
+    with `within`, only if that was at most that long ago (a browser session cookie may live for
+    days, a proof of who sits at the browser does not)."""
+    user_id = session.get(VERIFY_USER_KEY)
+    if not isinstance(user_id, int) or isinstance(user_id, bool):
+        return None
+    if within is not None:
+        at = session.get(VERIFY_AT_KEY)
+        if not isinstance(at, int) or not 0 <= timestamp() - at <= within.total_seconds():
+            return None
+    return user_id
 
 
 def begin(next_path: str, *, acr: str | None = None, required: str | None = None,
@@ -270,7 +293,7 @@ def _finish(row: LoginAttempt, done: steps.Done):
     if current_app.config["IDP_SETTINGS"].email_verification_required and not user.email_verified:
         audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
         db.session.commit()
-        session[VERIFY_USER_KEY] = user.id
+        remember_unverified(user)
         return render_template("authn/verify_first.html", user=user), 403
     current = sso.current_session()
     if must and _would_lower(current, user, done.acr, row_target):

@@ -2,13 +2,16 @@
 authn blueprint; the rules are in idp.users.recovery.
 
 Links open a page with a button rather than acting on GET, because mail scanners fetch links:
-a GET never uses up a link or changes anything."""
+a GET never uses up a link or changes anything. The button of a link that confirms an address
+(a new account's, or a new address's) works only for a browser that proves it can enter the
+account: see authn.link_proof for why and how."""
 from __future__ import annotations
 
-from flask import redirect, render_template, request, session as browser, url_for
+from flask import redirect, render_template, request, url_for
 
-from idp.authn import session
-from idp.authn.flow import VERIFY_USER_KEY
+from idp import audit
+from idp.authn import flow, link_proof, session
+from idp.authn.errors import LinkRefused, OtherAccount, Throttled, WrongPassword
 from idp.authn.views import bp
 from idp.extensions import db
 from idp.models import User
@@ -20,6 +23,7 @@ from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 LINK_INVALID = N_("This link is not valid any more: it expired or was already used. Ask for a new one.")
+BAD_PASSWORD = N_("This is not the account's password. If you did not create the account, do not confirm it.")
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
@@ -52,17 +56,7 @@ def reset_password(token):
 
 @bp.route("/verify-email/<token>", methods=["GET", "POST"])
 def verify_email(token):
-    if request.method == "GET":
-        if email_links.find(token, email_links.VERIFY_EMAIL) is None:
-            raise PageError(_(LINK_INVALID), 410)
-        return render_template("authn/verify.html", token=token)
-    try:
-        user = recovery.confirm_email(token)
-    except LinkInvalid:
-        db.session.rollback()
-        raise PageError(_(LINK_INVALID), 410) from None
-    db.session.commit()
-    return render_template("authn/verified.html", user=user)
+    return _confirm_address(token, email_links.VERIFY_EMAIL)
 
 
 @bp.route("/verify-email", methods=["POST"])
@@ -70,7 +64,7 @@ def resend_verification():
     """Another verification mail: for the signed-in person, or for the person who just proved
     their password but may not sign in before verifying (remembered in the browser session)."""
     current = session.current_user()
-    user = current or db.session.get(User, browser.get(VERIFY_USER_KEY, 0))
+    user = current or db.session.get(User, flow.unverified_user_id() or 0)
     if user is None:
         return redirect(url_for("authn.login"), 303)
     if user.email_verified:
@@ -87,14 +81,62 @@ def resend_verification():
 
 @bp.route("/confirm-email-change/<token>", methods=["GET", "POST"])
 def confirm_email_change(token):
+    return _confirm_address(token, email_links.CHANGE_EMAIL)
+
+
+# What a link that confirms an address does once the browser proved it may: the rule, and the
+# audit event of a refusal.
+CONFIRMS = {email_links.VERIFY_EMAIL: (recovery.confirm_email, "users.email.verification_failed"),
+            email_links.CHANGE_EMAIL: (profile.confirm_email_change, "users.email.change_failed")}
+
+
+def _confirm_address(token: str, purpose: str):
+    """The page of a link that confirms an address: its button works only for a browser that
+    proves it can enter the link's account (authn.link_proof); a refusal leaves the link usable."""
+    row = email_links.find(token, purpose)
+    if row is None:
+        raise PageError(_(LINK_INVALID), 410)
+    user = db.session.get(User, row.user_id)
     if request.method == "GET":
-        if email_links.find(token, email_links.CHANGE_EMAIL) is None:
-            raise PageError(_(LINK_INVALID), 410)
-        return render_template("authn/verify.html", token=token, change=True)
+        try:
+            proof = link_proof.proof_in_browser(user)
+        except OtherAccount:
+            return render_template("authn/verify_other_account.html"), 403
+        return _confirm_page(token, purpose, ask_password=proof is None)
+    confirm, refused_event = CONFIRMS[purpose]
     try:
-        user = profile.confirm_email_change(token)
+        link_proof.prove(user, request.form.get("password", ""))
+    except (LinkRefused, Throttled) as refused:
+        return _refused(token, purpose, user, refused, refused_event)
+    try:
+        user = confirm(token)
     except LinkInvalid:
         db.session.rollback()
         raise PageError(_(LINK_INVALID), 410) from None
     db.session.commit()
     return render_template("authn/verified.html", user=user)
+
+
+def _refused(token: str, purpose: str, user: User, refused: LinkRefused | Throttled, event: str):
+    """Audit a refused button press (committed: a wrong password counts on the account's back-off)
+    and answer it: the page again with the error, or the other-account page."""
+    details = {"reason": refused.reason if isinstance(refused, LinkRefused) else "throttled"}
+    if isinstance(refused, OtherAccount):
+        details["signed_in_as"] = refused.signed_in_as
+    audit.record(event, outcome="failure", user=user, **details)
+    db.session.commit()
+    if isinstance(refused, OtherAccount):
+        return render_template("authn/verify_other_account.html"), 403
+    if isinstance(refused, Throttled):
+        message = _("Too many attempts. Wait %(s)s seconds and try again.", s=refused.retry_after)
+        return _confirm_page(token, purpose, ask_password=True, error=message, status=429,
+                             headers={"Retry-After": str(refused.retry_after)})  # RFC 6585 4
+    message = _(BAD_PASSWORD) if isinstance(refused, WrongPassword) else _("Enter the account's password.")
+    return _confirm_page(token, purpose, ask_password=True, error=message, status=400)
+
+
+def _confirm_page(token: str, purpose: str, *, ask_password: bool, error: str | None = None, status: int = 200,
+                  headers: dict | None = None):
+    page = render_template("authn/verify.html", token=token, change=purpose == email_links.CHANGE_EMAIL,
+                           ask_password=ask_password, errors={"password": error} if error else {})
+    return page, status, headers or {}

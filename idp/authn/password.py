@@ -58,16 +58,19 @@ def authenticate(login: str, password: str) -> User:
 
 def confirm_password(user: User, password: str) -> bool:
     """Whether `password` is the account's, for a signed-in person confirming a change (email,
-    password, deletion). Counted as a sign-in is, on the same account counters: a stolen or
-    unattended session must not be a way to guess the password without the back-off, nor to make
-    the server run argon2 without limit. Raises Throttled while the back-off lasts. The caller
-    commits, also after a wrong password, so that it counts."""
+    password, deletion) or a browser using an emailed link of the account (authn.link_proof).
+    Counted as a sign-in is, on the same account counters: a stolen or unattended session must not
+    be a way to guess the password without the back-off, nor to make the server run argon2
+    without limit. Raises Throttled while the back-off lasts. The caller commits, also after a
+    wrong password, so that it counts."""
     keys = throttle.keys_for(_account_key(user, ""), request.remote_addr or "-")
     throttle.hold(keys, database_lock=False)
     wait, counted = throttle.check(keys)
     if wait:
         raise Throttled(wait)
-    if user.password_hash and passwords.verify_password(hasher(), user.password_hash, password[:1024]):
+    # An account without a password costs the same check (the link pages must not tell it apart).
+    matches = passwords.verify_password(hasher(), user.password_hash or _dummy_hash(), password[:1024])
+    if matches and user.password_hash:
         throttle.record_success(keys, counted)
         return True
     throttle.record_failure(keys)

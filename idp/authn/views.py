@@ -119,7 +119,7 @@ def register():
     recovery.send_verification(user)
     if settings.email_verification_required:
         db.session.commit()
-        browser[flow.VERIFY_USER_KEY] = user.id
+        flow.remember_unverified(user)
         return render_template("authn/verify_sent.html", user=user, message=None)
     # A new account goes through the same state machine (IDP_MFA_REQUIRED leads to enrolment).
     return flow.proved(flow.begin(target), user, steps.password_proof())

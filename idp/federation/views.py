@@ -10,7 +10,6 @@ from idp.authn import flow as auth_flow
 from idp.authn import password as password_step
 from idp.authn import session as sso
 from idp.authn.errors import LoginFailed, Throttled
-from idp.authn.flow import VERIFY_USER_KEY
 from idp.authn.factors import has_second_factor
 from idp.authn.steps import ACR_MFA, AMR_PASSWORD, meets, password_proof, upstream_proof
 from idp.extensions import db
@@ -114,7 +113,7 @@ def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str, 
         audit.record("federation.login.failed", outcome="failure", user=user, provider=provider_id,
                      reason="email_not_verified")
         db.session.commit()
-        session[VERIFY_USER_KEY] = user.id
+        auth_flow.remember_unverified(user)
         return render_template("authn/verify_first.html", user=user), 403
     proofs = [upstream_proof(amr, acr)] + ([password_proof()] if password else [])
     if password:

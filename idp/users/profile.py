@@ -163,7 +163,9 @@ def cancel_email_change(user: User) -> None:
 
 def confirm_email_change(raw: str) -> User:
     """Use a change link: the account's address becomes the one the link was sent to (verified),
-    and the old address is told. Raises LinkInvalid (also when the address was taken since)."""
+    and the old address is told. Raises LinkInvalid (also when the address was taken since). The
+    caller (authn.link_proof) has made sure the browser can enter the account: whoever reads the
+    new mailbox may not be its owner (someone moving their account to a victim's address)."""
     row = email_links.use(raw, CHANGE_EMAIL)
     if row is None:
         raise LinkInvalid()

@@ -55,7 +55,11 @@ def send_verification(user: User) -> None:
 
 
 def confirm_email(raw: str) -> User:
-    """Use a verification link; the address is verified only if it is still the account's."""
+    """Use a verification link; the address is verified only if it is still the account's. The
+    caller (authn.link_proof) has made sure the browser can enter the account: a click from the
+    mailbox alone must not verify an account someone else registered with the address. That
+    person takes the account back with reset_password instead, which on a first proof of the
+    mailbox removes every way in set up before (keep it so)."""
     row = email_links.use(raw, VERIFY_EMAIL)
     if row is None:
         raise LinkInvalid()

@@ -139,6 +139,40 @@ def test_the_unverified_client_warning_is_clean_and_visible(browser_page, live_s
     watch.assert_clean()
 
 
+def test_a_verification_link_in_another_browser_asks_for_the_password(browser_page, live_server, app, make_user,
+                                                                     mailbox):
+    """The pages of a verification link opened where the account is not signed in (authn.link_proof):
+    signed in to another account, told to sign out first; then asked for the account's password."""
+    from idp.extensions import db
+    from idp.models import User
+    from idp.users import recovery
+    from tests.users.test_email_links import link_in
+
+    user, other = make_user(), make_user()
+    with app.app_context():
+        recovery.send_verification(db.session.get(User, user["id"]))
+        db.session.commit()
+    link = link_in(mailbox.last(app, user["email"]), "/verify-email/")
+    page, watch = browser_page
+    sign_in(page, other)
+    check_page(page, page.goto(link), 403, "This link is for another account", [])
+    with page.expect_navigation():
+        page.get_by_role("button", name="Sign out").click()
+    check_page(page, page.goto(link), 200, "Confirm your email address", ["password"])
+    assert page.get_by_text("If you did not create an account here, do not confirm").is_visible()
+    assert page.get_by_role("link", name="Forgot your password?").is_visible()
+    page.get_by_label("Password").fill("not the password")
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Confirm my email address").click()
+    check_page(page, navigation.value, 400, "Confirm your email address", ["password"])
+    assert page.locator("#e-password").is_visible()
+    page.get_by_label("Password").fill(PASSWORD)
+    with page.expect_navigation() as navigation:
+        page.get_by_role("button", name="Confirm my email address").click()
+    check_page(page, navigation.value, 200, "Email address confirmed", [])
+    watch.assert_clean()
+
+
 def test_pages_name_an_icon_the_browser_can_load(browser_page):
     """Without one, the browser's own /favicon.ico request logs a 404 console error on every page."""
     page, _ = browser_page
