@@ -12,7 +12,7 @@ import sys
 
 from idp import create_app
 from idp.extensions import db
-from idp.keys import ensure_key
+from idp.keys import ensure_keys
 from idp.oauth.clients import create_client
 from idp.users.directory import create_user
 
@@ -24,7 +24,7 @@ def main():
     count, password = int(sys.argv[1]), sys.argv[2]
     app = create_app()
     with app.app_context():
-        ensure_key(app.config["IDP_SETTINGS"])
+        ensure_keys(app.config["IDP_SETTINGS"])
         client, secret = create_client(name="Benchmark app", client_id="bench-app", redirect_uris=[REDIRECT_URI],
                                        grant_types=["authorization_code", "client_credentials"], scope=SCOPE)
         users = []

@@ -182,11 +182,11 @@ def test_token_signed_by_a_foreign_key_with_our_kid_is_rejected(live_server, iss
 def test_correctly_signed_token_with_wrong_issuer_or_type_is_rejected(live_server, app, issued):
     access = issued["token"]["access_token"]
     with app.app_context():
-        ring = keyring()
-        header = {"alg": ring.alg, "kid": ring.kid, "typ": "at+jwt"}
-        wrong_iss = jwt.encode(header, {**jwt_payload(access), "iss": "https://evil.example"}, ring.signer,
-                               algorithms=[ring.alg])
-        wrong_typ = jwt.encode({**header, "typ": "JWT"}, jwt_payload(access), ring.signer, algorithms=[ring.alg])
+        signer = keyring().default
+        header = {"alg": signer.alg, "kid": signer.kid, "typ": "at+jwt"}
+        wrong_iss = jwt.encode(header, {**jwt_payload(access), "iss": "https://evil.example"}, signer.key,
+                               algorithms=[signer.alg])
+        wrong_typ = jwt.encode({**header, "typ": "JWT"}, jwt_payload(access), signer.key, algorithms=[signer.alg])
     _assert_rejected(live_server, wrong_iss)
     _assert_rejected(live_server, wrong_typ)
 
