@@ -1,12 +1,11 @@
 """RFC 9068 JWT access tokens (no database write to issue), opaque refresh tokens stored as
-digests, and verification of our own JWTs with an explicit key set and algorithm list."""
+digests, and verification of our own JWTs: with the key their kid names, in that key's alg only."""
 from __future__ import annotations
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import current_app, g
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
 from idp.keys import ID_TOKEN_ALG, KeyRing, Signer, keyring, reload_for_unknown_kid
@@ -14,7 +13,7 @@ from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
 
-ALGORITHMS = ["RS256", "ES256"]
+ALGORITHMS = ["RS256", "ES256"]  # the algs of our keys (idp.keys.KEY_TYPES); never none, never HMAC
 RETIRED_KEY_SKEW = 5  # seconds: instances whose rings switch a little after the key retired
 
 
@@ -100,15 +99,20 @@ def _decode(token: str):
         return None
     ring = keyring()
     try:
-        kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+        header = jws.extract_compact(token.encode("ascii")).headers()
     except (JoseError, ValueError, TypeError, UnicodeError):
         return None
+    kid, alg = header.get("kid"), header.get("alg")
     if not isinstance(kid, str):  # we always name the key; a list or object here is not ours
         return None
     if kid not in ring.verifiers:
         ring = reload_for_unknown_kid(kid)
+    key = ring.verifiers.get(kid)
+    # RFC 8725 3.1: the alg is the key's own, never the one the token claims for it.
+    if key is None or alg not in ALGORITHMS or alg != key.alg:
+        return None
     try:
-        decoded = jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
+        decoded = jwt.decode(token, key, algorithms=[alg])
     except (JoseError, ValueError, TypeError):
         return None
     # A retired key stays published for the tokens it signed before; one it "signed" later was
