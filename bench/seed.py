@@ -27,6 +27,8 @@ def main():
         ensure_keys(app.config["IDP_SETTINGS"])
         client, secret = create_client(name="Benchmark app", client_id="bench-app", redirect_uris=[REDIRECT_URI],
                                        grant_types=["authorization_code", "client_credentials"], scope=SCOPE)
+        # `run.py --alg ES256` measures ES256 throughout: ID tokens are RS256 unless a client asks.
+        client.id_token_signed_response_alg = app.config["IDP_SETTINGS"].keys_alg
         users = []
         for i in range(count):
             user = create_user(f"bench{i:03d}", f"bench{i:03d}@example.com", password, name=f"Bench User {i}")
