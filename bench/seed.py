@@ -12,7 +12,7 @@ import sys
 
 from idp import create_app
 from idp.extensions import db
-from idp.keys import ensure_key
+from idp.keys import ensure_keys
 from idp.oauth.clients import create_client
 from idp.users.directory import create_user
 
@@ -24,9 +24,11 @@ def main():
     count, password = int(sys.argv[1]), sys.argv[2]
     app = create_app()
     with app.app_context():
-        ensure_key(app.config["IDP_SETTINGS"])
+        ensure_keys(app.config["IDP_SETTINGS"])
         client, secret = create_client(name="Benchmark app", client_id="bench-app", redirect_uris=[REDIRECT_URI],
                                        grant_types=["authorization_code", "client_credentials"], scope=SCOPE)
+        # `run.py --alg ES256` measures ES256 throughout: ID tokens are RS256 unless a client asks.
+        client.id_token_signed_response_alg = app.config["IDP_SETTINGS"].keys_alg
         users = []
         for i in range(count):
             user = create_user(f"bench{i:03d}", f"bench{i:03d}@example.com", password, name=f"Bench User {i}")

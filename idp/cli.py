@@ -58,8 +58,8 @@ def main():
 @click.option("--dev", is_flag=True, help="Use Werkzeug's single-process development server instead.")
 def serve(host, port, server, workers, threads, access_log, dev):
     app = _app()
-    from idp.keys import ensure_key
-    ensure_key(app.config["IDP_SETTINGS"])
+    from idp.keys import ensure_keys
+    ensure_keys(app.config["IDP_SETTINGS"])
     if dev:
         app.run(host=host, port=port, debug=False, use_reloader=False, threaded=True)
         return
@@ -414,29 +414,37 @@ def keys():
     pass
 
 
-@keys.command("rotate", help="Publish a new key now and sign with it after IDP_KEYS_CACHE_SECONDS plus the JWKS "
-                             "max-age (60 s), when every instance and every relying party's copy of the JWKS holds "
-                             "it; earlier keys stay published until their tokens expire.")
-@click.option("--alg", type=click.Choice(["RS256", "ES256"]), default=None)
+@keys.command("rotate", help="Publish a new key for each algorithm (RS256, and IDP_KEYS_ALG) now and sign with "
+                             "them after IDP_KEYS_CACHE_SECONDS plus the JWKS max-age (60 s), when every instance and "
+                             "every relying party's copy of the JWKS holds them; earlier keys stay published until "
+                             "their tokens expire. Keys of an algorithm no longer in use stop signing then too.")
+@click.option("--alg", type=click.Choice(["RS256", "ES256"]), default=None,
+              help="Rotate only this algorithm's key (RS256, or IDP_KEYS_ALG).")
 @click.option("--now", "immediate", is_flag=True,
-              help="Sign with the new key at once; other instances may publish it up to IDP_KEYS_CACHE_SECONDS "
+              help="Sign with the new keys at once; other instances may publish them up to IDP_KEYS_CACHE_SECONDS "
                    "later. For a key that leaked, use `idp keys revoke` instead.")
 def keys_rotate(alg, immediate):
     from idp import audit
     from idp.extensions import db as database
     from idp.keys import rotate
     app = _app()
-    row = rotate(app.config["IDP_SETTINGS"], alg, immediate=immediate)
-    audit.record("keys.key.rotated", kid=row.kid, alg=row.alg, immediate=immediate)
+    settings = app.config["IDP_SETTINGS"]
+    try:
+        rows = rotate(settings, alg, immediate=immediate)
+    except ValueError:
+        raise click.ClickException(f"no {alg} keys are in use: IDP_KEYS_ALG is {settings.keys_alg}") from None
+    for row in rows:
+        audit.record("keys.key.rotated", kid=row.kid, alg=row.alg, immediate=immediate)
     database.session.commit()
-    when = "now" if row.activates_at is None else f"from {row.activates_at.isoformat()}"
-    click.echo(f"new key {row.kid} ({row.alg}) is published and signs {when}")
+    for row in rows:
+        when = "now" if row.activates_at is None else f"from {row.activates_at.isoformat()}"
+        click.echo(f"new key {row.kid} ({row.alg}) is published and signs {when}")
 
 
 @keys.command("revoke", help="Withdraw a key that leaked: it leaves the JWKS and is no longer trusted, here at "
                              "once and on other instances within IDP_KEYS_CACHE_SECONDS, so every token it signed "
                              "(genuine ones too) stops being accepted; a key that signs is first replaced by a new "
-                             "key that signs at once. People stay signed in; apps get new tokens with their refresh "
+                             "key of its algorithm that signs at once. People stay signed in; apps get new tokens with their refresh "
                              "tokens or a new login.")
 @click.argument("kid")
 def keys_revoke(kid):
@@ -774,11 +782,11 @@ def purge(batch, as_json):
 @main.command("seed-demo", help="Create the two demo clients once (idempotent) and print how to use them.")
 def seed_demo():
     from idp.extensions import db as database
-    from idp.keys import ensure_key
+    from idp.keys import ensure_keys
     from idp.oauth.clients import create_client, find_client, rotate_secret
     app = _app()
     settings = app.config["IDP_SETTINGS"]
-    ensure_key(settings)
+    ensure_keys(settings)
     lines = []
     confidential = find_client(DEMO_CONFIDENTIAL)
     if confidential is None:

@@ -104,7 +104,8 @@ class Settings:
                                    "Seconds an audit event is kept before `idp purge` deletes it (0: kept for good).")
     webauthn_challenge_ttl: int = setting("IDP_WEBAUTHN_CHALLENGE_TTL", 300,
                                           "Seconds a passkey challenge stays valid (30 to 900); each is single use.")
-    keys_alg: str = setting("IDP_KEYS_ALG", "RS256", "Algorithm of newly created signing keys: RS256 or ES256.")
+    keys_alg: str = setting("IDP_KEYS_ALG", "RS256",
+                            "Algorithm of access tokens: RS256 or ES256. An RS256 key is always kept as well: ID and logout tokens use a client's registered `id_token_signed_response_alg`, else RS256.")
     keys_cache_seconds: int = setting("IDP_KEYS_CACHE_SECONDS", 30,
                                       "How long each process caches the signing keys before looking for a rotation.")
     client_assertion_max_lifetime: int = setting("IDP_CLIENT_ASSERTION_MAX_LIFETIME", 300,

@@ -229,3 +229,17 @@ def make_client(app, live_server):
             return {"client_id": client.client_id, "client_secret": secret,
                     "redirect_uri": client.redirect_uris[0], "public": public}
     return make
+
+
+@pytest.fixture
+def es256_keys(app):
+    """IDP_KEYS_ALG=ES256 on the app and its live server, keys rotated at once (an RS256 and an
+    ES256 key sign); yields their kids by alg. Afterwards the test settings again, rotated
+    likewise (the ES256 keys retire), so later tests sign as before."""
+    from tests.helpers.keys import rotate_keys, use_keys_alg
+
+    original = app.config["IDP_SETTINGS"]
+    yield use_keys_alg(app, "ES256")
+    clock.set_now(None)  # keys made at a pinned time would sort oddly against later ones
+    app.config["IDP_SETTINGS"] = original
+    rotate_keys(app)

@@ -379,7 +379,7 @@ def test_keys_rotate_now_adds_an_active_key_and_keeps_the_old_one_published(fres
     assert {k["kid"] for k in keys if k["state"] == "retired"} == {first["kid"]}
     with fresh_cli.app.app_context():
         from idp.keys import keyring
-        assert keyring().kid == active["kid"]
+        assert keyring().default.kid == active["kid"]
         assert {k["kid"] for k in json.loads(keyring().jwks_json)["keys"]} == {first["kid"], active["kid"]}
 
 
@@ -395,22 +395,133 @@ def test_keys_rotate_publishes_first_and_signs_after_the_cache_window(fresh_cli)
     with fresh_cli.app.app_context():
         from idp.keys import keyring, publish_lead
         ring = keyring()
-        assert ring.kid == first["kid"]
+        assert ring.default.kid == first["kid"]
         assert {k["kid"] for k in json.loads(ring.jwks_json)["keys"]} == {first["kid"], staged["kid"]}
         lead = publish_lead(fresh_cli.app.config["IDP_SETTINGS"])
         assert lead >= 60 + fresh_cli.app.config["IDP_SETTINGS"].keys_cache_seconds  # the JWKS max-age too
         clock.set_now(clock.now() + timedelta(seconds=lead - 2))
-        assert keyring().kid == first["kid"]  # a relying party may still hold a JWKS without the new key
+        assert keyring().default.kid == first["kid"]  # a relying party may still hold a JWKS without the new key
         clock.set_now(clock.now() + timedelta(seconds=3))
-        assert keyring().kid == staged["kid"]  # the ring reloads at the switch, not a cache period later
+        assert keyring().default.kid == staged["kid"]  # the ring reloads at the switch, not a cache period later
     states = {k["kid"]: k["state"] for k in fresh_cli.json("keys", "list")}
     assert states == {first["kid"]: "retired", staged["kid"]: "signing"}
 
 
-def test_keys_rotate_can_switch_to_es256(fresh_cli):
-    fresh_cli("keys", "rotate", "--alg", "ES256", "--now")
+def _by_alg(keys: list, state: str = "signing") -> dict:
+    return {k["alg"]: k["kid"] for k in keys if k["state"] == state}
+
+
+def test_with_es256_the_first_start_makes_an_rs256_and_an_es256_key_that_both_sign(fresh_cli):
+    """OIDC Discovery 3 / Registration 2: RS256 is always offered for ID tokens, whatever IDP_KEYS_ALG."""
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    fresh_cli("seed-demo")
     keys = fresh_cli.json("keys", "list")
-    assert [k["alg"] for k in keys if k["active"]] == ["ES256"]
+    assert sorted(k["alg"] for k in keys) == ["ES256", "RS256"] and all(k["state"] == "signing" for k in keys)
+    with fresh_cli.app.app_context():
+        from idp.keys import keyring
+        ring = keyring()
+        assert ring.algs == ["RS256", "ES256"] and ring.default.alg == "ES256"
+        assert {alg: s.kid for alg, s in ring.signers.items()} == _by_alg(keys)
+
+
+def test_keys_rotate_under_es256_rotates_both_algs_and_keeps_the_old_keys_published(fresh_cli):
+    from idp import clock
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    fresh_cli("seed-demo")
+    first = _by_alg(fresh_cli.json("keys", "list"))
+    out = fresh_cli("keys", "rotate", "--now").stdout
+    keys = fresh_cli.json("keys", "list")
+    second = _by_alg(keys)
+    assert set(second) == {"RS256", "ES256"} and not set(second.values()) & set(first.values())
+    assert _by_alg(keys, "retired") == first and all(kid in out for kid in second.values())
+
+    fresh_cli("keys", "rotate")  # staged: both new keys are published before either signs
+    keys = fresh_cli.json("keys", "list")
+    staged = _by_alg(keys, "next")
+    assert set(staged) == {"RS256", "ES256"} and _by_alg(keys) == second
+    with fresh_cli.app.app_context():
+        from idp.keys import keyring, publish_lead
+        ring = keyring()
+        assert {s.kid for s in ring.signers.values()} == set(second.values())
+        published = {k["kid"] for k in json.loads(ring.jwks_json)["keys"]}
+        assert published == {*first.values(), *second.values(), *staged.values()}  # the retired ones too
+        clock.set_now(clock.now() + timedelta(seconds=publish_lead(fresh_cli.app.config["IDP_SETTINGS"]) + 1))
+        assert {alg: s.kid for alg, s in keyring().signers.items()} == staged
+    assert _by_alg(fresh_cli.json("keys", "list")) == staged
+
+    rotated = fresh_cli("keys", "rotate", "--alg", "ES256", "--now").stdout  # one alg alone
+    now_signing = _by_alg(fresh_cli.json("keys", "list"))
+    assert now_signing["RS256"] == staged["RS256"] and now_signing["ES256"] not in staged.values()
+    assert rotated.count("new key") == 1 and now_signing["ES256"] in rotated
+
+
+def test_keys_rotate_refuses_an_alg_that_is_not_in_use(fresh_cli):
+    fresh_cli("seed-demo")
+    refused = fresh_cli("keys", "rotate", "--alg", "ES256", "--now", ok=False)
+    assert refused.exit_code != 0 and "no ES256 keys are in use: IDP_KEYS_ALG is RS256" in refused.output
+    assert [k["alg"] for k in fresh_cli.json("keys", "list")] == ["RS256"]
+
+
+def test_giving_up_es256_and_rotating_retires_the_es256_keys(fresh_cli):
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    fresh_cli("seed-demo")
+    first = _by_alg(fresh_cli.json("keys", "list"))
+    fresh_cli.env["IDP_KEYS_ALG"] = "RS256"
+    fresh_cli("keys", "rotate", "--now")
+    keys = fresh_cli.json("keys", "list")
+    assert list(_by_alg(keys)) == ["RS256"] and _by_alg(keys, "retired") == first
+
+
+def test_an_es256_only_deployment_gets_an_rs256_key_published_before_it_signs(fresh_cli):
+    """What an earlier version left with IDP_KEYS_ALG=ES256: one ES256 key. The next load adds
+    RS256 as a rotation would, so no relying party meets its kid before its JWKS has it; until
+    then tokens are signed as before."""
+    from idp import clock
+    from idp.keys import create_key, keyring, publish_lead
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    with fresh_cli.app.app_context():
+        settings = fresh_cli.app.config["IDP_SETTINGS"]
+        es256 = create_key(settings, "ES256").kid
+        db.session.commit()
+        ring = keyring()
+        rs256 = [k["kid"] for k in json.loads(ring.jwks_json)["keys"] if k["alg"] == "RS256"]
+        assert len(rs256) == 1, "published at once"
+        [rs256] = rs256
+        assert {s.kid for s in ring.signers.values()} == {es256} and ring.default.kid == es256
+        assert keyring() is ring  # created once, not at every load
+        clock.set_now(clock.now() + timedelta(seconds=publish_lead(settings) + 1))
+        assert {alg: s.kid for alg, s in keyring().signers.items()} == {"RS256": rs256, "ES256": es256}
+    assert fresh_cli.count(SigningKey) == 2
+
+
+def test_instances_that_race_to_make_the_first_keys_sign_with_the_same_ones(fresh_cli):
+    """Two instances starting at once may each find no key and each add a pair: every key is
+    published, and every instance signs with the newest of each alg."""
+    from idp.keys import create_key, ensure_keys, keyring
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    with fresh_cli.app.app_context():
+        settings = fresh_cli.app.config["IDP_SETTINGS"]
+        ensure_keys(settings)  # the first instance
+        for alg in ("RS256", "ES256"):  # the second, which looked before the first committed
+            create_key(settings, alg)
+        db.session.commit()
+        ring = keyring()
+        assert len(json.loads(ring.jwks_json)["keys"]) == 4
+    other = create_app(fresh_cli.app.config["IDP_SETTINGS"])
+    with other.app_context():
+        assert {a: s.kid for a, s in keyring().signers.items()} == {a: s.kid for a, s in ring.signers.items()}
+    assert fresh_cli.count(SigningKey) == 4
+
+
+def test_keys_revoke_under_es256_replaces_only_the_key_of_its_alg(fresh_cli):
+    fresh_cli.env["IDP_KEYS_ALG"] = "ES256"
+    fresh_cli("seed-demo")
+    first = _by_alg(fresh_cli.json("keys", "list"))
+    assert set(first) == {"RS256", "ES256"}
+    out = fresh_cli("keys", "revoke", "--", first["ES256"]).output  # a kid may start with "-"
+    now_signing = _by_alg(fresh_cli.json("keys", "list"))
+    assert now_signing["RS256"] == first["RS256"] and now_signing["ES256"] != first["ES256"]
+    assert out.strip() == f"key {first['ES256']} is revoked; new key {now_signing['ES256']} (ES256) signs now"
 
 
 def test_keys_revoke_replaces_the_signing_key_and_unpublishes_it(fresh_cli):

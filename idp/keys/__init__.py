@@ -1,8 +1,11 @@
 """Signing keys: created at first start, rotated on demand, cached per process.
 
-Private keys are stored encrypted (Fernet, key derived from IDP_SECRET_KEY with HKDF). Each
-process keeps a KeyRing (the signer, the verification keys and the serialised JWKS) and reloads
-it only after IDP_KEYS_CACHE_SECONDS, so no request parses a key.
+One signing key per algorithm: RS256 always, because a relying party that registered no
+id_token_signed_response_alg expects RS256 ID tokens (OIDC Registration 2, Discovery 3), and
+IDP_KEYS_ALG's (ES256, when set) for the tokens that have no per-client alg. Private keys are
+stored encrypted (Fernet, key derived from IDP_SECRET_KEY with HKDF). Each process keeps a
+KeyRing (the signers, the verification keys and the serialised JWKS) and reloads it only after
+IDP_KEYS_CACHE_SECONDS, so no request parses a key.
 
 Rotation publishes before it signs: a rotated key is in the JWKS at once but starts signing only
 publish_lead() later (`activates_at`: IDP_KEYS_CACHE_SECONDS plus the JWKS max-age), when every
@@ -28,6 +31,7 @@ from idp.models import Client, SigningKey
 from idp.security.derived import fernet_for
 
 KEY_TYPES = {"RS256": RSAKey, "ES256": ECKey}
+ID_TOKEN_ALG = "RS256"  # OIDC Registration 2: id_token_signed_response_alg's default; Discovery 3: always offered
 JWKS_MAX_AGE = 60  # seconds a relying party (or a cache between) may keep the JWKS it fetched
 
 
@@ -38,17 +42,32 @@ def publish_lead(settings) -> int:
     return settings.keys_cache_seconds + JWKS_MAX_AGE
 
 
+def signing_algs(settings) -> tuple[str, ...]:
+    """The algorithms the ring keeps a signing key for: RS256, and IDP_KEYS_ALG."""
+    return tuple(dict.fromkeys((ID_TOKEN_ALG, settings.keys_alg)))
+
+
 @dataclass(frozen=True)
-class KeyRing:
+class Signer:
     kid: str
     alg: str
-    signer: object            # joserfc key with its private half
-    verifiers: dict           # kid -> joserfc public key
+    key: object               # joserfc key with its private half
+
+
+@dataclass(frozen=True)
+class KeyRing:
+    signers: dict             # alg -> Signer: the newest key of that alg that signs now
+    default: Signer           # for tokens with no per-client alg: IDP_KEYS_ALG's (another while it is staged)
+    verifiers: dict           # kid -> joserfc public key, its `alg` the only one it verifies
     jwks_json: bytes          # pre-serialised {"keys": [...]}
-    algs: tuple               # algorithms of the published keys
     loaded_at: float
     retired: dict             # kid -> when it stopped signing (epoch seconds), for keys that did
     switch_at: datetime | None = None  # when another key starts or stops signing; reload then
+
+    @property
+    def algs(self) -> list[str]:
+        """The algorithms we sign with now, RS256 first."""
+        return sorted(self.signers, key=lambda alg: (alg != ID_TOKEN_ALG, alg))
 
 
 def _fernet(secret_key: str) -> Fernet:
@@ -72,41 +91,62 @@ def create_key(settings, alg: str | None = None) -> SigningKey:
     return row
 
 
-def ensure_key(settings) -> None:
-    """Create the first key when none is active (idempotent; called at start and by the CLI)."""
-    if db.session.scalar(db.select(SigningKey).where(SigningKey.retired_at.is_(None)).limit(1)) is None:
-        create_key(settings)
+def _current(moment: datetime):
+    """Keys that sign, or are staged to, or retire later."""
+    return db.select(SigningKey).where(SigningKey.revoked_at.is_(None),
+                                       (SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > moment))
+
+
+def ensure_keys(settings) -> None:
+    """A key for each of signing_algs() that has none signing or staged (idempotent; at each
+    load, at start and by the CLI). The first keys sign at once: nothing was published before
+    them. A key added later (IDP_KEYS_ALG changed, or RS256 where only ES256 signed) is published
+    first and signs publish_lead() later, as a rotation's. Instances that race here each add
+    one; all are published, and every ring signs with the newest (_load)."""
+    moment = now()
+    current = {row.alg for row in db.session.scalars(_current(moment))}
+    missing = [alg for alg in signing_algs(settings) if alg not in current]
+    if missing:
+        start = moment + timedelta(seconds=publish_lead(settings)) if current else None
+        for alg in missing:
+            create_key(settings, alg).activates_at = start
         db.session.commit()
 
 
-def rotate(settings, alg: str | None = None, *, immediate: bool = False) -> SigningKey:
-    """Add a new key that signs from IDP_KEYS_CACHE_SECONDS from now (at once if `immediate`);
-    the keys signing until then retire at that moment and stay published until their tokens
-    expire. The caller commits."""
+def rotate(settings, alg: str | None = None, *, immediate: bool = False) -> list[SigningKey]:
+    """New keys that sign from publish_lead() from now (at once if `immediate`): one for `alg`,
+    or one for each of signing_algs(). The keys they replace (with every alg, also those of an
+    alg no longer in signing_algs()) retire at that moment and stay published until their tokens
+    expire. ValueError for an alg not in signing_algs(). The caller commits."""
+    algs = signing_algs(settings)
+    if alg is not None and alg not in algs:
+        raise ValueError(alg)
     moment = now()
     start = moment if immediate else moment + timedelta(seconds=publish_lead(settings))
-    current = db.select(SigningKey).where((SigningKey.retired_at.is_(None)) | (SigningKey.retired_at > moment))
+    current = _current(moment) if alg is None else _current(moment).where(SigningKey.alg == alg)
     for row in db.session.scalars(current):
         row.retired_at = start
-    row = create_key(settings, alg)
-    row.activates_at = None if immediate else start
+    rows = [create_key(settings, each) for each in ((alg,) if alg else algs)]
+    for row in rows:
+        row.activates_at = None if immediate else start
     db.session.flush()
     _forget()
-    return row
+    return rows
 
 
 def revoke(settings, kid: str) -> SigningKey | None:
     """Withdraw a key that leaked: it leaves the JWKS and our own checks at once (other instances
     within IDP_KEYS_CACHE_SECONDS), so tokens it signed, genuine or forged, stop being accepted.
-    A key that signs or is about to is first replaced by a new key that signs now; returns that
-    key, or None. Raises LookupError for an unknown or already revoked kid. The caller commits."""
+    A key that signs or is about to is first replaced by a new key of its alg that signs now
+    (unless that alg is no longer in signing_algs()); returns that key, or None. Raises
+    LookupError for an unknown or already revoked kid. The caller commits."""
     row = db.session.get(SigningKey, kid)
     if row is None or row.revoked_at is not None:
         raise LookupError(kid)
     moment = now()
     replacement = None
-    if row.retired_at is None or row.retired_at > moment:  # signing, or staged to sign
-        replacement = rotate(settings, immediate=True)
+    if (row.retired_at is None or row.retired_at > moment) and row.alg in signing_algs(settings):
+        [replacement] = rotate(settings, row.alg, immediate=True)
     row.revoked_at = moment
     row.retired_at = min(row.retired_at or moment, moment)
     db.session.flush()
@@ -135,29 +175,38 @@ def _publish_window(settings) -> int:
 
 
 def published_keys(settings) -> list[SigningKey]:
-    """Newest first: a key about to sign, the signing key, retired keys whose tokens may live."""
+    """Newest first (the same order on every instance): keys about to sign, the signing keys,
+    retired keys whose tokens may live."""
     cutoff = now().timestamp() - _publish_window(settings)
     rows = db.session.scalars(db.select(SigningKey).where(SigningKey.revoked_at.is_(None))
-                              .order_by(SigningKey.created_at.desc()))
+                              .order_by(SigningKey.created_at.desc(), SigningKey.kid.desc()))
     return [r for r in rows if r.retired_at is None or r.retired_at.timestamp() > cutoff]
 
 
+def _signers(settings, rows: list[SigningKey], moment: datetime) -> dict:
+    """alg -> Signer: of each alg, the newest key that signs (newest first, as published_keys)."""
+    fernet = _fernet(settings.secret_key)
+    signers = {}
+    for row in rows:
+        if row.alg not in signers and is_signing(row, moment):
+            pem = fernet.decrypt(row.private_key_encrypted.encode())
+            signers[row.alg] = Signer(row.kid, row.alg, KEY_TYPES[row.alg].import_key(pem, {"kid": row.kid}))
+    return signers
+
+
 def _load(settings) -> KeyRing:
-    ensure_key(settings)
+    ensure_keys(settings)
     moment = now()
     rows = published_keys(settings)
-    active = next((r for r in rows if is_signing(r, moment)), None)
-    if active is None:
+    signers = _signers(settings, rows, moment)
+    if not signers:
         raise RuntimeError("no active signing key; run `idp keys rotate --now`")
-    pem = _fernet(settings.secret_key).decrypt(active.private_key_encrypted.encode())
-    signer = KEY_TYPES[active.alg].import_key(pem, {"kid": active.kid})
+    default = signers.get(settings.keys_alg) or signers.get(ID_TOKEN_ALG) or next(iter(signers.values()))
     verifiers = {r.kid: KEY_TYPES[r.alg].import_key(r.public_jwk) for r in rows}
     jwks = json.dumps({"keys": [r.public_jwk for r in rows]}, separators=(",", ":")).encode()
-    algs = tuple(sorted({r.alg for r in rows}))
     changes = [t for r in rows for t in (r.activates_at, r.retired_at) if t is not None and t > moment]
     retired = {r.kid: r.retired_at.timestamp() for r in rows if r.retired_at is not None}
-    return KeyRing(active.kid, active.alg, signer, verifiers, jwks, algs, time.monotonic(), retired,
-                   min(changes) if changes else None)
+    return KeyRing(signers, default, verifiers, jwks, time.monotonic(), retired, min(changes) if changes else None)
 
 
 def keyring() -> KeyRing:

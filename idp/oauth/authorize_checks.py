@@ -95,7 +95,7 @@ def _check_parameters(grant, params: dict, where: dict) -> None:
     if len(params.get("scope") or "") > SCOPE_MAX:
         raise InvalidRequestError(f"scope must be at most {SCOPE_MAX} characters", **where)
     refusal = id_token_alg_refusal(grant.client, keyring()) if "openid" in grant.request.scope.split() else None
-    if refusal is not None:  # refused at /token anyway (grants.id_token_ring): say so before anyone signs in
+    if refusal is not None:  # refused at /token anyway (grants.require_id_token_signer): say so before anyone signs in
         raise UnauthorizedClientError(f"{refusal}; update the client registration", **where)
 
 

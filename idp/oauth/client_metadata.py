@@ -317,10 +317,11 @@ class OpenIDRegistrationClaims(OpenIDClaims):
                                           "(sector_identifier_uri is not supported)")
 
     def validate_id_token_signed_response_alg(self):
+        """Only an alg a key of ours signs with now (never none): tokens.id_token_signer."""
         alg = self.get("id_token_signed_response_alg")
-        if alg is not None and alg != self.params["idp_signing_alg"]:
-            raise invalid("id_token_signed_response_alg",
-                          f"ID tokens are signed with {self.params['idp_signing_alg']} (never none)")
+        supported = self.params["id_token_signing_alg_values_supported"]
+        if alg is not None and alg not in supported:
+            raise invalid("id_token_signed_response_alg", f"must be one of {', '.join(supported)} (never none)")
 
     def validate_default_max_age(self):
         if not 0 <= self.get("default_max_age", 0) <= MAX_AGE:

@@ -20,7 +20,8 @@ ASSERTION_ALGS = [alg for algs in SIGNING_ALGS.values() for alg in algs]  # neve
 
 
 def metadata(issuer: str, algs: list[str], registration: bool = False) -> dict:
-    """`registration`: advertise the RFC 7591 registration_endpoint (IDP_CLIENT_REGISTRATION is
+    """`algs`: those we sign ID tokens with now (KeyRing.algs; Discovery 3: RS256 included).
+    `registration`: advertise the RFC 7591 registration_endpoint (IDP_CLIENT_REGISTRATION is
     not `disabled`)."""
     return {
         **({"registration_endpoint": f"{issuer}/oauth/register"} if registration else {}),
@@ -68,7 +69,7 @@ def metadata_json() -> bytes:
     cached = current_app.extensions.get("idp.discovery")
     if cached is None or cached[0] is not ring:
         settings = current_app.config["IDP_SETTINGS"]
-        body = json.dumps(metadata(settings.issuer, list(ring.algs),
+        body = json.dumps(metadata(settings.issuer, ring.algs,
                                    registration=settings.client_registration != "disabled"), indent=1).encode()
         cached = (ring, body)
         current_app.extensions["idp.discovery"] = cached

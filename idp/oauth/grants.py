@@ -15,12 +15,12 @@ from sqlalchemy import update
 from idp import audit
 from idp.clock import now, timestamp
 from idp.extensions import commit_keeping_loaded, db
-from idp.keys import KeyRing, keyring
+from idp.keys import Signer, keyring
 from idp.models import AuthorizationCode, Grant, RefreshToken
 from idp.oauth import claims as claims_mod
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import id_token_alg_refusal
+from idp.oauth.tokens import id_token_alg_refusal, id_token_signer
 from idp.security.tokens import constant_time_equal, digest, random_token
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "client_secret_jwt", "private_key_jwt", "none"]
@@ -37,16 +37,16 @@ def revoke_grant(grant: Grant, reason: str) -> None:
     db.session.commit()
 
 
-def id_token_ring(client) -> KeyRing:
-    """The key ring that signs this client's ID tokens; unauthorized_client when the signing key
-    has another alg than the client registered (tokens.id_token_alg_refusal). Not
-    invalid_client: the client did authenticate; its registration asks for what this server will
-    not do now, and the RP's developer reads the description."""
+def require_id_token_signer(client) -> Signer:
+    """The key that signs this client's ID tokens (tokens.id_token_signer); unauthorized_client
+    when no key of the alg the client registered signs. Not invalid_client: the client did
+    authenticate; its registration asks for what this server will not do now, and the RP's
+    developer reads the description."""
     ring = keyring()
-    refusal = id_token_alg_refusal(client, ring)
-    if refusal is not None:
-        raise UnauthorizedClientError(f"{refusal}; update the client registration")
-    return ring
+    signer = id_token_signer(client, ring)
+    if signer is None:
+        raise UnauthorizedClientError(f"{id_token_alg_refusal(client, ring)}; update the client registration")
+    return signer
 
 
 def _consume(model, row_id: int) -> bool:
@@ -127,7 +127,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             return None
         check_code_binding(row, self.request)  # before the code is spent, and before replay counts
         if row.used_at is None and "openid" in row.grant.scope.split():
-            id_token_ring(client)  # refuse before the code is spent: it can be redeemed once fixed
+            require_id_token_signer(client)  # refuse before the code is spent: it can be redeemed once fixed
         if row.used_at is not None or not _consume(AuthorizationCode, row.id):
             # RFC 6749 4.1.2: a code is single use; on reuse, revoke what it produced.
             revoke_grant(row.grant, "code_replayed")
@@ -152,20 +152,20 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         return False  # nonce replay is the RP's check; single-use codes and PKCE guard the code
 
     def encode_id_token(self, token, request):
-        # One ring for the alg, the header and the key, checked again (it may have switched
-        # since query_authorization_code).
-        g.idp_id_token_ring = id_token_ring(request.client)
+        # One signer for the alg, the header and the key, chosen again (the ring may have
+        # switched since query_authorization_code).
+        g.idp_id_token_signer = require_id_token_signer(request.client)
         return super().encode_id_token(token, request)
 
     def resolve_client_private_key(self, client):
-        return g.idp_id_token_ring.signer
+        return g.idp_id_token_signer.key
 
     def get_client_algorithm(self, client):
-        return g.idp_id_token_ring.alg
+        return g.idp_id_token_signer.alg
 
     def get_encode_header(self, client):
-        ring = g.idp_id_token_ring
-        return {"alg": ring.alg, "kid": ring.kid, "typ": "JWT"}
+        signer = g.idp_id_token_signer
+        return {"alg": signer.alg, "kid": signer.kid, "typ": "JWT"}
 
     def get_client_claims(self, client):
         t = timestamp()

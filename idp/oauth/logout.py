@@ -26,11 +26,11 @@ from idp import audit
 from idp.authn.session import EndedSession, end, on_session_end
 from idp.clock import now, timestamp
 from idp.extensions import db
-from idp.keys import KeyRing, keyring
+from idp.keys import Signer, keyring
 from idp.models import Client, Grant, SsoSession
 from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
-from idp.oauth.tokens import id_token_alg_refusal, sign, verify_id_token_hint
+from idp.oauth.tokens import id_token_alg_refusal, id_token_signer, sign, verify_id_token_hint
 from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_handler
 from idp.security import outbound
 from idp.security.tokens import random_token
@@ -94,14 +94,14 @@ def _subject(grant: Grant) -> str | None:
         return None
 
 
-def logout_token(client: Client, sid: str, sub: str | None, ring: KeyRing | None = None) -> str:
+def logout_token(client: Client, sid: str, sub: str | None, signer: Signer) -> str:
     """BCL 1.0 2.4: iss, aud, iat, exp, jti, events, sid and sub; never a nonce; typed logout+jwt."""
     t = timestamp()
     claims = {"iss": current_app.config["IDP_SETTINGS"].issuer, "aud": client.client_id, "iat": t,
               "exp": t + LOGOUT_TOKEN_TTL, "jti": random_token(16), "events": {EVENT: {}}, "sid": sid}
     if sub:
         claims["sub"] = sub
-    return sign({"typ": "logout+jwt"}, claims, ring)
+    return sign({"typ": "logout+jwt"}, claims, signer)
 
 
 def deliver_logout_token(payload: dict) -> None:
@@ -114,13 +114,14 @@ def deliver_logout_token(payload: dict) -> None:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
         return
     ring = keyring()
-    refused = id_token_alg_refusal(client, ring)
-    if refused is not None:
+    signer = id_token_signer(client, ring)  # BCL 1.0 2.6: the RP checks the alg as an ID token's
+    if signer is None:
+        refused = id_token_alg_refusal(client, ring)
         audit.record("oauth.logout_token.failed", outcome="failure", user=payload["user_id"],
                      client=client.client_id, sid=payload["sid"], reason=refused)
         raise DeliveryImpossible(refused)
     settings = current_app.config["IDP_SETTINGS"]
-    body = {"logout_token": logout_token(client, payload["sid"], payload["sub"], ring)}
+    body = {"logout_token": logout_token(client, payload["sid"], payload["sub"], signer)}
     try:
         with outbound.session(outbound.policy_for(settings)) as session, session.post(
                 client.backchannel_logout_uri, data=body, timeout=settings.backchannel_logout_timeout,

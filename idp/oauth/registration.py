@@ -88,10 +88,9 @@ def _refuse(endpoint: str, reason: str, description: str) -> InvalidTokenError:
 
 
 def server_metadata() -> dict:
-    """What registration checks metadata against: our discovery document, plus the one
-    algorithm ID tokens are signed with now."""
-    ring = keyring()
-    return {**discovery.metadata(_settings().issuer, list(ring.algs)), "idp_signing_alg": ring.alg}
+    """What registration checks metadata against: our discovery document, whose
+    id_token_signing_alg_values_supported are the algs ID tokens are signed with now."""
+    return discovery.metadata(_settings().issuer, keyring().algs)
 
 
 def validate_metadata(data: dict) -> dict:

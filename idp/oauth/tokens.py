@@ -1,20 +1,19 @@
 """RFC 9068 JWT access tokens (no database write to issue), opaque refresh tokens stored as
-digests, and verification of our own JWTs with an explicit key set and algorithm list."""
+digests, and verification of our own JWTs: with the key their kid names, in that key's alg only."""
 from __future__ import annotations
 
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import current_app, g
 from joserfc import jws, jwt
 from joserfc.errors import JoseError
-from joserfc.jwk import KeySet
 
 from idp.clock import timestamp
-from idp.keys import KeyRing, keyring, reload_for_unknown_kid
+from idp.keys import ID_TOKEN_ALG, KeyRing, Signer, keyring, reload_for_unknown_kid
 from idp.oauth import lifetimes
 from idp.oauth.subjects import subject_for
 from idp.security.tokens import random_token
 
-ALGORITHMS = ["RS256", "ES256"]
+ALGORITHMS = ["RS256", "ES256"]  # the algs of our keys (idp.keys.KEY_TYPES); never none, never HMAC
 RETIRED_KEY_SKEW = 5  # seconds: instances whose rings switch a little after the key retired
 
 
@@ -22,23 +21,34 @@ def _settings():
     return current_app.config["IDP_SETTINGS"]
 
 
-def sign(header: dict, claims: dict, ring: KeyRing | None = None) -> str:
-    """A JWT signed with the signing key of `ring` (this process's key ring by default)."""
-    ring = ring or keyring()
-    return jwt.encode({**header, "alg": ring.alg, "kid": ring.kid}, claims, ring.signer, algorithms=[ring.alg])
+def sign(header: dict, claims: dict, signer: Signer | None = None) -> str:
+    """A JWT signed by `signer`; by default the key for tokens with no per-client alg
+    (IDP_KEYS_ALG's: access tokens)."""
+    signer = signer or keyring().default
+    return jwt.encode({**header, "alg": signer.alg, "kid": signer.kid}, claims, signer.key, algorithms=[signer.alg])
+
+
+def id_token_signer(client, ring: KeyRing) -> Signer | None:
+    """The key that signs this client's ID tokens, and its logout tokens (BCL 1.0 2.6: the RP
+    checks their alg as an ID token's), or None. OIDC Registration 2: a registered
+    id_token_signed_response_alg is the alg they MUST use, else RS256 (Core 3.1.3.7 step 7: the
+    RP expects one of the two); only a key that signs now signs (a retired key may have been
+    retired because it leaked), so an alg none signs is a refusal, never a downgrade. Without a
+    registered alg and while the RS256 key is still only published (added to a deployment that
+    signed ES256 alone, idp.keys.ensure_keys), the alg it signed with so far."""
+    wanted = client.id_token_signed_response_alg
+    if wanted:
+        return ring.signers.get(wanted)
+    return ring.signers.get(ID_TOKEN_ALG) or ring.default
 
 
 def id_token_alg_refusal(client, ring: KeyRing) -> str | None:
-    """Why `ring` cannot sign this client's ID tokens (and logout tokens, which are signed and
-    checked like them: BCL 1.0 2.4, 2.6), or None. OIDC Dynamic Registration 2: a registered
-    id_token_signed_response_alg is the alg they MUST use, and only the signing key signs (a
-    retired key may have been retired because it leaked), so another alg is a refusal, never a
-    downgrade. The text fits RFC 6749 5.2's error_description charset."""
-    wanted = client.id_token_signed_response_alg
-    if not wanted or wanted == ring.alg:
+    """Why no key of `ring` signs this client's ID tokens (id_token_signer), or None. The text
+    fits RFC 6749 5.2's error_description charset."""
+    if id_token_signer(client, ring) is not None:
         return None
-    shown = "".join(c for c in wanted if c.isascii() and c.isalnum())[:16]
-    return f"id_token_signed_response_alg {shown} is registered but the signing key is {ring.alg}"
+    shown = "".join(c for c in client.id_token_signed_response_alg if c.isascii() and c.isalnum())[:16]
+    return f"id_token_signed_response_alg {shown} is registered but ID tokens are signed with {', '.join(ring.algs)}"
 
 
 def access_token(client, grant_type, user, scope) -> str:
@@ -89,15 +99,20 @@ def _decode(token: str):
         return None
     ring = keyring()
     try:
-        kid = jws.extract_compact(token.encode("ascii")).headers().get("kid")
+        header = jws.extract_compact(token.encode("ascii")).headers()
     except (JoseError, ValueError, TypeError, UnicodeError):
         return None
+    kid, alg = header.get("kid"), header.get("alg")
     if not isinstance(kid, str):  # we always name the key; a list or object here is not ours
         return None
     if kid not in ring.verifiers:
         ring = reload_for_unknown_kid(kid)
+    key = ring.verifiers.get(kid)
+    # RFC 8725 3.1: the alg is the key's own, never the one the token claims for it.
+    if key is None or alg not in ALGORITHMS or alg != key.alg:
+        return None
     try:
-        decoded = jwt.decode(token, KeySet(list(ring.verifiers.values())), algorithms=ALGORITHMS)
+        decoded = jwt.decode(token, key, algorithms=[alg])
     except (JoseError, ValueError, TypeError):
         return None
     # A retired key stays published for the tokens it signed before; one it "signed" later was

@@ -9,17 +9,17 @@ from werkzeug.serving import make_server
 
 from idp import clock, create_app
 from idp.extensions import db
-from idp.keys import publish_lead, rotate
+from idp.keys import publish_lead
 from tests.conftest import _free_port
+from tests.helpers.keys import rotate_keys
 from tests.helpers.rp import discovery, verify_access_token, verify_id_token
 from tests.oauth.flows import TIMEOUT, jwt_header, refresh, signed_in_browser, tokens_for, userinfo
 
 
-def _rotate(app, alg=None, immediate=True) -> str:
-    with app.app_context():
-        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=immediate)
-        db.session.commit()
-        return row.kid
+def _rotate(app, immediate=True) -> str:
+    """`idp keys rotate [--now]` with the test settings (IDP_KEYS_ALG=RS256): the new key's kid."""
+    [kid] = rotate_keys(app, immediate=immediate).values()
+    return kid
 
 
 def _kids(issuer: str) -> set:
@@ -56,21 +56,53 @@ def test_tokens_from_before_a_rotation_still_verify_and_new_tokens_use_the_new_k
     assert userinfo(live_server, refreshed["access_token"]).status_code == 200
 
 
-def test_rotating_to_es256_is_advertised_and_verifies(live_server, app, make_user, make_client, rotated_back):
+def test_with_es256_a_rotation_rotates_both_algs_and_tokens_of_the_old_keys_still_verify(
+        live_server, app, make_user, make_client, es256_keys):
+    """IDP_KEYS_ALG=ES256: ID tokens RS256 (the client registered no alg), access tokens ES256;
+    `idp keys rotate --now` replaces both keys, and both old ones stay in the JWKS for the
+    tokens they signed."""
     user = make_user()
     client = make_client(first_party=True)
     browser = signed_in_browser(live_server, user)
-    _, _, before = tokens_for(live_server, user, client, scope="openid", browser=browser)
-    kid = _rotate(app, "ES256")
-    assert {"RS256", "ES256"} <= set(discovery(live_server)["id_token_signing_alg_values_supported"])
+    rp_before, _, before = tokens_for(live_server, user, client, scope="openid", browser=browser)
+    assert {jwt_header(before["id_token"])["kid"], jwt_header(before["access_token"])["kid"]} == \
+        set(es256_keys.values())
+    new = rotate_keys(app)
+    assert set(new) == {"RS256", "ES256"} and not set(new.values()) & set(es256_keys.values())
+    assert {*es256_keys.values(), *new.values()} <= _kids(live_server)
+    assert discovery(live_server)["id_token_signing_alg_values_supported"] == ["RS256", "ES256"]
     rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)
-    assert jwt_header(after["id_token"])["alg"] == jwt_header(after["access_token"])["alg"] == "ES256"
-    assert jwt_header(after["id_token"])["kid"] == kid
+    assert (jwt_header(after["id_token"])["alg"], jwt_header(after["id_token"])["kid"]) == ("RS256", new["RS256"])
+    assert (jwt_header(after["access_token"])["alg"], jwt_header(after["access_token"])["kid"]) == \
+        ("ES256", new["ES256"])
+    for rp_now, tokens in ((rp_before, before), (rp, after)):
+        verify_id_token(live_server, tokens["id_token"], client["client_id"], rp_now.nonce)
+        verify_access_token(live_server, tokens["access_token"])
+        assert userinfo(live_server, tokens["access_token"]).status_code == 200
+
+
+def test_with_es256_a_staged_rotation_publishes_both_keys_before_either_signs(
+        live_server, app, make_user, make_client, second_instance, es256_keys):
+    user = make_user()
+    client = make_client(first_party=True)
+    lead = publish_lead(app.config["IDP_SETTINGS"])
+    clock.set_now(clock.now() - timedelta(seconds=lead + 5))  # the rotation happened a while ago
+    staged = rotate_keys(app, immediate=False)
+    assert set(staged) == {"RS256", "ES256"} and set(staged.values()) <= _kids(live_server)
+    _, browser, before = tokens_for(live_server, user, client, scope="openid")
+    assert {jwt_header(before["id_token"])["kid"], jwt_header(before["access_token"])["kid"]} == \
+        set(es256_keys.values())
+    clock.set_now(None)  # now the cache window has passed: both new keys sign
+    rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)
+    assert jwt_header(after["id_token"])["kid"] == staged["RS256"]
+    assert jwt_header(after["access_token"])["kid"] == staged["ES256"]
     verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
-    verify_access_token(live_server, after["access_token"])
-    verify_access_token(live_server, before["access_token"])
-    assert userinfo(live_server, after["access_token"]).status_code == 200
+    assert userinfo(second_instance, after["access_token"]).status_code == 200
     assert userinfo(live_server, before["access_token"]).status_code == 200
+    # Per alg too: what the retired ES256 key "signs" after its retirement is a forgery.
+    clock.set_now(clock.now() + timedelta(seconds=30))
+    assert userinfo(live_server, _forge(app, before["access_token"], es256_keys["ES256"])).status_code == 401
+    clock.set_now(None)
 
 
 @pytest.fixture

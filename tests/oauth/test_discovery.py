@@ -40,9 +40,12 @@ def test_metadata_advertises_exactly_the_protocol_we_speak(live_server):
         assert meta[f"{endpoint}_endpoint_auth_signing_alg_values_supported"] == ["RS256", "PS256", "ES256", "HS256"]
     assert meta["subject_types_supported"] == ["public", "pairwise"]
     assert "openid" in meta["scopes_supported"] and "offline_access" in meta["scopes_supported"]
-    assert "none" not in meta["id_token_signing_alg_values_supported"]
+    # Discovery 3: RS256 MUST be included; each one listed is signed with by a published key (a
+    # retired key of an alg given up stays published for its tokens, and is not listed).
+    algs = meta["id_token_signing_alg_values_supported"]
+    assert algs[0] == "RS256" and "none" not in algs
     published = {key["alg"] for key in requests.get(meta["jwks_uri"], timeout=TIMEOUT).json()["keys"]}
-    assert published <= set(meta["id_token_signing_alg_values_supported"])
+    assert set(algs) <= published
 
 
 def test_every_advertised_endpoint_answers(live_server):

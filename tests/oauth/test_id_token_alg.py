@@ -1,7 +1,9 @@
-"""A client's registered id_token_signed_response_alg (OIDC Dynamic Client Registration 1.0 2) is
-honoured when tokens are issued, not only checked when the client registers: after the keys
-rotate to another algorithm its token requests fail with unauthorized_client (the code stays
-unspent) instead of carrying an ID token the relying party would reject."""
+"""Which key signs an ID token. OIDC Dynamic Client Registration 1.0 2: a client's registered
+id_token_signed_response_alg is the alg of its ID tokens, and RS256 when it registered none;
+Discovery 1.0 3: RS256 is always among id_token_signing_alg_values_supported. So an RS256 key
+always signs, beside IDP_KEYS_ALG's (ES256), whose key signs access tokens. A registered alg no
+key signs any more (ES256 given up) makes the client's requests fail with unauthorized_client
+(the code stays unspent) instead of carrying an ID token the relying party would reject."""
 from __future__ import annotations
 
 from urllib.parse import parse_qsl, urlsplit
@@ -10,34 +12,15 @@ import pytest
 import requests
 
 from idp.extensions import db
-from idp.keys import keyring, rotate
 from idp.models import AuthorizationCode
 from idp.oauth.initial_tokens import issue_initial_access_token
 from idp.security.tokens import digest
-from tests.helpers.rp import RelyingParty, jwks, verify_id_token
+from tests.helpers.keys import use_keys_alg
+from tests.helpers.rp import RelyingParty, discovery, jwks, verify_access_token, verify_id_token
 from tests.oauth.flows import (TIMEOUT, assert_error_page, assert_token_error, authorize, count_rows, jwt_header,
-                               redeem, signed_in_browser, tokens_for)
+                               redeem, signed_in_browser, tokens_for, userinfo)
 
 REDIRECT = "http://127.0.0.1:9999/callback"
-
-
-def _rotate(app, alg=None) -> str:
-    with app.app_context():
-        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=True)
-        db.session.commit()
-        return row.kid
-
-
-def _signing_alg(app) -> str:
-    with app.app_context():
-        return keyring().alg
-
-
-@pytest.fixture
-def rotated_back(app):
-    """Whatever a test rotates to, later tests sign with a fresh key of IDP_KEYS_ALG."""
-    yield
-    _rotate(app)
 
 
 def register(app, issuer: str, metadata: dict) -> requests.Response:
@@ -49,13 +32,15 @@ def register(app, issuer: str, metadata: dict) -> requests.Response:
                          headers={"Authorization": f"Bearer {token}"})
 
 
-def registered(app, issuer: str, alg: str) -> dict:
-    """A client registered asking for ID tokens signed with alg."""
-    response = register(app, issuer, {"redirect_uris": [REDIRECT], "scope": "openid profile",
-                                      "id_token_signed_response_alg": alg})
+def registered(app, issuer: str, alg: str | None) -> dict:
+    """A client registered asking for ID tokens signed with alg (None: asking nothing)."""
+    metadata = {"redirect_uris": [REDIRECT], "scope": "openid profile"}
+    if alg:
+        metadata["id_token_signed_response_alg"] = alg
+    response = register(app, issuer, metadata)
     assert response.status_code == 201, response.text
     body = response.json()
-    assert body["id_token_signed_response_alg"] == alg
+    assert body.get("id_token_signed_response_alg") == alg
     return {"client_id": body["client_id"], "client_secret": body["client_secret"], "redirect_uri": REDIRECT,
             "public": False}
 
@@ -90,52 +75,100 @@ def code_used(app, code: str) -> bool:
                                  .where(AuthorizationCode.code_digest == digest(code))) is not None
 
 
-def test_after_a_rotation_to_another_alg_the_token_request_fails_and_the_code_survives(
-        app, live_server, make_user, rotated_back):
-    assert _signing_alg(app) == "RS256"  # IDP_KEYS_ALG's default in the test settings
-    client = registered(app, live_server, "RS256")
+def published_alg(issuer: str, kid: str) -> str:
+    return {key.kid: key for key in jwks(issuer).keys}[kid].as_dict()["alg"]
+
+
+# --- IDP_KEYS_ALG=ES256 ---------------------------------------------------------------------------
+
+@pytest.mark.parametrize("how", ["operator", "registered without an alg"])
+def test_with_es256_a_client_that_asked_no_alg_gets_rs256_id_tokens_and_es256_access_tokens(
+        app, live_server, make_user, make_client, es256_keys, how):
+    """Registration 2: "The default, if omitted, is RS256"; what every certified RP library expects."""
+    client = make_client(first_party=True) if how == "operator" else registered(app, live_server, None)
     user = make_user()
-    rp, code = code_for(live_server, user, client)
-
-    _rotate(app, "ES256")  # as `idp keys rotate --alg ES256 --now` (or IDP_KEYS_ALG=ES256 and a rotation)
-    before = count_rows(app)
-    refused = redeem(live_server, client, code, rp.verifier)
-    body = assert_token_error(refused, "unauthorized_client")
-    assert "id_token_signed_response_alg RS256" in body["error_description"] and "ES256" in body["error_description"]
-    assert count_rows(app) == before and not code_used(app, code)  # nothing issued, nothing spent
-
-    _rotate(app, "RS256")  # the operator rotates back: the same code now redeems, signed as registered
-    token = redeem(live_server, client, code, rp.verifier)
-    assert token.status_code == 200, token.text
-    id_token = token.json()["id_token"]
-    assert jwt_header(id_token)["alg"] == "RS256"
-    assert verify_id_token(live_server, id_token, client["client_id"], rp.nonce)["sub"] == user["subject"]
+    rp, _, token = tokens_for(live_server, user, client, scope="openid profile",
+                              browser=signed_in_browser(live_server, user))
+    id_header, access_header = jwt_header(token["id_token"]), jwt_header(token["access_token"])
+    assert id_header["alg"] == "RS256" and access_header["alg"] == "ES256"
+    assert (id_header["kid"], access_header["kid"]) == (es256_keys["RS256"], es256_keys["ES256"])
+    assert published_alg(live_server, id_header["kid"]) == "RS256"
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
+    verify_access_token(live_server, token["access_token"])
+    assert userinfo(live_server, token["access_token"]).status_code == 200
 
 
-def test_a_client_registered_for_es256_gets_es256_id_tokens_verified_against_jwks(
-        app, live_server, make_user, rotated_back):
-    kid = _rotate(app, "ES256")
+def test_with_es256_a_client_registered_for_es256_gets_es256_id_tokens(app, live_server, make_user, es256_keys):
     client = registered(app, live_server, "ES256")
     user = make_user()
     rp, _, token = tokens_for(live_server, user, client, scope="openid",
                               browser=signed_in_browser(live_server, user))
     header = jwt_header(token["id_token"])
-    assert header["alg"] == "ES256" and header["kid"] == kid
-    assert {key.kid: key for key in jwks(live_server).keys}[kid].as_dict()["alg"] == "ES256"
+    assert (header["alg"], header["kid"]) == ("ES256", es256_keys["ES256"])
+    assert published_alg(live_server, header["kid"]) == "ES256"
+    verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+    assert jwt_header(token["access_token"])["alg"] == "ES256"
+
+
+def test_with_es256_a_client_may_still_register_rs256_and_gets_it(app, live_server, make_user, es256_keys):
+    client = registered(app, live_server, "RS256")
+    user = make_user()
+    rp, _, token = tokens_for(live_server, user, client, scope="openid",
+                              browser=signed_in_browser(live_server, user))
+    assert jwt_header(token["id_token"])["kid"] == es256_keys["RS256"]
     verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
 
-    rp, code = code_for(live_server, user, client)  # a code issued while the keys were ES256 ...
-    _rotate(app, "RS256")  # ... and back: the ES256 client is refused, not served RS256
-    assert_token_error(redeem(live_server, client, code, rp.verifier), "unauthorized_client")
-    assert not code_used(app, code)
+
+def test_discovery_lists_rs256_first_and_es256_while_es256_keys_sign(app, live_server, es256_keys):
+    for path in ("openid-configuration", "oauth-authorization-server"):
+        meta = requests.get(f"{live_server}/.well-known/{path}", timeout=TIMEOUT).json()
+        assert meta["id_token_signing_alg_values_supported"] == ["RS256", "ES256"]
+    refused = register(app, live_server, {"redirect_uris": [REDIRECT], "id_token_signed_response_alg": "PS256"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata"
+    assert "must be one of RS256, ES256" in refused.json()["error_description"]
+
+
+def test_after_es256_is_given_up_an_es256_client_is_refused_and_its_code_survives(
+        app, live_server, make_user, es256_keys):
+    """IDP_KEYS_ALG back to RS256 and `idp keys rotate`: the ES256 keys retire, and retired keys
+    never sign, so the client's token request fails (the code is not spent) rather than carry
+    an RS256 ID token it did not ask for; once ES256 signs again the same code redeems."""
+    client = registered(app, live_server, "ES256")
+    user = make_user()
+    rp, code = code_for(live_server, user, client)
+
+    use_keys_alg(app, "RS256")
+    assert discovery(live_server)["id_token_signing_alg_values_supported"] == ["RS256"]
+    before = count_rows(app)
+    body = assert_token_error(redeem(live_server, client, code, rp.verifier), "unauthorized_client")
+    assert body["error_description"] == ("id_token_signed_response_alg ES256 is registered but ID tokens are "
+                                         "signed with RS256; update the client registration")
+    assert count_rows(app) == before and not code_used(app, code)  # nothing issued, nothing spent
     authorization_refused(live_server, user, client, "ES256", unverified=True)
+    refused = register(app, live_server, {"redirect_uris": [REDIRECT], "id_token_signed_response_alg": "ES256"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata"
+
+    kids = use_keys_alg(app, "ES256")  # the operator goes back: the same code now redeems, as registered
+    token = redeem(live_server, client, code, rp.verifier)
+    assert token.status_code == 200, token.text
+    assert jwt_header(token.json()["id_token"])["kid"] == kids["ES256"]
+    assert verify_id_token(live_server, token.json()["id_token"], client["client_id"], rp.nonce)["sub"] == \
+        user["subject"]
 
 
-@pytest.mark.parametrize("alg, shown", [("PS256", "PS256"), ('RS"256\u00e9', "RS256")])
+# --- whatever IDP_KEYS_ALG ------------------------------------------------------------------------
+
+def test_es256_is_refused_at_registration_when_no_es256_key_signs(app, live_server):
+    refused = register(app, live_server, {"redirect_uris": [REDIRECT], "id_token_signed_response_alg": "ES256"})
+    assert refused.status_code == 400 and refused.json()["error"] == "invalid_client_metadata"
+    assert "id_token_signed_response_alg: must be one of RS256 (never none)" in refused.json()["error_description"]
+
+
+@pytest.mark.parametrize("alg, shown", [("PS256", "PS256"), ('RS"256\u00e9', "RS256"), ("ES256", "ES256")])
 def test_a_client_record_with_an_alg_no_key_can_sign_gets_no_token(app, live_server, make_user, make_client,
                                                                      alg, shown):
-    """An alg the key ring cannot sign with at all (the record was edited, or an older version
-    accepted it): refused the same way, never signed with the active key instead; what the
+    """An alg no key of ours signs (the record was edited, an older version accepted it, or
+    ES256 was given up): refused the same way, never signed with another key instead; what the
     record holds reaches the error description only in characters RFC 6749 5.2 allows."""
     client = make_client(first_party=True, id_token_signed_response_alg=alg)
     user = make_user()

@@ -19,6 +19,7 @@ from idp.models import AuditEvent, Client, Grant, OutboxMessage, SsoSession
 from idp.oauth.logout import EVENT, KIND
 from idp.oauth.purge import grace
 from tests.helpers.forms import csrf_token
+from tests.helpers.keys import use_keys_alg
 from tests.helpers.rp import Browser, jwks, verify_id_token
 from tests.oauth.flows import assert_redirect_error, assert_token_error, raw_authorize_url, refresh, tokens_for, with_db
 
@@ -544,54 +545,39 @@ def test_a_slow_receiver_does_not_hold_the_logout_page(live_server, app, make_us
     wait_until(lambda: messages_for(app, client["client_id"])[0]["status"] == "delivered")
 
 
-@pytest.fixture
-def rotated_back(app):
-    """Whatever a test rotates to, later tests sign with a fresh key of IDP_KEYS_ALG."""
-    yield
-    rotate_keys(app)
-
-
-def rotate_keys(app, alg=None) -> str:
-    """As `idp keys rotate [--alg ALG] --now`."""
-    from idp.keys import rotate
-    with app.app_context():
-        row = rotate(app.config["IDP_SETTINGS"], alg, immediate=True)
-        db.session.commit()
-        return row.kid
-
-
-def test_a_logout_token_is_signed_with_the_alg_the_client_registered_for_id_tokens(
-        live_server, app, make_user, logout_client, receivers, rotated_back):
-    """BCL 1.0 2.6: the RP validates a logout token as it validates ID tokens, so the alg is its
-    id_token_signed_response_alg."""
-    kid = rotate_keys(app, "ES256")
+@pytest.mark.parametrize("registered, alg", [(None, "RS256"), ("ES256", "ES256"), ("RS256", "RS256")])
+def test_a_logout_token_is_signed_with_the_alg_the_client_registered_for_id_tokens_else_rs256(
+        live_server, app, make_user, logout_client, receivers, es256_keys, registered, alg):
+    """BCL 1.0 2.6: the RP validates a logout token's alg as an ID token's: the
+    id_token_signed_response_alg it registered, otherwise RS256; never IDP_KEYS_ALG's (ES256
+    here), which signs access tokens."""
     user = make_user()
     receiver = receivers()
-    client = logout_client(receiver, id_token_signed_response_alg="ES256")
+    client = logout_client(receiver, id_token_signed_response_alg=registered)
     browser, tokens, claims = sign_in_to(live_server, user, client)
     end_session(browser, live_server, id_token_hint=tokens["id_token"])
     [token] = receiver.wait_for()
-    header = jwt.decode(token, jwks(live_server), algorithms=["ES256"]).header
-    assert header["alg"] == "ES256" and header["kid"] == kid
+    header = jwt.decode(token, jwks(live_server), algorithms=[alg]).header
+    assert header["alg"] == alg and header["kid"] == es256_keys[alg]
     assert verify_logout_token(live_server, token, client["client_id"])["sid"] == claims["sid"]
 
 
 def test_when_no_key_of_the_registered_alg_signs_the_delivery_fails_at_once_and_is_audited(
-        live_server, app, make_user, logout_client, receivers, rotated_back):
-    """The signing key's alg changed since the client signed in (`idp keys rotate --alg ES256`):
-    no retired key signs, so the message ends as failed on its first attempt with the reason,
-    instead of 12 attempts over 9 hours; the receiver gets nothing it would reject."""
+        live_server, app, make_user, logout_client, receivers, es256_keys):
+    """ES256 was given up since the client signed in (IDP_KEYS_ALG back to RS256, then `idp keys
+    rotate`): no retired key signs, so the message ends as failed on its first attempt with the
+    reason, instead of 12 attempts over 9 hours; the receiver gets nothing it would reject."""
     user = make_user()
     receiver = receivers()
-    client = logout_client(receiver, id_token_signed_response_alg="RS256")
+    client = logout_client(receiver, id_token_signed_response_alg="ES256")
     browser, tokens, claims = sign_in_to(live_server, user, client)
-    rotate_keys(app, "ES256")
+    use_keys_alg(app, "RS256")
     response = end_session(browser, live_server, id_token_hint=tokens["id_token"], post_logout_redirect_uri=PLR)
     assert response.status_code == 302 and response.headers["Location"] == PLR   # the logout itself is done
     wait_until(lambda: [m["status"] for m in messages_for(app, client["client_id"])] == ["failed"])
     [message] = messages_for(app, client["client_id"])
     assert message["attempts"] == 1
-    assert message["last_error"] == "id_token_signed_response_alg RS256 is registered but the signing key is ES256"
+    assert message["last_error"] == "id_token_signed_response_alg ES256 is registered but ID tokens are signed with RS256"
     assert receiver.posts == []
     events = with_db(app, lambda db: [(e.outcome, e.client_id, e.details) for e in db.session.scalars(
         db.select(AuditEvent).where(AuditEvent.user_id == user["id"], AuditEvent.type == "oauth.logout_token.failed"))])

@@ -10,13 +10,15 @@ import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import RSAKey
+from joserfc.jws import JWSRegistry
 
 from idp import clock
 from idp.authn.steps import ACR_PASSWORD, AMR_PASSWORD
 from idp.keys import keyring
 from idp.models import SsoSession
-from tests.helpers.rp import verify_access_token, verify_id_token
-from tests.oauth.flows import TIMEOUT, jwt_header, jwt_payload, signed_in_browser, tokens_for, userinfo, with_db
+from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
+from tests.oauth.flows import (TIMEOUT, assert_redirect_error, is_active, jwt_header, jwt_payload, raw_authorize_url,
+                               signed_in_browser, tokens_for, userinfo, with_db)
 
 
 def _b64(data: bytes) -> str:
@@ -182,11 +184,11 @@ def test_token_signed_by_a_foreign_key_with_our_kid_is_rejected(live_server, iss
 def test_correctly_signed_token_with_wrong_issuer_or_type_is_rejected(live_server, app, issued):
     access = issued["token"]["access_token"]
     with app.app_context():
-        ring = keyring()
-        header = {"alg": ring.alg, "kid": ring.kid, "typ": "at+jwt"}
-        wrong_iss = jwt.encode(header, {**jwt_payload(access), "iss": "https://evil.example"}, ring.signer,
-                               algorithms=[ring.alg])
-        wrong_typ = jwt.encode({**header, "typ": "JWT"}, jwt_payload(access), ring.signer, algorithms=[ring.alg])
+        signer = keyring().default
+        header = {"alg": signer.alg, "kid": signer.kid, "typ": "at+jwt"}
+        wrong_iss = jwt.encode(header, {**jwt_payload(access), "iss": "https://evil.example"}, signer.key,
+                               algorithms=[signer.alg])
+        wrong_typ = jwt.encode({**header, "typ": "JWT"}, jwt_payload(access), signer.key, algorithms=[signer.alg])
     _assert_rejected(live_server, wrong_iss)
     _assert_rejected(live_server, wrong_typ)
 
@@ -206,3 +208,44 @@ def test_expired_access_token_is_rejected(live_server, issued):
 @pytest.mark.parametrize("garbage", ["x", "a.b.c", "a.b", "....", "eyJ" * 3000])
 def test_garbage_bearer_token_is_rejected(live_server, garbage):
     _assert_rejected(live_server, garbage)
+
+
+def test_a_token_whose_alg_is_not_the_alg_of_its_kids_key_is_refused_everywhere(
+        live_server, app, make_user, make_client, es256_keys):
+    """RFC 8725 3.1: with an RS256 and an ES256 key signing, a token is checked only with the key
+    its kid names and only in that key's alg: re-signed by our other key under the first one's
+    kid, it is refused by UserInfo, introspection and as an id_token_hint, while the genuine
+    one passes each."""
+    user = make_user()
+    client = make_client(first_party=True)
+    api = make_client(resource_server=True, grant_types=["client_credentials"])
+    browser = signed_in_browser(live_server, user)
+    _, _, token = tokens_for(live_server, user, client, scope="openid", browser=browser)
+    with app.app_context():
+        signers = keyring().signers
+
+    def resigned(original: str, alg: str, signer) -> str:
+        signing_input = f"{_b64(json.dumps({**jwt_header(original), 'alg': alg}).encode())}.{original.split('.')[1]}"
+        return f"{signing_input}.{_b64(JWSRegistry.algorithms[signer.alg].sign(signing_input.encode(), signer.key))}"
+
+    tampered = {}
+    for name in ("access_token", "id_token"):
+        named = jwt_header(token[name])["alg"]
+        other = signers["RS256" if named == "ES256" else "ES256"]
+        # the header's alg: the named key's, or the alg of the key that really signed
+        tampered[name] = [resigned(token[name], named, other), resigned(token[name], other.alg, other)]
+
+    assert userinfo(live_server, token["access_token"]).status_code == 200
+    assert is_active(live_server, api, token["access_token"])
+    control = resigned(token["access_token"], "ES256", signers["ES256"])  # re-signed by the named key: fine
+    assert userinfo(live_server, control).status_code == 200
+    for forged in tampered["access_token"]:
+        _assert_rejected(live_server, forged)
+        assert not is_active(live_server, api, forged)
+
+    rp = RelyingParty(live_server, client)
+    assert "code" in rp.callback_params(browser.get(rp.authorization_url(id_token_hint=token["id_token"],
+                                                                          prompt="none")))
+    for forged in tampered["id_token"]:
+        response = browser.get(raw_authorize_url(live_server, client, id_token_hint=forged, state="st-alg"))
+        assert_redirect_error(response, client, live_server, "invalid_request", "st-alg")
