@@ -527,11 +527,11 @@ def test_keys_revoke_under_es256_replaces_only_the_key_of_its_alg(fresh_cli):
 def test_keys_revoke_replaces_the_signing_key_and_unpublishes_it(fresh_cli):
     fresh_cli("seed-demo")
     [first] = fresh_cli.json("keys", "list")
-    out = fresh_cli("keys", "revoke", first["kid"]).output
+    out = fresh_cli("keys", "revoke", "--", first["kid"]).output
     [now_signing] = fresh_cli.json("keys", "list")
     assert now_signing["kid"] != first["kid"] and now_signing["state"] == "signing"
     assert out.strip() == f"key {first['kid']} is revoked; new key {now_signing['kid']} (RS256) signs now"
-    assert fresh_cli("keys", "revoke", first["kid"], ok=False).exit_code != 0
+    assert fresh_cli("keys", "revoke", "--", first["kid"], ok=False).exit_code != 0
     events = [json.loads(line)["type"] for line in fresh_cli("audit", "list", "--type", "keys.").stdout.splitlines()]
     assert events.count("keys.key.revoked") == 1 and "keys.key.rotated" in events
 
