@@ -8,7 +8,9 @@ client of our ID tokens (aud is a list); its rules are the same as these.
 
 Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_ended in the same
 transaction), the grants issued in it lose their refresh tokens unless they hold offline_access
-(a password reset revokes those too: revoke_grants_after_reset), and every client that took part and registered a backchannel_logout_uri gets an outbox message.
+(taking the account back revokes those too: revoke_grants, after a password reset, a password
+change that signs out everywhere else, or `idp users set-password`), and every client that took
+part and registered a backchannel_logout_uri gets an outbox message.
 The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp,
 with the client's registered id_token_signed_response_alg (or not at all: tokens.id_token_alg_refusal).
 """
@@ -54,15 +56,27 @@ def init_logout(app: Flask) -> None:
     register_handler(app, KIND, deliver_logout_token)
 
 
-def revoke_grants_after_reset(user) -> None:
-    """A password reset revokes every grant of the person, offline_access included: whatever
-    someone else obtained before the owner took the account back stops working. The reset then
-    ends the sessions (on_sessions_ended), which tells the apps; runs before the caller commits."""
-    grants = db.session.scalars(select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))).all()
+def revoke_grants(user, reason: str, keep_sid: str | None = None) -> int:
+    """Take the account back: revoke every live grant of the person, offline_access included, but
+    those issued in the SSO session keep_sid (the apps the person uses in this very browser), so
+    whatever someone else obtained stops working at once, refresh and access tokens alike. The one
+    rule for a password reset, a password change that signs out everywhere else and `idp users
+    set-password`; the caller then ends the sessions (on_sessions_ended tells the apps) and
+    commits. Returns how many grants it revoked."""
+    query = select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+    if keep_sid is not None:
+        query = query.where((Grant.sid != keep_sid) | Grant.sid.is_(None))
+    grants = db.session.scalars(query.order_by(Grant.created_at)).all()
     for grant in grants:
         grant.revoked_at = now()
         audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id,
-                     reason="password_reset", sid=grant.sid)
+                     reason=reason, sid=grant.sid)
+    return len(grants)
+
+
+def revoke_grants_after_reset(user) -> None:
+    """A password reset keeps nothing: whoever reads the mailbox takes the account back."""
+    revoke_grants(user, "password_reset")
 
 
 # --- when a session ends ------------------------------------------------------------------------
