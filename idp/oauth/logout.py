@@ -33,7 +33,7 @@ from idp.models import Client, Grant, SsoSession
 from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import id_token_alg_refusal, sign, verify_id_token_hint
-from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_handler
+from idp.outbox import DeliveryFailed, DeliveryImpossible, DestinationFailed, enqueue, register_handler
 from idp.security import outbound
 from idp.security.tokens import random_token
 from idp.users.directory import identifier_key
@@ -53,7 +53,7 @@ MAX_OTHER_LENGTH = 4096
 def init_logout(app: Flask) -> None:
     on_session_end(app, on_sessions_ended)
     on_password_reset(app, revoke_grants_after_reset)
-    register_handler(app, KIND, deliver_logout_token)
+    register_handler(app, KIND, deliver_logout_token, destination="client_id")  # one client, one endpoint
 
 
 def revoke_grants(user, reason: str, keep_sid: str | None = None) -> int:
@@ -121,8 +121,11 @@ def logout_token(client: Client, sid: str, sub: str | None, ring: KeyRing | None
 def deliver_logout_token(payload: dict) -> None:
     """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
     too: it may come from an RP whose key cache is stale after a rotation, or a 3xx: redirects
-    are not followed) is retried. Only public addresses are reached (idp.security.outbound). A
-    token we cannot sign with the client's registered alg fails at once, audited, never retried."""
+    are not followed) is retried. Only public addresses are reached (idp.security.outbound). No
+    connection or no answer within IDP_BACKCHANNEL_LOGOUT_TIMEOUT is the endpoint's failure, not
+    the token's: the client's other due tokens share it untried (outbox.DestinationFailed), so a
+    client whose endpoint hangs costs the worker one timeout per back-off step. A token we cannot
+    sign with the client's registered alg fails at once, audited, never retried."""
     client = find_client(payload["client_id"])
     if client is None or not client.backchannel_logout_uri:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
@@ -142,9 +145,9 @@ def deliver_logout_token(payload: dict) -> None:
                 headers={"User-Agent": "idp back-channel logout", "Accept-Encoding": "identity"}) as response:
             status = response.status_code
     except outbound.AddressRefused:
-        raise DeliveryFailed("backchannel_logout_uri refused: its host has an address that is not public") from None
+        raise DestinationFailed("backchannel_logout_uri refused: its host has an address that is not public") from None
     except (requests.RequestException, OSError, ValueError) as error:
-        raise DeliveryFailed(f"backchannel_logout_uri unreachable: {type(error).__name__}") from None
+        raise DestinationFailed(f"backchannel_logout_uri unreachable: {type(error).__name__}") from None
     if status not in DELIVERED:
         raise DeliveryFailed(f"backchannel_logout_uri answered HTTP {status}")
     audit.record("oauth.logout_token.delivered", user=payload["user_id"], client=client.client_id,
