@@ -389,23 +389,41 @@ def users_enable(login):
     click.echo(f"enabled {user.username}")
 
 
-@users.command("set-password")
+@users.command("set-password", help="Set a new password for an account being recovered or handed over: every "
+                                     "session of the person ends and every grant is revoked (offline_access ones "
+                                     "too), so nothing signed in with the old password keeps working.")
 @click.argument("login")
-@click.option("--password-stdin", is_flag=True)
-def users_set_password(login, password_stdin):
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--keep-sessions", is_flag=True,
+              help="Only change the password: the person's sessions and the apps' grants stay.")
+def users_set_password(login, password_stdin, keep_sessions):
+    from idp.authn.session import end_sessions_of
     from idp.extensions import db as database
+    from idp.oauth.logout import revoke_grants
+    from idp.users import notices
     from idp.users.directory import set_password
     from idp.users.errors import RegistrationRejected
-    from idp.users.notices import PASSWORD_CHANGED, notify_sign_in_change
     _app()
     user = _find_user(login)
+    password = _read_password(password_stdin)
+    ended = revoked = 0
     try:
-        set_password(user, _read_password(password_stdin))
+        if not keep_sessions:
+            revoked = revoke_grants(user, "password_set")
+            ended = end_sessions_of(user.id, reason="admin")  # the apps hear of it (back-channel logout)
+        set_password(user, password, via="cli", sessions_ended=ended, grants_revoked=revoked)
     except RegistrationRejected as rejected:
+        database.session.rollback()  # nothing ends for a refused password
         raise click.ClickException(rejected.errors["password"]) from None
-    notify_sign_in_change(user, PASSWORD_CHANGED)  # the person hears of it, as after their own change
+    # The person hears of it, as after their own change.
+    notices.notify_sign_in_change(user, notices.PASSWORD_CHANGED, *([notices.ALL_SESSIONS_ENDED] if ended else []),
+                                  *([notices.APPS_DISCONNECTED] if revoked else []))
     database.session.commit()
-    click.echo(f"password changed for {user.username}")
+    _deliver_now()
+    if keep_sessions:
+        click.echo(f"password changed for {user.username}; sessions and grants kept (--keep-sessions)")
+    else:
+        click.echo(f"password changed for {user.username}; {ended} session(s) ended, {revoked} grant(s) revoked")
 
 
 # --- keys ------------------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """The outbox: a message is delivered once even with several workers claiming at the same moment,
 a dead worker's lease expires, failures back off on a fixed schedule (pinned clock) and end as
-`failed` after MAX_ATTEMPTS; a request tries what it enqueued without waiting past its budget."""
+`failed` after MAX_ATTEMPTS; a request tries what it enqueued without waiting past its budget; no
+head-of-line blocking: mail and first attempts go before retries, and a destination that failed
+answers for its other messages instead of being waited on once per message."""
 from __future__ import annotations
 
 import threading
@@ -16,23 +18,34 @@ from idp.models import OutboxMessage
 KIND = "test.record"
 
 
+URGENT = "test.urgent"
+
+
 class Recorder:
-    """The handler of KIND: records payload["n"]; fails while `failing`; blocks while `gate` is shut."""
+    """The handler of KIND (and URGENT): records payload["n"]; fails while `failing`; blocks while
+    `gate` is shut; a payload whose destination ("to") is in `down` fails as DestinationFailed.
+    `tried` counts every call."""
 
     def __init__(self):
         self.seen: list[int] = []
         self.lock = threading.Lock()
         self.failing = False
         self.impossible = False
+        self.down: set[str] = set()
+        self.tried = 0
         self.gate: threading.Event | None = None
         self.entered = threading.Event()
 
     def __call__(self, payload: dict) -> None:
         self.entered.set()
+        with self.lock:
+            self.tried += 1
         if self.gate is not None:
             self.gate.wait(30)
         if self.impossible:
             raise outbox.DeliveryImpossible("cannot be done")
+        if payload.get("to") in self.down:
+            raise outbox.DestinationFailed(f"{payload['to']} did not answer")
         if self.failing:
             raise outbox.DeliveryFailed("receiver said no")
         with self.lock:
@@ -42,11 +55,13 @@ class Recorder:
 @pytest.fixture
 def recorder(app):
     handler = Recorder()
-    outbox.register_handler(app, KIND, handler)
+    outbox.register_handler(app, KIND, handler, destination="to")
+    outbox.register_handler(app, URGENT, handler, first=True)
     yield handler
     if handler.gate is not None:
         handler.gate.set()
     app.extensions["idp.outbox"].pop(KIND, None)
+    app.extensions["idp.outbox"].pop(URGENT, None)
 
 
 @pytest.fixture
@@ -58,6 +73,13 @@ def pinned():
 def enqueue(app, count: int = 1, kind: str = KIND) -> list[int]:
     with app.app_context():
         rows = [outbox.enqueue(kind, {"n": n}) for n in range(count)]
+        db.session.commit()
+        return [row.id for row in rows]
+
+
+def enqueue_to(app, *payloads: dict, kind: str = KIND) -> list[int]:
+    with app.app_context():
+        rows = [outbox.enqueue(kind, payload) for payload in payloads]
         db.session.commit()
         return [row.id for row in rows]
 
@@ -173,6 +195,79 @@ def test_a_failure_followed_by_success_is_delivered(app, recorder, pinned):
     assert run_once(app, [message_id]) == (1, 0)
     delivered = row(app, message_id)
     assert delivered.status == "delivered" and delivered.attempts == 2 and delivered.last_error is None
+
+
+# --- no head-of-line blocking ------------------------------------------------------------------
+def test_mail_goes_first_and_first_attempts_before_retries(app, recorder, pinned):
+    recorder.failing = True
+    [retry] = enqueue_to(app, {"n": 1})
+    assert run_once(app, [retry]) == (0, 1)
+    recorder.failing = False
+    fresh, = enqueue_to(app, {"n": 2})
+    urgent, = enqueue_to(app, {"n": 3}, kind=URGENT)
+    pinned.advance(outbox.BASE_DELAY)  # all three due
+    for _ in range(3):
+        assert run_once(app, [retry, fresh, urgent], limit=1) == (1, 0)
+    assert recorder.seen == [3, 2, 1]
+
+
+def test_a_destination_that_failed_answers_for_its_other_due_messages_untried(app, recorder, pinned):
+    recorder.down = {"hanging"}
+    hanging = enqueue_to(app, *({"n": n, "to": "hanging"} for n in range(3)))
+    [elsewhere] = enqueue_to(app, {"n": 9, "to": "elsewhere"})
+    assert run_once(app, hanging + [elsewhere], limit=1) == (0, 1)
+    assert recorder.tried == 1
+    rows = [row(app, i) for i in hanging]
+    assert [(r.status, r.attempts) for r in rows] == [("pending", 1)] * 3
+    assert rows[0].last_error == "hanging did not answer"
+    assert {r.last_error for r in rows[1:]} == {
+        "not tried: its destination had just failed (hanging did not answer)"}
+    assert {clock.aware(r.next_attempt_at) for r in rows} == {clock.now() + outbox.retry_delay(1)}
+    assert run_once(app, hanging + [elsewhere], limit=1) == (1, 0)  # another destination is not held up
+    assert recorder.seen == [9] and recorder.tried == 2
+    pinned.advance(outbox.BASE_DELAY)
+    assert run_once(app, hanging) == (0, 3)          # one pass, one attempt, for the three
+    assert recorder.tried == 3 and {row(app, i).attempts for i in hanging} == {2}
+    recorder.down = set()
+    pinned.advance(2 * outbox.BASE_DELAY)
+    assert run_once(app, hanging) == (3, 0)
+    assert sorted(recorder.seen) == [0, 1, 2, 9]
+
+
+def test_a_failing_destination_is_tried_once_per_back_off_step_however_many_messages_wait(app, recorder, pinned):
+    recorder.down = {"hanging"}
+    [first] = enqueue_to(app, {"n": 1, "to": "hanging"})
+    assert run_once(app, [first]) == (0, 1)          # next attempt in 30 s
+    pinned.advance(10)
+    [second] = enqueue_to(app, {"n": 2, "to": "hanging"})
+    assert run_once(app, [first, second]) == (0, 1)  # its own first attempt fails too ...
+    assert clock.aware(row(app, first).next_attempt_at) == clock.now() + outbox.retry_delay(1)  # ... so the first waits
+    assert row(app, first).attempts == 1 and recorder.tried == 2
+    pinned.advance(outbox.BASE_DELAY)
+    assert run_once(app, [first, second], limit=1) == (0, 1)
+    assert recorder.tried == 3 and [row(app, i).attempts for i in (first, second)] == [2, 2]
+
+
+def test_messages_of_a_destination_that_never_answers_end_as_failed_and_audited(app, recorder, pinned):
+    recorder.down = {"hanging"}
+    ids = enqueue_to(app, *({"n": n, "to": "hanging"} for n in range(2)))
+    for _ in range(outbox.MAX_ATTEMPTS):
+        assert run_once(app, ids, limit=1) == (0, 1)
+        pinned.advance(outbox.MAX_DELAY)
+    assert recorder.tried == outbox.MAX_ATTEMPTS
+    assert [(row(app, i).status, row(app, i).attempts) for i in ids] == [("failed", outbox.MAX_ATTEMPTS)] * 2
+    assert [[e["attempts"] for e in failure_events(app, i)] for i in ids] == [[outbox.MAX_ATTEMPTS]] * 2
+    assert run_once(app, ids) == (0, 0)
+
+
+def test_a_failure_of_one_message_is_not_shared(app, recorder, pinned):
+    recorder.failing = True                          # DeliveryFailed: about that message only
+    ids = enqueue_to(app, *({"n": n, "to": "picky"} for n in range(2)))
+    assert run_once(app, ids, limit=1) == (0, 1)
+    assert [row(app, i).attempts for i in ids] == [1, 0]
+    recorder.failing = False
+    assert run_once(app, ids, limit=1) == (1, 0)
+    assert recorder.seen == [1]
 
 
 def test_a_kind_without_handler_is_retried_not_lost(app):

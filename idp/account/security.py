@@ -1,11 +1,15 @@
 """Self-service security: the authenticator app (TOTP), recovery codes and the password.
 
 Each change needs a recent sign-in (IDP_MFA_RECENT_AUTH_SECONDS), is an audit event and a mail to
-the person (users.notices), and can end the person's other sessions. Removing the last second factor is refused under IDP_MFA_REQUIRED and
-while an app that requires two factors is connected (account.second_factor), atomically: a removal
-racing the removal of the last passkey is refused, never both done."""
+the person (users.notices), and can end the person's other sessions; a new password (the box is
+ticked at first) also revokes every grant not issued in this browser's session, offline_access
+included, so nothing signed in elsewhere outlives the old password. Removing the last second
+factor is refused under IDP_MFA_REQUIRED and while an app that requires two factors is connected
+(account.second_factor), atomically: a removal racing the removal of the last passkey is refused,
+never both done."""
 from __future__ import annotations
 
+from functools import partial
 
 from flask import current_app, redirect, render_template, request, url_for
 
@@ -18,6 +22,7 @@ from idp.authn.password import confirm_password
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
 from idp.models import SsoSession
+from idp.oauth import logout
 from idp.users import directory, notices
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
@@ -40,14 +45,19 @@ def _recently_signed_in() -> SsoSession:
     return row
 
 
-def _after_change(row: SsoSession, event: str, *changes: str) -> None:
+def _after_change(row: SsoSession, event: str, *changes: str, take_back: bool = False) -> None:
     """Audit the change, tell the person by mail (changes: users.notices keys) and, when they
-    asked for it, end their other sessions; commits."""
-    ended = 0
+    asked for it, end their other sessions; with take_back (a new password) also revoke every
+    grant not issued in this session, offline_access included (logout.revoke_grants); commits."""
+    ended = revoked = 0
     if request.form.get("end_other_sessions"):
+        if take_back:
+            revoked = logout.revoke_grants(row.user, "password_changed", keep_sid=row.sid)
         ended = sign_out_elsewhere(row)
-    audit.record(event, user=row.user, other_sessions_ended=ended)
-    notices.notify_sign_in_change(row.user, *changes, *([notices.OTHER_SESSIONS_ENDED] if ended else []))
+    counts = {"other_sessions_ended": ended, **({"grants_revoked": revoked} if take_back else {})}
+    audit.record(event, user=row.user, **counts)
+    notices.notify_sign_in_change(row.user, *changes, *([notices.OTHER_SESSIONS_ENDED] if ended else []),
+                                  *([notices.APPS_DISCONNECTED] if revoked else []))
     db.session.commit()
 
 
@@ -125,24 +135,28 @@ def recovery_regenerate():
 @bp.route("/account/security/password", methods=["GET", "POST"])
 def password_change():
     row = _recently_signed_in()
+    # Signing out everywhere else is ticked at first: a new password is usually meant to shut
+    # someone out, and their sessions and apps must not outlive it. After a refused try, the box
+    # stays as the person left it.
+    page = partial(render_template, "account/password.html",
+                   end_others=request.method == "GET" or bool(request.form.get("end_other_sessions")))
     if request.method == "GET":
-        return render_template("account/password.html", errors={})
+        return page(errors={})
     user = row.user
     try:
         wrong = not user.password_hash or not confirm_password(user, request.form.get("current_password", ""))
     except Throttled as throttled:
-        return render_template("account/password.html", errors={"current_password": _(
+        return page(errors={"current_password": _(
             "Too many attempts. Wait %(s)s seconds and try again.", s=throttled.retry_after)}), \
             429, {"Retry-After": str(throttled.retry_after)}
     if wrong:
         audit.record("account.password.change_failed", outcome="failure", user=user, reason="bad_password")
         db.session.commit()
-        return render_template("account/password.html", errors={"current_password": _(WRONG_PASSWORD)}), 400
+        return page(errors={"current_password": _(WRONG_PASSWORD)}), 400
     try:
         directory.set_password(user, request.form.get("new_password", ""))
     except RegistrationRejected as rejected:
         db.session.rollback()
-        return render_template("account/password.html",
-                               errors={"new_password": rejected.errors.get("password")}), 400
-    _after_change(row, "account.password.changed", notices.PASSWORD_CHANGED)
+        return page(errors={"new_password": rejected.errors.get("password")}), 400
+    _after_change(row, "account.password.changed", notices.PASSWORD_CHANGED, take_back=True)
     return redirect(url_for("account.security"), 303)

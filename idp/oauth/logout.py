@@ -8,7 +8,9 @@ client of our ID tokens (aud is a list); its rules are the same as these.
 
 Back-Channel Logout 1.0: whenever an SSO session ends (authn calls on_sessions_ended in the same
 transaction), the grants issued in it lose their refresh tokens unless they hold offline_access
-(a password reset revokes those too: revoke_grants_after_reset), and every client that took part and registered a backchannel_logout_uri gets an outbox message.
+(taking the account back revokes those too: revoke_grants, after a password reset, a password
+change that signs out everywhere else, or `idp users set-password`), and every client that took
+part and registered a backchannel_logout_uri gets an outbox message.
 The logout token is signed when it is delivered, so a retry hours later carries a fresh iat/exp,
 with the client's registered id_token_signed_response_alg (or not at all: tokens.id_token_alg_refusal).
 """
@@ -31,7 +33,7 @@ from idp.models import Client, Grant, SsoSession
 from idp.oauth.clients import find_client
 from idp.oauth.subjects import subject_for
 from idp.oauth.tokens import id_token_alg_refusal, id_token_signer, sign, verify_id_token_hint
-from idp.outbox import DeliveryFailed, DeliveryImpossible, enqueue, register_handler
+from idp.outbox import DeliveryFailed, DeliveryImpossible, DestinationFailed, enqueue, register_handler
 from idp.security import outbound
 from idp.security.tokens import random_token
 from idp.users.directory import identifier_key
@@ -51,18 +53,30 @@ MAX_OTHER_LENGTH = 4096
 def init_logout(app: Flask) -> None:
     on_session_end(app, on_sessions_ended)
     on_password_reset(app, revoke_grants_after_reset)
-    register_handler(app, KIND, deliver_logout_token)
+    register_handler(app, KIND, deliver_logout_token, destination="client_id")  # one client, one endpoint
 
 
-def revoke_grants_after_reset(user) -> None:
-    """A password reset revokes every grant of the person, offline_access included: whatever
-    someone else obtained before the owner took the account back stops working. The reset then
-    ends the sessions (on_sessions_ended), which tells the apps; runs before the caller commits."""
-    grants = db.session.scalars(select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))).all()
+def revoke_grants(user, reason: str, keep_sid: str | None = None) -> int:
+    """Take the account back: revoke every live grant of the person, offline_access included, but
+    those issued in the SSO session keep_sid (the apps the person uses in this very browser), so
+    whatever someone else obtained stops working at once, refresh and access tokens alike. The one
+    rule for a password reset, a password change that signs out everywhere else and `idp users
+    set-password`; the caller then ends the sessions (on_sessions_ended tells the apps) and
+    commits. Returns how many grants it revoked."""
+    query = select(Grant).where(Grant.user_id == user.id, Grant.revoked_at.is_(None))
+    if keep_sid is not None:
+        query = query.where((Grant.sid != keep_sid) | Grant.sid.is_(None))
+    grants = db.session.scalars(query.order_by(Grant.created_at)).all()
     for grant in grants:
         grant.revoked_at = now()
         audit.record("oauth.grant.revoked", user=grant.user_id, client=grant.client.client_id,
-                     reason="password_reset", sid=grant.sid)
+                     reason=reason, sid=grant.sid)
+    return len(grants)
+
+
+def revoke_grants_after_reset(user) -> None:
+    """A password reset keeps nothing: whoever reads the mailbox takes the account back."""
+    revoke_grants(user, "password_reset")
 
 
 # --- when a session ends ------------------------------------------------------------------------
@@ -107,8 +121,11 @@ def logout_token(client: Client, sid: str, sub: str | None, signer: Signer) -> s
 def deliver_logout_token(payload: dict) -> None:
     """BCL 1.0 2.5: POST logout_token form-encoded; 200/204 is delivered, anything else (a 400
     too: it may come from an RP whose key cache is stale after a rotation, or a 3xx: redirects
-    are not followed) is retried. Only public addresses are reached (idp.security.outbound). A
-    token we cannot sign with the client's registered alg fails at once, audited, never retried."""
+    are not followed) is retried. Only public addresses are reached (idp.security.outbound). No
+    connection or no answer within IDP_BACKCHANNEL_LOGOUT_TIMEOUT is the endpoint's failure, not
+    the token's: the client's other due tokens share it untried (outbox.DestinationFailed), so a
+    client whose endpoint hangs costs the worker one timeout per back-off step. A token we cannot
+    sign with the client's registered alg fails at once, audited, never retried."""
     client = find_client(payload["client_id"])
     if client is None or not client.backchannel_logout_uri:
         log.info("logout token for %s dropped: the client or its backchannel_logout_uri is gone", payload["client_id"])
@@ -129,9 +146,9 @@ def deliver_logout_token(payload: dict) -> None:
                 headers={"User-Agent": "idp back-channel logout", "Accept-Encoding": "identity"}) as response:
             status = response.status_code
     except outbound.AddressRefused:
-        raise DeliveryFailed("backchannel_logout_uri refused: its host has an address that is not public") from None
+        raise DestinationFailed("backchannel_logout_uri refused: its host has an address that is not public") from None
     except (requests.RequestException, OSError, ValueError) as error:
-        raise DeliveryFailed(f"backchannel_logout_uri unreachable: {type(error).__name__}") from None
+        raise DestinationFailed(f"backchannel_logout_uri unreachable: {type(error).__name__}") from None
     if status not in DELIVERED:
         raise DeliveryFailed(f"backchannel_logout_uri answered HTTP {status}")
     audit.record("oauth.logout_token.delivered", user=payload["user_id"], client=client.client_id,

@@ -170,8 +170,9 @@ def register(username: str, email: str, password: str) -> User:
     return user
 
 
-def set_password(user: User, password: str) -> None:
-    """Replace the password after the rules pass; raises RegistrationRejected on a bad one."""
+def set_password(user: User, password: str, **details) -> None:
+    """Replace the password after the rules pass; raises RegistrationRejected on a bad one.
+    `details` go into the users.password.changed audit event (how, and what ended with it)."""
     problem = validate_new_password(password, username=user.username, email=user.email)
     if problem:
         raise RegistrationRejected({"password": problem})
@@ -180,7 +181,7 @@ def set_password(user: User, password: str) -> None:
     # for a link) must not finish what they started once the owner has taken the account back.
     email_links.cancel(user, email_links.RESET_PASSWORD)
     email_links.cancel(user, email_links.CHANGE_EMAIL)
-    audit.record("users.password.changed", user=user)
+    audit.record("users.password.changed", user=user, **details)
 
 
 def _username_base(preferred: str | None, email: str) -> str:

@@ -23,6 +23,8 @@ RECOVERY_CODES_REMOVED = "recovery_codes_removed"
 IDENTITY_LINKED = "identity_linked"
 IDENTITY_UNLINKED = "identity_unlinked"
 OTHER_SESSIONS_ENDED = "other_sessions_ended"
+ALL_SESSIONS_ENDED = "all_sessions_ended"
+APPS_DISCONNECTED = "apps_disconnected"
 USERNAME_CHANGED = "username_changed"
 
 CHANGES = {
@@ -36,6 +38,8 @@ CHANGES = {
     IDENTITY_LINKED: N_("Your %(provider)s account was linked: it can now sign in to this account."),
     IDENTITY_UNLINKED: N_("Your %(provider)s account was unlinked: it can no longer sign in to this account."),
     OTHER_SESSIONS_ENDED: N_("Every other session of your account was signed out."),
+    ALL_SESSIONS_ENDED: N_("Every session of your account was signed out: sign in again with the new password."),
+    APPS_DISCONNECTED: N_("Apps that were signed in to your account elsewhere lost their access."),
     USERNAME_CHANGED: N_("Your username was changed: sign in with the new one, or with your email address."),
 }
 RESET_PATH = "/forgot-password"
