@@ -12,14 +12,8 @@ from tests.helpers.rp import RelyingParty
 pytestmark = pytest.mark.browser
 
 
-def test_confirmed_logout_reaches_the_clients_post_logout_redirect_uri(
-        live_server, make_user, make_client, stand_in_client, browser_page):
-    page, watch = browser_page
-    user = make_user()
-    client_app = stand_in_client()
-    after = client_app.redirect_uri + "?after=logout"
-    client = make_client(name="Stand-in Wiki", first_party=True, redirect_uris=[client_app.redirect_uri],
-                         post_logout_redirect_uris=[after])
+def _sign_in_to_the_app(page, live_server, user, client, client_app) -> str:
+    """Sign in on our page, then a code flow for the stand-in app; its ID token."""
     page.goto("/login")
     page.get_by_label("Username or email").fill(user["username"])
     page.get_by_label("Password").fill(PASSWORD)
@@ -28,7 +22,20 @@ def test_confirmed_logout_reaches_the_clients_post_logout_redirect_uri(
     rp = RelyingParty(live_server, client)
     page.goto(rp.authorization_url())
     page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri + "?"))
+    id_token = rp.fetch_token(client_app.only_callback()["params"])["id_token"]
     client_app.received.clear()
+    return id_token
+
+
+def test_confirmed_logout_reaches_the_clients_post_logout_redirect_uri(
+        live_server, make_user, make_client, stand_in_client, browser_page):
+    page, watch = browser_page
+    user = make_user()
+    client_app = stand_in_client()
+    after = client_app.redirect_uri + "?after=logout"
+    client = make_client(name="Stand-in Wiki", first_party=True, redirect_uris=[client_app.redirect_uri],
+                         post_logout_redirect_uris=[after])
+    _sign_in_to_the_app(page, live_server, user, client, client_app)
 
     page.goto("/end-session?" + urlencode({"client_id": client["client_id"], "post_logout_redirect_uri": after,
                                             "state": "bye"}))
@@ -60,16 +67,7 @@ def test_a_logout_posted_from_the_apps_own_page_ends_the_session(
     after = client_app.redirect_uri + "?after=logout"
     client = make_client(name="Stand-in Mail", first_party=True, redirect_uris=[client_app.redirect_uri],
                          post_logout_redirect_uris=[after])
-    page.goto("/login")
-    page.get_by_label("Username or email").fill(user["username"])
-    page.get_by_label("Password").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
-    page.wait_for_url(f"{live_server}/account")
-    rp = RelyingParty(live_server, client)
-    page.goto(rp.authorization_url())
-    page.wait_for_url(lambda url: url.startswith(client_app.redirect_uri + "?"))
-    id_token = rp.fetch_token(client_app.only_callback()["params"])["id_token"]
-    client_app.received.clear()
+    id_token = _sign_in_to_the_app(page, live_server, user, client, client_app)
 
     params = {"id_token_hint": id_token, "post_logout_redirect_uri": after, "state": "bye"}
     fields = "".join(f'<input type="hidden" name="{k}" value="{html.escape(v)}">' for k, v in params.items())
