@@ -18,13 +18,18 @@ CLAIMS_SUPPORTED = ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "ac
                     "phone_number_verified"]
 
 
+CLAIMS_MAX = 4096  # characters: every claim we know, each with values, fits several times over
+
+
 def parse_claims_parameter(raw: str | None) -> dict | None:
     """OIDC Core 5.5: a JSON object with optional `userinfo` and `id_token` objects."""
     if not raw:
         return None
+    if len(raw) > CLAIMS_MAX:
+        raise InvalidRequestError("claims parameter is too long")
     try:
         value = json.loads(raw)
-    except ValueError:
+    except (ValueError, RecursionError):  # RecursionError: nested a thousand levels deep
         raise InvalidRequestError("claims parameter is not valid JSON") from None
     if not isinstance(value, dict) or not all(isinstance(value.get(k, {}), dict) for k in ("userinfo", "id_token")):
         raise InvalidRequestError("claims parameter must be an object of objects")

@@ -30,10 +30,34 @@ bp = Blueprint("oauth", __name__)
 EXPIRED = N_("This sign-in request has expired or was opened in another browser. Go back to the application and start again.")
 
 
+# Marks the one re-send of a cross-site POST from our own page (see _resend_same_site).
+RESENT = "_same_site"
+
+
+def _resend_same_site(fields, endpoint: str, heading: str):
+    """OIDC Core 3.1.2.1 and RP-Initiated Logout 1.0 2 let the app POST to the authorization and
+    logout endpoints, usually from its own page: a cross-site POST, which the browser sends
+    without our SameSite=Lax cookies, so we would neither see the SSO session (prompt=none would
+    answer login_required, a logout would end nothing) nor the browser's own cookie (and a new one
+    would replace it). A POST that carries none of our cookies gets a page of ours that sends the
+    same fields once more, same-site, so the cookies come along; None when the request goes on as
+    it is (a GET, a POST with our cookies, or the re-send itself)."""
+    if request.method != "POST" or request.form.get(RESENT) == "1" or \
+            cookie_name() in request.cookies or current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
+        return None
+    return render_template("oauth/resend.html", heading=heading, action=url_for(endpoint),
+                           fields=[*((k, v) for k, v in fields if k != RESENT), (RESENT, "1")])
+
+
 @bp.route("/authorize", methods=["GET", "POST"])
 @csrf.exempt  # the relying party may POST the request (OIDC Core 3.1.2.1)
 def authorize():
-    return _authorize(request.values.to_dict(flat=True), None, None)
+    resend = _resend_same_site(request.values.items(multi=True), "oauth.authorize", _("One moment"))
+    if resend is not None:
+        return resend
+    values = request.values.to_dict(flat=True)
+    values.pop(RESENT, None)
+    return _authorize(values, None, None)
 
 
 @bp.route("/authorize/resume/<pending_id>")
@@ -249,28 +273,14 @@ def end_session_confirm():
     return _end_session(request.form, confirmed=True)
 
 
-# Marks the one re-send of a logout POST from our own page (see _needs_same_site_resend).
-RESENT = "_same_site"
-
-
-def _needs_same_site_resend(values, confirmed: bool) -> bool:
-    """RP-Initiated Logout 1.0 2 lets the app POST to the logout endpoint, usually from its own
-    page: a cross-site POST, which the browser sends without our SameSite=Lax session cookie, so
-    the session would outlive the logout. Such a POST without the cookie is sent once more, with the
-    same fields, from a page of ours (same-site, so the cookie comes along). A GET, a confirmation
-    and the re-send itself go on as they are."""
-    return (request.method == "POST" and not confirmed and values.get(RESENT) != "1"
-            and cookie_name() not in request.cookies)
-
-
 def _end_session(values, *, confirmed: bool):
     try:
         req = logout.parse_end_session(values)
     except logout.EndSessionRejected:
         raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
-    if _needs_same_site_resend(values, confirmed):
-        return render_template("oauth/logout_resend.html", action=url_for("oauth.end_session"),
-                               fields=[*req.params.items(), (RESENT, "1")])
+    if not confirmed and (resend := _resend_same_site(req.params.items(), "oauth.end_session",
+                                                      _("Signing you out"))) is not None:
+        return resend
     sso = current_session()
     step = logout.plan(req, sso)
     if step.confirm and not confirmed:

@@ -18,6 +18,7 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from flask import Flask, has_request_context, request, session
 from flask_babel import Babel, get_locale
+from werkzeug.exceptions import RequestEntityTooLarge
 
 TRANSLATIONS = Path(__file__).resolve().parents[1] / "translations"
 DEFAULT = "en"
@@ -59,13 +60,22 @@ def match_language(tags: str | None) -> str | None:
 UI_LOCALES_ENDPOINTS = {"oauth.authorize", "oauth.end_session"}
 
 
+def _ui_locales() -> str | None:
+    """ui_locales is an OpenID parameter of the authorization and logout endpoints, which may be
+    POSTed (Core 3.1.2.1, RP-Initiated Logout 2); a query parameter anywhere else. A body too
+    large to read (the 413 page is being rendered) leaves the query."""
+    if request.endpoint in UI_LOCALES_ENDPOINTS:
+        try:
+            return request.values.get("ui_locales")
+        except RequestEntityTooLarge:
+            pass
+    return request.args.get("ui_locales")
+
+
 def select_locale() -> str:
     if not has_request_context():  # a worker or the CLI rendering a mail: the source language
         return DEFAULT
-    # ui_locales is an OpenID parameter of the authorization and logout endpoints, which may be
-    # POSTed (Core 3.1.2.1, RP-Initiated Logout 2); a query parameter anywhere else.
-    values = request.values if request.endpoint in UI_LOCALES_ENDPOINTS else request.args
-    chosen = match_language(values.get("ui_locales"))
+    chosen = match_language(_ui_locales())
     if chosen:
         return chosen
     remembered = session.get(SESSION_KEY)
@@ -79,7 +89,12 @@ def init_i18n(app: Flask) -> None:
 
     @app.before_request
     def _remember_ui_locales():
-        chosen = match_language(request.values.get("ui_locales")) if request.endpoint == "oauth.authorize" else None
+        # Not on a POST without the browser's cookie (a cross-site one, sent again same-site by
+        # oauth): a session written now would replace the browser's own.
+        if request.endpoint != "oauth.authorize" or (
+                request.method == "POST" and app.config["SESSION_COOKIE_NAME"] not in request.cookies):
+            return
+        chosen = match_language(_ui_locales())
         if chosen and session.get(SESSION_KEY) != chosen:
             session[SESSION_KEY] = chosen
 

@@ -39,6 +39,30 @@ def test_authorization_request_by_post_works_like_get(live_server, make_user, ma
     assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"] == user["subject"]
 
 
+def test_a_cross_site_authorization_post_is_sent_again_from_our_page_so_the_session_is_seen(
+        live_server, make_user, make_client):
+    """The app's page POSTs the request (Core 3.1.2.1); the browser leaves our SameSite=Lax cookies
+    out of that cross-site POST, so a signed-in person would get login_required for prompt=none.
+    Our page sends the same fields again, same-site, and writes no cookie of its own (a new
+    browser cookie would replace the person's)."""
+    import re
+    from html import unescape
+    user = make_user()
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, user)
+    rp = RelyingParty(live_server, client)
+    params = {**query_of(rp.authorization_url()), "prompt": "none", "ui_locales": "fr"}
+    page = Browser(live_server).post(f"{live_server}/authorize", data=params)  # what arrives: no cookies
+    assert page.status_code == 200 and "data-autosubmit" in page.text and "js/form-post.js" in page.text
+    assert "Set-Cookie" not in page.headers
+    fields = {unescape(k): unescape(v) for k, v in re.findall(r'<input type="hidden" name="([^"]*)" value="([^"]*)">',
+                                                             page.text)}
+    assert fields == {**params, "_same_site": "1"}
+    response = browser.post(f"{live_server}/authorize", data=fields)  # the re-send carries the cookies
+    token = rp.fetch_token(rp.callback_params(response))
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"] == user["subject"]
+
+
 # --- errors that go back to the client ------------------------------------------------------------
 
 @pytest.mark.parametrize("response_type", ["token", "id_token", "code id_token", "code token", "none", "device_code"])
@@ -479,3 +503,20 @@ def test_unknown_and_optional_parameters_are_ignored(live_server, make_user, mak
     rp, _, token = tokens_for(live_server, user, client, foo="bar", ui_locales="de-CH en", claims_locales="en",
                               display="page", acr_values="urn:idp:acr:pwd urn:other", registration="{}")
     verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+
+
+@pytest.mark.parametrize("claims", ["[" * 1500 + "]" * 1500, json.dumps({"id_token": {f"c{i}": None for i in range(600)}})])
+def test_a_claims_parameter_too_deep_or_too_long_is_invalid_request_by_redirect(live_server, make_client, claims):
+    """POSTed (too long for a URL); before, the deep ones were a 500 (RecursionError)."""
+    client = make_client()
+    base, _, query = raw_authorize_url(live_server, client, claims=claims, state="deep").partition("?")
+    response = requests.post(base, data=query, allow_redirects=False, timeout=TIMEOUT,
+                             headers={"Content-Type": "application/x-www-form-urlencoded",
+                                      "Cookie": "idp_browser=x"})  # a same-site POST: no re-send page
+    assert_redirect_error(response, client, live_server, "invalid_request", "deep")
+
+
+@pytest.mark.parametrize("path", ["/authorize", "/end-session"])
+def test_an_oversized_post_to_an_endpoint_that_reads_ui_locales_is_413_not_500(live_server, path):
+    response = requests.post(f"{live_server}{path}", data={"ui_locales": "fr", "x": "a" * 100_000}, timeout=TIMEOUT)
+    assert response.status_code == 413 and "Traceback" not in response.text
