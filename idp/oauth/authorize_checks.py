@@ -52,9 +52,16 @@ def check_before_authlib(params: dict) -> None:
         raise InvalidRequestError("redirect_uri is required in an OpenID Connect request")
 
 
+# The names of parameters the request sent more than once (set by oauth.views.authorize, which
+# removes any value a request itself sends under this name).
+REPEATED = "_repeated"
+
+
 def validate(grant, params: dict) -> RequestExtras:
     """The checks authlib leaves to us on a request whose client and redirect_uri it verified."""
     where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
+    if params.get(REPEATED):  # RFC 6749 3.1
+        raise InvalidRequestError(f"{', '.join(params[REPEATED].split())} sent more than once", **where)
     _check_parameters(grant, params, where)
     max_age = params.get("max_age")
     # isascii: str.isdigit() is also true for digits such as "²" that int() refuses.

@@ -49,7 +49,9 @@ def decide(params: dict, row: PendingAuthorization | None) -> Decision:
         raise LoginRequiredError(**where)
     step = interaction.next_step(
         prompts=extras.prompts, signed_in=user is not None, login_is_fresh=fresh,
-        session_age=int((now() - sso.auth_time).total_seconds()) if sso else None,
+        # Counted from auth_time in whole seconds, as the ID token carries it and the client checks it
+        # (Core 3.1.2.1: re-authenticate when the elapsed time is greater than max_age).
+        session_age=now().timestamp() - int(sso.auth_time.timestamp()) if sso else None,
         max_age=extras.max_age, hint_matches=subjects_match,
         consent_covers=user is not None and consent.covers(consent.find(user.id, grant.client.id), grant.request.scope),
         first_party=grant.client.first_party, session_acr=sso.acr if sso else None,

@@ -14,7 +14,7 @@ from idp.extensions import csrf, db
 from idp.keys import JWKS_MAX_AGE, keyring
 from idp.models import UpstreamProvider
 from idp.oauth import acr as acr_mod
-from idp.oauth import consent, endpoints, interaction, logout, pending
+from idp.oauth import authorize_checks, consent, endpoints, interaction, logout, pending
 from idp.oauth.authorize_decision import AcceptTerms, Decision, decide
 from idp.oauth.discovery import metadata_json
 from idp.oauth.introspection import IntrospectionEndpoint
@@ -57,6 +57,15 @@ def authorize():
         return resend
     values = request.values.to_dict(flat=True)
     values.pop(RESENT, None)
+    values.pop(authorize_checks.REPEATED, None)
+    # RFC 6749 3.1: a parameter MUST NOT be sent more than once. Which client, address or response
+    # type was meant is then unknown: our page. Any other: invalid_request to the client.
+    repeated = sorted(name for name in request.values if len(request.values.getlist(name)) > 1)
+    if set(repeated) & {"client_id", "redirect_uri", "response_type"}:
+        return render_template("oauth/error.html", error="invalid_request",
+                               description=f"{', '.join(repeated)} sent more than once"), 400
+    if repeated:
+        values[authorize_checks.REPEATED] = " ".join(repeated)
     return _authorize(values, None, None)
 
 
@@ -197,7 +206,8 @@ def _unverified_error_page(error: OAuth2Error, client):
 def _deliver(response, params: dict, redirect_uri: str):
     """A 302 to the client, or for response_mode=form_post an auto-submitting form (OAuth 2.0
     Form Post Response Mode) whose script lives in static/js/form-post.js."""
-    if params.get("response_mode") != "form_post" or response.status_code != 302:
+    if params.get("response_mode") != "form_post" or response.status_code != 302 or \
+            urlsplit(redirect_uri).scheme not in ("http", "https"):  # an app's own scheme takes no POST
         return response
     location = response.headers["Location"]
     own = parse_qsl(urlsplit(redirect_uri).query)

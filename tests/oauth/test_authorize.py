@@ -333,6 +333,18 @@ def test_max_age_longer_than_the_session_age_keeps_the_session(live_server, make
     assert is_login_redirect(live_server, browser.get(rp.authorization_url(max_age="99")))
 
 
+def test_max_age_counts_from_auth_time_in_whole_seconds_as_the_client_does(live_server, make_user, make_client):
+    """Signed in at x.9 s, asked 1.95 s later with max_age=1: the ID token's auth_time is x, so the
+    client sees 2 s; the session is too old (before, the age was cut to 1 and a code went out)."""
+    client = make_client(first_party=True)
+    start = _real_now() - timedelta(seconds=300)
+    clock.set_now(start + timedelta(milliseconds=900))
+    browser = signed_in_browser(live_server, make_user())
+    clock.set_now(start + timedelta(milliseconds=2850))
+    response = browser.get(raw_authorize_url(live_server, client, max_age="1", prompt="none", state="st-ms"))
+    assert_redirect_error(response, client, live_server, "login_required", "st-ms")
+
+
 def test_max_age_exceeded_with_prompt_none_is_login_required(live_server, make_user, make_client):
     client = make_client(first_party=True)
     clock.set_now(_real_now() - timedelta(seconds=300))
@@ -520,3 +532,29 @@ def test_a_claims_parameter_too_deep_or_too_long_is_invalid_request_by_redirect(
 def test_an_oversized_post_to_an_endpoint_that_reads_ui_locales_is_413_not_500(live_server, path):
     response = requests.post(f"{live_server}{path}", data={"ui_locales": "fr", "x": "a" * 100_000}, timeout=TIMEOUT)
     assert response.status_code == 413 and "Traceback" not in response.text
+
+
+def test_a_parameter_sent_twice_is_invalid_request_by_redirect(live_server, make_user, make_client):
+    """RFC 6749 3.1. Before, the first value won: prompt=none&prompt=login issued a code with no login."""
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, make_user())
+    url = raw_authorize_url(live_server, client, prompt="none", state="st-dup") + "&prompt=login&max_age=0"
+    response = browser.get(url)
+    error = assert_redirect_error(response, client, live_server, "invalid_request", "st-dup")
+    assert "prompt" in error["error_description"]
+
+
+def test_a_client_id_or_redirect_uri_sent_twice_stays_on_our_page(live_server, make_client):
+    client = make_client()
+    for extra in ("&client_id=other", "&redirect_uri=https%3A%2F%2Fevil.example%2Fcb"):
+        response = requests.get(raw_authorize_url(live_server, client) + extra, allow_redirects=False, timeout=TIMEOUT)
+        assert_error_page(response, "invalid_request")
+
+
+def test_a_form_post_error_for_an_apps_own_scheme_is_a_redirect(live_server, make_client):
+    """A native app's private-use scheme takes no form POST: the error goes by redirect."""
+    client = make_client(public=True, redirect_uris=["com.example.app:/cb"])
+    response = requests.get(raw_authorize_url(live_server, client, response_mode="form_post", state="st-fp"),
+                            allow_redirects=False, timeout=TIMEOUT)
+    assert response.status_code == 302 and response.headers["Location"].startswith("com.example.app:/cb?")
+    assert "error=invalid_request" in response.headers["Location"] and "state=st-fp" in response.headers["Location"]
