@@ -55,7 +55,8 @@ def authorize():
     resend = _resend_same_site(request.values.items(multi=True), "oauth.authorize", _("One moment"))
     if resend is not None:
         return resend
-    values = request.values.to_dict(flat=True)
+    # RFC 6749 3.1: a parameter sent without a value is treated as if it were omitted.
+    values = {name: value for name, value in request.values.to_dict(flat=True).items() if value != ""}
     values.pop(RESENT, None)
     values.pop(authorize_checks.REPEATED, None)
     # RFC 6749 3.1: a parameter MUST NOT be sent more than once. Which client, address or response
@@ -94,7 +95,7 @@ def consent_decision():
     try:
         decided = decide(params, row)
     except OAuth2Error as error:
-        return _error_response(error, params)
+        return _answered_with_error(error, params, row)
     sso, grant = decided.sso, decided.grant
     if not isinstance(decided.step, (interaction.Consent, interaction.Issue)) \
             or form_value("sid", max_length=64) != sso.sid:
@@ -116,7 +117,7 @@ def _authorize(params: dict, row, pending_id: str | None):
     try:
         decided = decide(params, row)
     except OAuth2Error as error:
-        return _error_response(error, params)
+        return _answered_with_error(error, params, row)
     step = decided.step
     if isinstance(step, interaction.Issue):
         return _issue(decided, params, row)
@@ -180,6 +181,14 @@ def _issue(decided: Decision, params: dict, row):
     audit.record("oauth.code.issued", user=sso.user, client=grant.client, scope=grant.request.scope)
     db.session.commit()
     return _deliver(response, params, grant.redirect_uri)
+
+
+def _answered_with_error(error: OAuth2Error, params: dict, row):
+    """An error ends the request: a stored one is used up, so the client that got `error` with
+    this `state` can never get a code for it later (say after another sign-in on this browser)."""
+    if row is not None and pending.drop(row):
+        db.session.commit()
+    return _error_response(error, params)
 
 
 def _error_response(error: OAuth2Error, params: dict):

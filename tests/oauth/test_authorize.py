@@ -558,3 +558,30 @@ def test_a_form_post_error_for_an_apps_own_scheme_is_a_redirect(live_server, mak
                             allow_redirects=False, timeout=TIMEOUT)
     assert response.status_code == 302 and response.headers["Location"].startswith("com.example.app:/cb?")
     assert "error=invalid_request" in response.headers["Location"] and "state=st-fp" in response.headers["Location"]
+
+
+def test_a_request_answered_with_an_error_is_used_up(live_server, make_user, make_client):
+    """The request names A (id_token_hint), B signs in: login_required goes to the client. Before,
+    the stored request lived on, and once A signed in on this browser its resume URL sent a code
+    for the same state."""
+    a, b = make_user(), make_user()
+    client = make_client(first_party=True)
+    _, _, tokens = tokens_for(live_server, a, client)
+    browser = Browser(live_server)
+    response = browser.get(raw_authorize_url(live_server, client, id_token_hint=tokens["id_token"], state="pend"))
+    assert is_login_redirect(live_server, response)
+    resume = query_of(absolute(live_server, response.headers["Location"]))["next"]
+    response = sign_in(browser, response, b, client["redirect_uri"])
+    assert_redirect_error(response, client, live_server, "login_required", "pend")
+    assert browser.login(a["username"], a["password"]).status_code == 303
+    assert_error_page(browser.get(live_server + resume))
+
+
+def test_an_empty_parameter_counts_as_omitted(live_server, make_user, make_client):
+    """RFC 6749 3.1: max_age=, response_mode=, request= and request_uri= are not errors."""
+    client = make_client(first_party=True)
+    browser = signed_in_browser(live_server, make_user())
+    rp = RelyingParty(live_server, client)
+    response = browser.get(rp.authorization_url(max_age="", response_mode="", request="", request_uri=""))
+    token = rp.fetch_token(rp.callback_params(response))
+    assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
