@@ -29,6 +29,7 @@ def assert_security_headers(response):
     csp = response.headers.get("Content-Security-Policy", "")
     directives = {d.strip().split(" ", 1)[0]: d.strip() for d in csp.split(";") if d.strip()}
     assert directives.get("frame-ancestors") == "frame-ancestors 'none'", csp
+    assert directives.get("form-action", "").startswith("form-action 'self'"), csp  # no default-src fallback
     assert "default-src" in directives and "script-src" in directives, csp
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, csp
     assert response.headers.get("X-Content-Type-Options") == "nosniff"

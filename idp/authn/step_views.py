@@ -13,6 +13,7 @@ from idp.extensions import db
 from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.headers import allow_form_destinations_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -27,6 +28,7 @@ def _attempt_for(factor: str, *, enrol: bool = False):
     due = flow.is_enrolling(attempt, factor) if enrol else flow.is_asking(attempt, factor)
     if not due:
         raise PageError(_(NOT_IN_PROGRESS), 400)
+    allow_form_destinations_after(attempt.next)  # this step's form may finish the login
     return attempt
 
 

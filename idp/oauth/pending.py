@@ -1,16 +1,24 @@
 """Pending authorization requests: validated parameters kept server-side while a person signs
-in or consents, referenced by an opaque id and bound to this browser."""
+in or consents, referenced by an opaque id and bound to this browser. A page whose form resumes
+one (the login's `next`) may send that form on to the request's redirect URI (web.headers)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-from flask import current_app, session
+from flask import Flask, current_app, session, url_for
 from sqlalchemy import delete
 
 from idp.clock import now
 from idp.extensions import db
 from idp.models import PendingAuthorization
+from idp.oauth.server import query_client
 from idp.security.tokens import constant_time_equal, digest, random_token
+from idp.web.headers import init_form_destinations
+
+
+def init_pending(app: Flask) -> None:
+    init_form_destinations(app, redirect_uris_after)
 
 
 def _browser_id() -> str:
@@ -49,3 +57,19 @@ def drop(row: PendingAuthorization) -> bool:
     if row in db.session:
         db.session.expunge(row)  # gone: nothing may flush it again
     return result.rowcount == 1
+
+
+def redirect_uris_after(path: str) -> list[str]:
+    """Where a local path leads outside our origin: for /authorize/resume/<id> of a live request
+    of this browser, its redirect URI (or its client's only one), checked again against the
+    client's registered redirect URIs. Nothing for any other path."""
+    prefix = url_for("oauth.resume", pending_id="")
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or not parts.path.startswith(prefix):
+        return []
+    row = load(parts.path[len(prefix):])
+    client = query_client(row.params.get("client_id")) if row is not None else None
+    if client is None:
+        return []
+    redirect_uri = row.params.get("redirect_uri") or client.get_default_redirect_uri()
+    return [redirect_uri] if redirect_uri and client.check_redirect_uri(redirect_uri) else []
