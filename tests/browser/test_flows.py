@@ -1,7 +1,8 @@
-"""Whole sign-in flows in Chromium: register, consent, redirect back, SSO into a second client,
-response_mode=form_post through our CSP, and a keyboard-only login. The client application is
-a stand-in HTTP server; authlib's client redeems the code and every ID token is verified
-against /jwks."""
+"""Whole sign-in flows in Chromium: register, consent (deny, allow), redirect back, SSO into a
+second client, response_mode=form_post through our CSP, a native app's private-use scheme, and a
+keyboard-only login. Each form's answer leaves through its page's CSP form-action, which Chromium
+also checks against the redirects that follow it. The client application is a stand-in HTTP
+server; authlib's client redeems the code and every ID token is verified against /jwks."""
 from __future__ import annotations
 
 import re
@@ -68,7 +69,15 @@ def test_register_consent_and_single_sign_on_into_a_second_client(
     subject = subject_of(app, username)
     assert claims["sub"] == subject != username and claims["amr"] == ["pwd"]
 
-    # Single sign-on: the same browser reaches the second client without a password.
+    # Single sign-on: the same browser reaches the second client without a password. Deny, then
+    # Allow: both answers reach the client through the consent page's CSP form-action.
+    denied = RelyingParty(live_server, second, scope="openid profile")
+    page.goto(denied.authorization_url())
+    page.get_by_role("button", name="Deny").click()
+    arrive(page, f"{second_app.redirect_uri}?")
+    answer = second_app.only_callback()["params"]
+    assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", denied.state, live_server)
+    second_app.received.clear()
     rp2 = RelyingParty(live_server, second, scope="openid profile")
     seen_before = len(watch.provider_pages)
     page.goto(rp2.authorization_url())
@@ -158,3 +167,34 @@ def test_keyboard_alone_signs_in_through_the_authorization_request(
     arrive(page, f"{client_app.redirect_uri}?")
     assert redeem(live_server, rp, client_app.only_callback())["sub"] == user["subject"]
     watch.assert_clean()
+
+
+def test_a_native_app_gets_its_answer_at_its_private_use_scheme(
+        live_server, make_user, make_client, new_context):
+    """RFC 8252 7.1: the consent page's Allow, and later the sign-in form itself (consent is
+    remembered), end in a redirect to com.example.app:/..., which the pages' form-action allows
+    as a scheme-source. Chromium has no handler for the scheme; the attempt is what we see."""
+    user = make_user()
+    client = make_client(public=True, name="Stand-in Phone", redirect_uris=["com.example.app:/oauth2redirect"])
+
+    def sign_in_and_reach_the_app(rp: RelyingParty, consent: bool):
+        context, watch = new_context()
+        page = context.new_page()
+        page.goto(rp.authorization_url())
+        arrive(page, f"{live_server}/login?")
+        page.get_by_label("Username or email").fill(user["username"])
+        page.get_by_label("Password").fill(PASSWORD)
+        with context.expect_event("request", lambda r: r.url.startswith("com.example.app:")) as reached:
+            page.get_by_role("button", name="Sign in").click()
+            if consent:
+                arrive(page, f"{live_server}/authorize/resume/")
+                page.get_by_role("button", name="Allow").click()
+        watch.assert_clean()
+        return dict(pair.split("=", 1) for pair in reached.value.url.split("?", 1)[1].split("&"))
+
+    first = RelyingParty(live_server, client)
+    params = sign_in_and_reach_the_app(first, consent=True)
+    assert params["state"] == first.state
+    again = RelyingParty(live_server, client)
+    params = sign_in_and_reach_the_app(again, consent=False)  # another browser; the consent is kept
+    assert params["state"] == again.state
