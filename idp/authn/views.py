@@ -14,7 +14,7 @@ from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value, is_local_path
-from idp.web.headers import allow_form_destinations_after
+from idp.web.headers import let_forms_leave_origin_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -44,7 +44,7 @@ def _login_gone(gone: LoginGone):
     browser.pop(flow.SESSION_KEY, None)
     settings = current_app.config["IDP_SETTINGS"]
     target = gone.next_path if gone.next_path and is_local_path(gone.next_path) else url_for("account.home")
-    allow_form_destinations_after(target)
+    let_forms_leave_origin_after(target)
     return render_template("authn/login.html", next=target, login="", errors={"form": _(LOGIN_GONE)},
                            registration=settings.registration_enabled, upstreams=_upstreams()), 409
 
@@ -68,7 +68,7 @@ def login():
         hint = request.args.get("login_hint", "")[:320]
         if attempt.step_up and not hint:
             hint = attempt.user.username  # a step-up that starts again: the session's own person
-        allow_form_destinations_after(attempt.next)  # signing in may end at the client it resumes
+        let_forms_leave_origin_after(attempt.next)  # signing in may end at the client it resumes
         return render_template("authn/login.html", next=attempt.next, login=hint, errors={},
                                registration=settings.registration_enabled, upstreams=_upstreams())
     if not flow.is_asking(attempt, steps.PASSWORD):
@@ -86,7 +86,7 @@ def login():
         message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 429 if isinstance(failure, Throttled) else 400
-        allow_form_destinations_after(next_path)
+        let_forms_leave_origin_after(next_path)
         page = render_template("authn/login.html", next=next_path, login=login_value,
                                errors={"form": message}, registration=settings.registration_enabled, upstreams=_upstreams())
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
@@ -130,7 +130,7 @@ def register():
 
 
 def _register_page(target: str, values: dict, errors: dict) -> str:
-    allow_form_destinations_after(target)  # a new account goes on to `next` like a login
+    let_forms_leave_origin_after(target)  # a new account goes on to `next` like a login
     return render_template("authn/register.html", next=target, values=values, errors=errors)
 
 

@@ -1,6 +1,7 @@
 """Pending authorization requests: validated parameters kept server-side while a person signs
 in or consents, referenced by an opaque id and bound to this browser. A page whose form resumes
-one (the login's `next`) may send that form on to the request's redirect URI (web.headers)."""
+one (the login's `next`) may send that form on to the client, so it has no CSP form-action
+(web.headers)."""
 from __future__ import annotations
 
 from datetime import timedelta
@@ -12,13 +13,12 @@ from sqlalchemy import delete
 from idp.clock import now
 from idp.extensions import db
 from idp.models import PendingAuthorization
-from idp.oauth.server import query_client
 from idp.security.tokens import constant_time_equal, digest, random_token
-from idp.web.headers import init_form_destinations
+from idp.web.headers import init_forms_leave_origin_after
 
 
 def init_pending(app: Flask) -> None:
-    init_form_destinations(app, redirect_uris_after)
+    init_forms_leave_origin_after(app, resumes_live_request)
 
 
 def _browser_id() -> str:
@@ -59,17 +59,12 @@ def drop(row: PendingAuthorization) -> bool:
     return result.rowcount == 1
 
 
-def redirect_uris_after(path: str) -> list[str]:
-    """Where a local path leads outside our origin: for /authorize/resume/<id> of a live request
-    of this browser, its redirect URI (or its client's only one), checked again against the
-    client's registered redirect URIs. Nothing for any other path."""
+def resumes_live_request(path: str) -> bool:
+    """Whether a local path is /authorize/resume/<id> of a live request of this browser: going
+    there may answer the client at its redirect URI (validated when the request was saved), and on
+    wherever the client redirects next. One lookup by primary key; False for any other path."""
     prefix = url_for("oauth.resume", pending_id="")
     parts = urlsplit(path)
-    if parts.scheme or parts.netloc or not parts.path.startswith(prefix):
-        return []
-    row = load(parts.path[len(prefix):])
-    client = query_client(row.params.get("client_id")) if row is not None else None
-    if client is None:
-        return []
-    redirect_uri = row.params.get("redirect_uri") or client.get_default_redirect_uri()
-    return [redirect_uri] if redirect_uri and client.check_redirect_uri(redirect_uri) else []
+    if parts.scheme or parts.netloc or parts.query or not parts.path.startswith(prefix):
+        return False
+    return load(parts.path[len(prefix):]) is not None

@@ -22,7 +22,7 @@ from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server, query_client
 from idp.web.errors import PageError
 from idp.web.forms import form_value
-from idp.web.headers import allow_form_destination
+from idp.web.headers import let_forms_leave_origin
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -100,7 +100,7 @@ def _authorize(params: dict, row, pending_id: str | None):
         return redirect(url_for("authn.register", next=resume_path), 302)
     if isinstance(step, (interaction.Login, interaction.StepUp)):
         return redirect(_login_url(step, decided, params, resume_path), 302)
-    allow_form_destination(decided.grant.redirect_uri)  # Allow and Deny answer the client there
+    let_forms_leave_origin()  # Allow and Deny answer the client at its redirect URI, and on from there
     return render_template("oauth/consent.html", client=decided.grant.client, user=decided.sso.user,
                            pending_id=pending_id, sid=decided.sso.sid,
                            scopes=consent.describe(decided.grant.request.scope),
@@ -180,7 +180,7 @@ def _deliver(response, params: dict, redirect_uri: str):
     location = response.headers["Location"]
     own = parse_qsl(urlsplit(redirect_uri).query)
     fields = [pair for pair in parse_qsl(urlsplit(location).query, keep_blank_values=True) if pair not in own]
-    allow_form_destination(redirect_uri)  # the form posts itself there (static/js/form-post.js)
+    let_forms_leave_origin()  # the form posts itself to the client (static/js/form-post.js)
     return render_template("oauth/form_post.html", action=redirect_uri, fields=fields), 200
 
 
@@ -272,12 +272,15 @@ def _end_session(values, *, confirmed: bool):
     except logout.EndSessionRejected:
         raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
     if _needs_same_site_resend(values, confirmed):
+        if req.target is not None:  # a registered post_logout_redirect_uri: the re-send may 303 there
+            let_forms_leave_origin()
         return render_template("oauth/logout_resend.html", action=url_for("oauth.end_session"),
                                fields=[*req.params.items(), (RESENT, "1")])
     sso = current_session()
     step = logout.plan(req, sso)
     if step.confirm and not confirmed:
-        allow_form_destination(step.redirect_to)  # the registered post_logout_redirect_uri, if any
+        if step.redirect_to is not None:  # a registered post_logout_redirect_uri: signing out 303s there
+            let_forms_leave_origin()
         return render_template("oauth/logout-confirm.html", user=sso.user, client=req.client, params=req.params)
     logout.finish(req, step, confirmed=confirmed)
     db.session.commit()

@@ -1,28 +1,32 @@
 """Security headers on every response, and no-store on every response but public files and metadata.
 
-The CSP's form-action (which does not fall back to default-src) is 'self', plus, on a page whose
-form may legitimately end at another origin, exactly those destinations: Chromium applies
-form-action to the form's URL and to every redirect that follows it in the same navigation
-(POST /authorize/consent -> 302 redirect_uri is blocked by a bare 'self'; MDN notes that Firefox
-checks the form's URL only). A view names a destination with allow_form_destination(url), or with
-allow_form_destinations_after(path) for the local path its form continues to (a login's `next`),
-which the resolver create_app registers maps to server-side state (oauth: a pending request's
-registered redirect URI). Destinations come from that state, never from a request's values.
+The CSP's form-action (which does not fall back to default-src) is 'self' on every page but one
+whose form may end at another origin, which sends no form-action at all. Chromium applies
+form-action to the form's URL and to every redirect that follows it in the same navigation (POST
+/authorize/consent -> 302 redirect_uri is blocked by a bare 'self'; MDN notes that Firefox checks
+the form's URL only), and a client's redirect URI may itself redirect on to an origin no page of
+ours can know: a broker (Keycloak, authentik, Auth0, another idp using this one as its upstream)
+whose callback answers its own client, an auth proxy on another domain, an https callback that
+hands over to an app. Listing the redirect URI would break those, so such a page (consent,
+form_post, the logout confirmation and re-send, a sign-in step that resumes an authorization
+request) drops the directive, and every other page keeps the protection.
 
-Chromium keeps checking the page's form-action on the client's own redirects in that navigation:
-a redirect URI that redirects on to another origin or scheme is blocked after a form here (the
-page cannot know where the client goes next). See README, "Security choices"."""
+A view marks its page with let_forms_leave_origin() when it holds a validated destination (a
+registered redirect URI or post_logout_redirect_uri), or with let_forms_leave_origin_after(path)
+for the local path its form continues to (a login's `next`), which the resolver create_app
+registers answers from server-side state (oauth: a live pending request of this browser), never
+from a request's values. An error page that replaces the form keeps 'self' (keep_forms_on_origin).
+See README, "Security choices"."""
 from __future__ import annotations
 
-import re
-from collections.abc import Callable, Iterable
-from urllib.parse import quote, urlsplit
+from collections.abc import Callable
 
-from flask import Flask, current_app, g, has_request_context, request
+from flask import Flask, current_app, g, request
 
-CSP = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
-FORM_ACTION = "form-action 'self'"
+# The policy of a page whose forms may end at another origin (see above), and of every other page.
+CSP_FORMS_MAY_LEAVE = ("default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                       "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+CSP = f"{CSP_FORMS_MAY_LEAVE}; form-action 'self'"
 
 # Endpoints that browser-based clients call across origins (DESIGN: token, userinfo, JWKS, discovery),
 # and revocation, so that a browser app can revoke its tokens when the person signs out.
@@ -39,81 +43,38 @@ CHALLENGE_ENDPOINTS = {"oauth.token", "oauth.userinfo", "oauth.revoke"}
 PUBLIC_ENDPOINTS = {"static", "branding_css", "branding_logo", "oauth.client_logo", "oauth.jwks",
                     "oauth.openid_configuration", "oauth.oauth_metadata"}
 
-_SOURCES = "idp_form_action_sources"
-_RESOLVER = "idp_form_destinations"
-_SCHEME = re.compile(r"^[a-z][a-z0-9+.-]*$")
-_HOST = re.compile(r"^[a-z0-9-]+(\.[a-z0-9-]+)*$")  # CSP3 2.3.1 host-char: ALPHA / DIGIT / "-"
-_NEVER_SCHEMES = {"http", "https", "javascript", "data", "vbscript", "file", "blob", "filesystem", "about"}
-# Kept as they are in a path-part; anything else is percent-encoded (CSP3 2.3.1: ";" and "," must
-# be; path-part matching percent-decodes both sides, so an encoded character still matches).
-_PATH_SAFE = "/-._~!$&()+=:@%"
+_LEAVES = "idp_forms_may_leave_origin"
+_RESOLVER = "idp_forms_leave_origin_after"
 
 
-def source_expression(url: str | None) -> str | None:
-    """The narrowest CSP source expression Chromium honours for a form destination, or None.
-
-    http(s): scheme, host, port and path (no query). The path narrows a form's own action only:
-    CSP3 6.7.2.8 step 3.6 ignores a source's path once the request was redirected, so for a
-    redirect this matches the origin. An IPv6 literal cannot be written in a source expression
-    (Chromium ignores `http://[::1]:8080` as invalid): any host on that port, `http://*:8080/cb`.
-    A private-use scheme (RFC 8252 7.1, `com.example.app:/cb`) only matches as a scheme-source,
-    `com.example.app:` (Chromium does not match a host-source with a non-network scheme)."""
-    if not url:
-        return None
-    try:
-        parts = urlsplit(url)
-        port = parts.port
-    except ValueError:
-        return None
-    scheme = parts.scheme.lower()
-    if scheme not in ("http", "https"):
-        return f"{scheme}:" if _SCHEME.match(scheme) and scheme not in _NEVER_SCHEMES else None
-    host = parts.hostname or ""
-    if ":" in host:  # an IPv6 literal
-        host, port = "*", port or (443 if scheme == "https" else 80)
-    else:
-        try:
-            host = host.encode("idna").decode("ascii")
-        except UnicodeError:
-            return None
-        if not _HOST.match(host):
-            return None
-    return f"{scheme}://{host}{f':{port}' if port else ''}{quote(parts.path, safe=_PATH_SAFE)}"
+def let_forms_leave_origin() -> None:
+    """This response's page has a form that may end at another origin (through the client's own
+    redirects too): send it without form-action. Only on a destination from server-side state."""
+    setattr(g, _LEAVES, True)
 
 
-def allow_form_destination(url: str | None) -> None:
-    """Let this response's page post forms that end at `url` (directly or through redirects).
-    Only for a URL from server-side state: a registered, validated redirect URI."""
-    source = source_expression(url)
-    if source is not None and has_request_context():
-        sources = g.setdefault(_SOURCES, [])
-        if source not in sources:
-            sources.append(source)
-
-
-def allow_form_destinations_after(path: str | None) -> None:
-    """Let this page's forms end where the local `path` they continue to leads (a login's `next`,
-    such as /authorize/resume/<id>), as the resolver create_app registered knows it."""
+def let_forms_leave_origin_after(path: str | None) -> None:
+    """Mark this page when the local `path` its forms continue to (a login's `next`, such as
+    /authorize/resume/<id>) may lead to another origin, as the resolver create_app registered
+    answers from server-side state."""
     resolver = current_app.extensions.get(_RESOLVER)
-    if resolver is not None and path:
-        for url in resolver(path):
-            allow_form_destination(url)
+    if resolver is not None and path and resolver(path):
+        let_forms_leave_origin()
 
 
-def forget_form_destinations() -> None:
-    """No extra destinations for this response after all (an error page replaced the form)."""
-    g.pop(_SOURCES, None)
+def keep_forms_on_origin() -> None:
+    """form-action 'self' for this response after all (an error page replaced the form)."""
+    g.pop(_LEAVES, None)
 
 
-def init_form_destinations(app: Flask, resolver: Callable[[str], Iterable[str]]) -> None:
-    """Register the function that maps a local path to the outside URLs it may redirect to."""
+def init_forms_leave_origin_after(app: Flask, resolver: Callable[[str], bool]) -> None:
+    """Register the function that says whether a local path may lead to another origin."""
     app.extensions[_RESOLVER] = resolver
 
 
 def content_security_policy() -> str:
-    """The CSP of this response: CSP, with this page's form destinations after 'self'."""
-    sources = g.get(_SOURCES)
-    return CSP if not sources else CSP.replace(FORM_ACTION, " ".join([FORM_ACTION, *sources]))
+    """The CSP of this response: without form-action on a page whose forms may leave our origin."""
+    return CSP_FORMS_MAY_LEAVE if g.get(_LEAVES) else CSP
 
 
 def init_headers(app: Flask, *, https: bool) -> None:
