@@ -1,7 +1,7 @@
 """Sign-in through an upstream in Chromium: the "Continue with ..." button on our sign-in page
 takes the browser to the upstream (a second instance of our own app, the federation tests'
-`upstream`), whose sign-in form answers our callback through its own CSP form-action, and on
-through our consent page to the client."""
+`upstream`), whose sign-in form (resuming the upstream's pending request: no form-action) answers
+our callback, and on through our consent page to the client."""
 from __future__ import annotations
 
 import pytest
