@@ -160,8 +160,10 @@ def create_app(settings: Settings | None = None) -> Flask:
 
     build_server(app)
     from idp.oauth.logout import init_logout
+    from idp.oauth.pending import init_pending
 
     init_logout(app)
+    init_pending(app)
     app.register_blueprint(authn_bp)
     app.register_blueprint(oauth_bp)
     app.register_blueprint(account_bp)

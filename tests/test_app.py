@@ -25,10 +25,13 @@ def get(url, **kw):
     return requests.get(url, allow_redirects=False, timeout=10, **kw)
 
 
-def assert_security_headers(response):
+def assert_security_headers(response, *, forms_may_leave: bool = False):
+    """forms_may_leave: a page whose form may end at another origin, which sends no form-action
+    (tests/web/test_headers.py); every other answer has form-action 'self' (no default-src fallback)."""
     csp = response.headers.get("Content-Security-Policy", "")
     directives = {d.strip().split(" ", 1)[0]: d.strip() for d in csp.split(";") if d.strip()}
     assert directives.get("frame-ancestors") == "frame-ancestors 'none'", csp
+    assert directives.get("form-action") == (None if forms_may_leave else "form-action 'self'"), csp
     assert "default-src" in directives and "script-src" in directives, csp
     assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp, csp
     assert response.headers.get("X-Content-Type-Options") == "nosniff"
@@ -97,7 +100,7 @@ def test_html_pages_carry_security_headers_and_no_store(live_server, path):
 
 
 def test_consent_page_carries_security_headers_and_no_store(consent_page):
-    assert_security_headers(consent_page)
+    assert_security_headers(consent_page, forms_may_leave=True)  # Allow and Deny answer the client
     assert_no_store(consent_page)
 
 

@@ -41,6 +41,7 @@ from idp.models.batches import delete_in_batches
 from idp.security.tokens import digest, random_token
 from idp.users import terms
 from idp.web.errors import PageError
+from idp.web.headers import keep_forms_on_origin
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -294,6 +295,7 @@ def _finish(row: LoginAttempt, done: steps.Done):
         audit.record("authn.login.failed", outcome="failure", user=user, reason="email_not_verified")
         db.session.commit()
         remember_unverified(user)
+        keep_forms_on_origin()  # this page's form asks for a new link, here; not the step's
         return render_template("authn/verify_first.html", user=user), 403
     current = sso.current_session()
     if must and _would_lower(current, user, done.acr, row_target):

@@ -16,6 +16,7 @@ from idp.extensions import db
 from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.headers import let_forms_leave_origin_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -48,6 +49,7 @@ def _attempt_for(*, enrol: bool = False):
     due = flow.is_enrolling(attempt, steps.WEBAUTHN) if enrol else flow.is_asking(attempt, steps.WEBAUTHN)
     if not due or attempt.user_id is None:
         raise PageError(_(NOT_IN_PROGRESS), 400)
+    let_forms_leave_origin_after(attempt.next)  # this step's form may finish the login
     return attempt
 
 
@@ -87,6 +89,7 @@ def passwordless():
         # WrongUser: a step-up that starts again is for the session's person, not another's passkey
         db.session.commit()  # the challenge is spent and the failure audited
         settings = current_app.config["IDP_SETTINGS"]
+        let_forms_leave_origin_after(next_path)
         return render_template("authn/login.html", next=next_path, login="", errors={"form": _(PASSKEY_FAILED)},
                                registration=settings.registration_enabled), 400
 

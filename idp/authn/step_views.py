@@ -13,6 +13,7 @@ from idp.extensions import db
 from idp.users import notices
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.headers import keep_forms_on_origin, let_forms_leave_origin_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -27,6 +28,7 @@ def _attempt_for(factor: str, *, enrol: bool = False):
     due = flow.is_enrolling(attempt, factor) if enrol else flow.is_asking(attempt, factor)
     if not due:
         raise PageError(_(NOT_IN_PROGRESS), 400)
+    let_forms_leave_origin_after(attempt.next)  # this step's form may finish the login
     return attempt
 
 
@@ -99,7 +101,8 @@ def recovery_code():
     response = flow.proved(attempt, attempt.user, steps.recovery_proof(), spent=True)
     if left[0] > recovery.WARN_AT:
         return response
-    # Few codes left: say so before going on (the login is already complete).
+    # Few codes left: say so before going on (the login is already complete; a link, not a form).
+    keep_forms_on_origin()
     return render_template("authn/recovery_low.html", left=left[0], target=response.location)
 
 

@@ -9,6 +9,7 @@ from idp.authn.views import bp
 from idp.extensions import db
 from idp.users import terms
 from idp.web.forms import is_local_path
+from idp.web.headers import let_forms_leave_origin_after
 
 
 def _target() -> str:
@@ -25,6 +26,7 @@ def accept_terms():
         return redirect(_target(), 303)
     settings = current_app.config["IDP_SETTINGS"]
     if request.method == "GET":
+        let_forms_leave_origin_after(_target())  # accepting goes on to `next`
         return render_template("authn/terms.html", next=_target(), terms_url=settings.terms_url,
                                version=settings.terms_version, privacy_url=settings.privacy_url)
     if request.form.get("decision") != "accept":

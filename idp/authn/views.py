@@ -14,6 +14,7 @@ from idp.users import directory, recovery, terms
 from idp.users.errors import RegistrationRejected
 from idp.web.errors import PageError
 from idp.web.forms import form_value, is_local_path
+from idp.web.headers import let_forms_leave_origin_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -43,6 +44,7 @@ def _login_gone(gone: LoginGone):
     browser.pop(flow.SESSION_KEY, None)
     settings = current_app.config["IDP_SETTINGS"]
     target = gone.next_path if gone.next_path and is_local_path(gone.next_path) else url_for("account.home")
+    let_forms_leave_origin_after(target)
     return render_template("authn/login.html", next=target, login="", errors={"form": _(LOGIN_GONE)},
                            registration=settings.registration_enabled, upstreams=_upstreams()), 409
 
@@ -66,6 +68,7 @@ def login():
         hint = request.args.get("login_hint", "")[:320]
         if attempt.step_up and not hint:
             hint = attempt.user.username  # a step-up that starts again: the session's own person
+        let_forms_leave_origin_after(attempt.next)  # signing in may end at the client it resumes
         return render_template("authn/login.html", next=attempt.next, login=hint, errors={},
                                registration=settings.registration_enabled, upstreams=_upstreams())
     if not flow.is_asking(attempt, steps.PASSWORD):
@@ -83,6 +86,7 @@ def login():
         message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
             _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
         status = 429 if isinstance(failure, Throttled) else 400
+        let_forms_leave_origin_after(next_path)
         page = render_template("authn/login.html", next=next_path, login=login_value,
                                errors={"form": message}, registration=settings.registration_enabled, upstreams=_upstreams())
         # RFC 6585 4 / RFC 9110 10.2.3: tell clients how long the back-off lasts.
@@ -98,14 +102,14 @@ def register():
         raise PageError(_("Registration is closed here. Ask your administrator for an account."), 403)
     target = _next_target()
     if request.method == "GET":
-        return render_template("authn/register.html", next=target, values={}, errors={})
+        return _register_page(target, {}, {})
     values = {"username": form_value("username", max_length=64), "email": form_value("email", max_length=320)}
     try:
         rate_limits.count_registration(request.remote_addr or "-", settings)
     except RateLimited as limited:
         message = _("Too many accounts were created recently. Try again later (in %(n)s min).",
                     n=-(-limited.retry_after // 60))
-        page = render_template("authn/register.html", next=target, values=values, errors={"form": message})
+        page = _register_page(target, values, {"form": message})
         return page, 429, {"Retry-After": str(limited.retry_after)}  # RFC 6585 4
     try:
         if settings.terms_version and request.form.get("accept_terms") != "yes":
@@ -113,7 +117,7 @@ def register():
         user = directory.register(values["username"], values["email"], request.form.get("password", ""))
     except RegistrationRejected as rejected:
         db.session.rollback()
-        return render_template("authn/register.html", next=target, values=values, errors=rejected.errors), 400
+        return _register_page(target, values, rejected.errors), 400
     if settings.terms_version:
         terms.accept(user)
     recovery.send_verification(user)
@@ -123,6 +127,11 @@ def register():
         return render_template("authn/verify_sent.html", user=user, message=None)
     # A new account goes through the same state machine (IDP_MFA_REQUIRED leads to enrolment).
     return flow.proved(flow.begin(target), user, steps.password_proof())
+
+
+def _register_page(target: str, values: dict, errors: dict) -> str:
+    let_forms_leave_origin_after(target)  # a new account goes on to `next` like a login
+    return render_template("authn/register.html", next=target, values=values, errors=errors)
 
 
 @bp.route("/logout", methods=["GET", "POST"])

@@ -20,6 +20,7 @@ from idp.models import UpstreamProvider, User
 from idp.users import terms
 from idp.web.errors import PageError, request_id
 from idp.web.forms import form_value, is_local_path
+from idp.web.headers import keep_forms_on_origin, let_forms_leave_origin_after
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -114,6 +115,7 @@ def _sign_in(user: User, amr: list, acr: str, provider_id: str, next_path: str, 
                      reason="email_not_verified")
         db.session.commit()
         auth_flow.remember_unverified(user)
+        keep_forms_on_origin()  # this page's form asks for a new link, here; not the link page's
         return render_template("authn/verify_first.html", user=user), 403
     proofs = [upstream_proof(amr, acr)] + ([password_proof()] if password else [])
     if password:
@@ -160,6 +162,7 @@ def link(link_id: str):
         raise PageError(_("This sign-in attempt has expired or was already used. Go back and start again."), 400)
     provider = db.session.get(UpstreamProvider, row.provider_id)
     context = {"provider": provider, "link_id": link_id, "email": row.email}
+    let_forms_leave_origin_after(row.next_path)  # linking signs in and goes on to `next`
     if request.method == "GET":
         return render_template("federation/link.html", login="", errors={}, **context)
     login_value = form_value("login", max_length=320)

@@ -1,16 +1,24 @@
 """Pending authorization requests: validated parameters kept server-side while a person signs
-in or consents, referenced by an opaque id and bound to this browser."""
+in or consents, referenced by an opaque id and bound to this browser. A page whose form resumes
+one (the login's `next`) may send that form on to the client, so it has no CSP form-action
+(web.headers)."""
 from __future__ import annotations
 
 from datetime import timedelta
+from urllib.parse import urlsplit
 
-from flask import current_app, session
+from flask import Flask, current_app, session, url_for
 from sqlalchemy import delete
 
 from idp.clock import now
 from idp.extensions import db
 from idp.models import PendingAuthorization
 from idp.security.tokens import constant_time_equal, digest, random_token
+from idp.web.headers import init_forms_leave_origin_after
+
+
+def init_pending(app: Flask) -> None:
+    init_forms_leave_origin_after(app, resumes_live_request)
 
 
 def _browser_id() -> str:
@@ -49,3 +57,14 @@ def drop(row: PendingAuthorization) -> bool:
     if row in db.session:
         db.session.expunge(row)  # gone: nothing may flush it again
     return result.rowcount == 1
+
+
+def resumes_live_request(path: str) -> bool:
+    """Whether a local path is /authorize/resume/<id> of a live request of this browser: going
+    there may answer the client at its redirect URI (validated when the request was saved), and on
+    wherever the client redirects next. One lookup by primary key; False for any other path."""
+    prefix = url_for("oauth.resume", pending_id="")
+    parts = urlsplit(path)
+    if parts.scheme or parts.netloc or parts.query or not parts.path.startswith(prefix):
+        return False
+    return load(parts.path[len(prefix):]) is not None

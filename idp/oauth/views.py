@@ -22,6 +22,7 @@ from idp.oauth.revocation import RevocationEndpoint
 from idp.oauth.server import get_server, query_client
 from idp.web.errors import PageError
 from idp.web.forms import form_value
+from idp.web.headers import let_forms_leave_origin
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -34,7 +35,7 @@ EXPIRED = N_("This sign-in request has expired or was opened in another browser.
 RESENT = "_same_site"
 
 
-def _resend_same_site(fields, endpoint: str, heading: str):
+def _resend_same_site(fields, endpoint: str, heading: str, *, may_leave: bool):
     """OIDC Core 3.1.2.1 and RP-Initiated Logout 1.0 2 let the app POST to the authorization and
     logout endpoints, usually from its own page: a cross-site POST, which the browser sends
     without our SameSite=Lax cookies, so we would neither see the SSO session (prompt=none would
@@ -45,6 +46,8 @@ def _resend_same_site(fields, endpoint: str, heading: str):
     if request.method != "POST" or request.form.get(RESENT) == "1" or \
             cookie_name() in request.cookies or current_app.config["SESSION_COOKIE_NAME"] in request.cookies:
         return None
+    if may_leave:  # the re-sent request may redirect on to the client (see idp.web.headers)
+        let_forms_leave_origin()
     return render_template("oauth/resend.html", heading=heading, action=url_for(endpoint),
                            fields=[*((k, v) for k, v in fields if k != RESENT), (RESENT, "1")])
 
@@ -52,7 +55,7 @@ def _resend_same_site(fields, endpoint: str, heading: str):
 @bp.route("/authorize", methods=["GET", "POST"])
 @csrf.exempt  # the relying party may POST the request (OIDC Core 3.1.2.1)
 def authorize():
-    resend = _resend_same_site(request.values.items(multi=True), "oauth.authorize", _("One moment"))
+    resend = _resend_same_site(request.values.items(multi=True), "oauth.authorize", _("One moment"), may_leave=True)
     if resend is not None:
         return resend
     # RFC 6749 3.1: a parameter sent without a value is treated as if it were omitted.
@@ -133,6 +136,7 @@ def _authorize(params: dict, row, pending_id: str | None):
         return redirect(url_for("authn.register", next=resume_path), 302)
     if isinstance(step, (interaction.Login, interaction.StepUp)):
         return redirect(_login_url(step, decided, params, resume_path), 302)
+    let_forms_leave_origin()  # Allow and Deny answer the client at its redirect URI, and on from there
     return render_template("oauth/consent.html", client=decided.grant.client, user=decided.sso.user,
                            pending_id=pending_id, sid=decided.sso.sid,
                            scopes=consent.describe(decided.grant.request.scope),
@@ -221,6 +225,7 @@ def _deliver(response, params: dict, redirect_uri: str):
     location = response.headers["Location"]
     own = parse_qsl(urlsplit(redirect_uri).query)
     fields = [pair for pair in parse_qsl(urlsplit(location).query, keep_blank_values=True) if pair not in own]
+    let_forms_leave_origin()  # the form posts itself to the client (static/js/form-post.js)
     return render_template("oauth/form_post.html", action=redirect_uri, fields=fields), 200
 
 
@@ -297,12 +302,14 @@ def _end_session(values, *, confirmed: bool):
         req = logout.parse_end_session(values)
     except logout.EndSessionRejected:
         raise PageError(_("This sign-out request is not valid. Go back to the application and try again."), 400) from None
-    if not confirmed and (resend := _resend_same_site(req.params.items(), "oauth.end_session",
-                                                      _("Signing you out"))) is not None:
+    if not confirmed and (resend := _resend_same_site(req.params.items(), "oauth.end_session", _("Signing you out"),
+                                                      may_leave=req.target is not None)) is not None:
         return resend
     sso = current_session()
     step = logout.plan(req, sso)
     if step.confirm and not confirmed:
+        if step.redirect_to is not None:  # a registered post_logout_redirect_uri: signing out 303s there
+            let_forms_leave_origin()
         return render_template("oauth/logout-confirm.html", user=sso.user, client=req.client, params=req.params)
     logout.finish(req, step, confirmed=confirmed)
     db.session.commit()

@@ -9,6 +9,7 @@ from flask_wtf.csrf import CSRFError
 from werkzeug.exceptions import HTTPException, RequestEntityTooLarge, SecurityError
 
 from idp.security.tokens import random_token
+from idp.web.headers import keep_forms_on_origin
 from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
@@ -78,6 +79,7 @@ def request_id() -> str:
 
 
 def _page(message: str, status: int):
+    keep_forms_on_origin()  # the page that was to hold the form is not shown
     return render_template("errors/page.html", message=message, status=status,
                            request_id=request_id()), status
 
@@ -130,4 +132,5 @@ def init_errors(app: Flask) -> None:
     @app.errorhandler(Exception)
     def _server_error(error: Exception):
         log.exception("unhandled error request_id=%s path=%s", request_id(), request.path)
+        keep_forms_on_origin()
         return render_template("errors/500.html", request_id=request_id()), 500

@@ -154,12 +154,13 @@ def browser_page(new_context):
 
 class StandInClient:
     """The client application: records each request to its redirect URI (query or form body)
-    and answers with a plain page."""
+    and answers with a plain page; or, with `forward_to`, with a 302 there carrying the same
+    query, as a broker's callback answers its own client (another origin) in the same navigation."""
 
     PAGE = (b'<!doctype html><html lang="en"><head><meta charset="utf-8"><title>Client</title></head>'
             b"<body><h1>Back at the client</h1></body></html>")
 
-    def __init__(self):
+    def __init__(self, forward_to: str | None = None):
         self.received: list[dict] = []
         self._arrived = threading.Condition()
         client = self
@@ -182,6 +183,12 @@ class StandInClient:
                                             "content_type": self.headers.get("Content-Type", ""),
                                             "params": {k: v[0] for k, v in params.items()}})
                     client._arrived.notify_all()
+                if forward_to is not None:
+                    self.send_response(302)
+                    self.send_header("Location", f"{forward_to}?{urlsplit(self.path).query}")
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
                 self.send_response(200)
                 self.send_header("Content-Type", "text/html; charset=utf-8")
                 self.send_header("Content-Length", str(len(client.PAGE)))
@@ -213,8 +220,8 @@ def stand_in_client():
     """Starts stand-in client applications, each on a free loopback port; stops them after."""
     started = []
 
-    def start() -> StandInClient:
-        started.append(StandInClient())
+    def start(forward_to: str | None = None) -> StandInClient:
+        started.append(StandInClient(forward_to))
         return started[-1]
 
     yield start

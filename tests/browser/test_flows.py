@@ -1,7 +1,10 @@
-"""Whole sign-in flows in Chromium: register, consent, redirect back, SSO into a second client,
-response_mode=form_post through our CSP, and a keyboard-only login. The client application is
-a stand-in HTTP server; authlib's client redeems the code and every ID token is verified
-against /jwks."""
+"""Whole sign-in flows in Chromium: register, consent (deny, allow), redirect back, SSO into a
+second client, response_mode=form_post through our CSP, a native app's private-use scheme, a
+broker whose callback redirects on to its own client, and a keyboard-only login. Chromium checks a
+page's CSP form-action against the form's post and every redirect that follows it, so these pass
+only because the pages whose forms may end at a client send none. The client application is a
+stand-in HTTP server; authlib's client redeems the code and every ID token is verified against
+/jwks."""
 from __future__ import annotations
 
 import re
@@ -68,7 +71,15 @@ def test_register_consent_and_single_sign_on_into_a_second_client(
     subject = subject_of(app, username)
     assert claims["sub"] == subject != username and claims["amr"] == ["pwd"]
 
-    # Single sign-on: the same browser reaches the second client without a password.
+    # Single sign-on: the same browser reaches the second client without a password. Deny, then
+    # Allow: both answers reach the client (the consent page sends no form-action).
+    denied = RelyingParty(live_server, second, scope="openid profile")
+    page.goto(denied.authorization_url())
+    page.get_by_role("button", name="Deny").click()
+    arrive(page, f"{second_app.redirect_uri}?")
+    answer = second_app.only_callback()["params"]
+    assert (answer["error"], answer["state"], answer["iss"]) == ("access_denied", denied.state, live_server)
+    second_app.received.clear()
     rp2 = RelyingParty(live_server, second, scope="openid profile")
     seen_before = len(watch.provider_pages)
     page.goto(rp2.authorization_url())
@@ -158,3 +169,69 @@ def test_keyboard_alone_signs_in_through_the_authorization_request(
     arrive(page, f"{client_app.redirect_uri}?")
     assert redeem(live_server, rp, client_app.only_callback())["sub"] == user["subject"]
     watch.assert_clean()
+
+
+def test_a_native_app_gets_its_answer_at_its_private_use_scheme(
+        live_server, make_user, make_client, new_context):
+    """RFC 8252 7.1: the consent page's Allow, and later the sign-in form itself (consent is
+    remembered), end in a redirect to com.example.app:/..., which a form-action 'self' would
+    block. Chromium has no handler for the scheme; the attempt is what we see."""
+    user = make_user()
+    client = make_client(public=True, name="Stand-in Phone", redirect_uris=["com.example.app:/oauth2redirect"])
+
+    def sign_in_and_reach_the_app(rp: RelyingParty, consent: bool):
+        context, watch = new_context()
+        page = context.new_page()
+        page.goto(rp.authorization_url())
+        arrive(page, f"{live_server}/login?")
+        page.get_by_label("Username or email").fill(user["username"])
+        page.get_by_label("Password").fill(PASSWORD)
+        with context.expect_event("request", lambda r: r.url.startswith("com.example.app:")) as reached:
+            page.get_by_role("button", name="Sign in").click()
+            if consent:
+                arrive(page, f"{live_server}/authorize/resume/")
+                page.get_by_role("button", name="Allow").click()
+        watch.assert_clean()
+        return dict(pair.split("=", 1) for pair in reached.value.url.split("?", 1)[1].split("&"))
+
+    first = RelyingParty(live_server, client)
+    params = sign_in_and_reach_the_app(first, consent=True)
+    assert params["state"] == first.state
+    again = RelyingParty(live_server, client)
+    params = sign_in_and_reach_the_app(again, consent=False)  # another browser; the consent is kept
+    assert params["state"] == again.state
+
+
+def test_a_broker_whose_callback_redirects_on_to_its_own_client_gets_the_person_there(
+        live_server, make_user, make_client, stand_in_client, new_context):
+    """A broker (Keycloak, authentik, Auth0, another idp) that uses this provider upstream: its
+    callback answers its own client with a 302 to another origin, in the same navigation as the
+    post of our form. Chromium checks form-action against that redirect too, and our page cannot
+    know where the broker goes next, so a page whose form may end at a client sends no form-action.
+    The consent page's Allow, then (consent remembered) the sign-in form itself, reach the broker's
+    client on another port, with no CSP violation."""
+    user = make_user()
+    its_client = stand_in_client()
+    broker = stand_in_client(forward_to=its_client.redirect_uri)
+    client = make_client(name="Stand-in Broker", redirect_uris=[broker.redirect_uri])
+
+    def sign_in_and_reach_the_brokers_client(rp: RelyingParty, consent: bool) -> None:
+        context, watch = new_context()
+        page = context.new_page()
+        page.goto(rp.authorization_url())
+        arrive(page, f"{live_server}/login?")
+        page.get_by_label("Username or email").fill(user["username"])
+        page.get_by_label("Password").fill(PASSWORD)
+        page.get_by_role("button", name="Sign in").click()
+        if consent:
+            arrive(page, f"{live_server}/authorize/resume/")
+            page.get_by_role("button", name="Allow").click()
+        arrive(page, f"{its_client.redirect_uri}?")
+        watch.assert_clean()
+        assert its_client.only_callback()["params"]["state"] == rp.state
+        assert redeem(live_server, rp, broker.only_callback())["sub"] == user["subject"]
+        broker.received.clear()
+        its_client.received.clear()
+
+    sign_in_and_reach_the_brokers_client(RelyingParty(live_server, client), consent=True)
+    sign_in_and_reach_the_brokers_client(RelyingParty(live_server, client), consent=False)
