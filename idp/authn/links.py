@@ -110,8 +110,11 @@ def _confirm_address(token: str, purpose: str):
         return _refused(token, purpose, user, refused, refused_event)
     try:
         user = confirm(token)
-    except LinkInvalid:
-        db.session.rollback()
+    except LinkInvalid as invalid:
+        if invalid.spent:
+            db.session.commit()
+        else:
+            db.session.rollback()
         raise PageError(_(LINK_INVALID), 410) from None
     db.session.commit()
     return render_template("authn/verified.html", user=user)

@@ -11,7 +11,12 @@ class RegistrationRejected(UsersError):
 
 
 class LinkInvalid(UsersError):
-    """An emailed link that is unknown, expired or already used."""
+    """An emailed link that is unknown, expired or already used. `spent`: the link was used up
+    and the failure recorded in this unit of work, which the caller then commits, not rolls back."""
+
+    def __init__(self, *, spent: bool = False):
+        super().__init__("link invalid")
+        self.spent = spent
 
 
 class LinkThrottled(UsersError):

@@ -66,7 +66,7 @@ def confirm_email(raw: str) -> User:
     user = db.session.get(User, row.user_id)
     if directory.identifier_key(row.email) != user.email_key:
         audit.record("users.email.verification_failed", outcome="failure", user=user, reason="address_changed")
-        raise LinkInvalid()
+        raise LinkInvalid(spent=True)  # a link for an address the account left is no good any more
     user.email_verified = True
     audit.record("users.email.verified", user=user)
     return user

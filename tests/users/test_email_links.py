@@ -102,7 +102,10 @@ def test_a_link_for_an_address_that_changed_since_does_not_verify_the_new_one(ap
     path = page.request.path
     response = web.post(path, data={"csrf_token": csrf_token(page.get_data(as_text=True))})
     assert response.status_code == 410
-    assert not user_row(app, username).email_verified
+    row = user_row(app, username)
+    assert not row.email_verified
+    assert events(app, row.id, "users.email.verification_failed")[-1][2] == {"reason": "address_changed"}  # kept
+    assert web.get(path).status_code == 410  # and the link is used up
 
 
 def test_asking_for_another_link_is_throttled(app, mailbox):
