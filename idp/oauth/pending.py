@@ -39,10 +39,10 @@ def save(params: dict, *, step_up_acr: str | None = None) -> str:
 
 def load(pending_id: str) -> PendingAuthorization | None:
     """The live request for this id and this browser, or None."""
-    if not pending_id or len(pending_id) > 64:
+    if not pending_id or len(pending_id) > 64 or "bid" not in session:  # a browser that saved none: no query
         return None
     row = db.session.get(PendingAuthorization, digest(pending_id))
-    if row is None or row.expires_at <= now() or "bid" not in session:
+    if row is None or row.expires_at <= now():
         return None
     if not constant_time_equal(row.browser_digest, digest(session["bid"])):
         return None
