@@ -52,16 +52,24 @@ def check_before_authlib(params: dict) -> None:
         raise InvalidRequestError("redirect_uri is required in an OpenID Connect request")
 
 
-# The names of parameters the request sent more than once (set by oauth.views.authorize, which
-# removes any value a request itself sends under this name).
+# What to say about parameters the request sent more than once, repeated_description()'s text (set
+# by oauth.views.authorize, which removes any value a request itself sends under this name).
 REPEATED = "_repeated"
+
+
+def repeated_description(names) -> str:
+    """What to say about repeated parameters: their names when they are plain protocol names, never
+    other text a request sent (it would reach our page or the client as if it were ours)."""
+    plain = [name for name in names if name.replace("_", "").isascii() and name.replace("_", "").isalnum()
+             and len(name) <= 40]
+    return f"{', '.join(plain)} sent more than once" if plain == list(names) else "a parameter was sent more than once"
 
 
 def validate(grant, params: dict) -> RequestExtras:
     """The checks authlib leaves to us on a request whose client and redirect_uri it verified."""
     where = {"redirect_uri": grant.redirect_uri, "state": params.get("state")}
     if params.get(REPEATED):  # RFC 6749 3.1
-        raise InvalidRequestError(f"{', '.join(params[REPEATED].split())} sent more than once", **where)
+        raise InvalidRequestError(params[REPEATED], **where)
     _check_parameters(grant, params, where)
     max_age = params.get("max_age")
     # isascii: str.isdigit() is also true for digits such as "²" that int() refuses.

@@ -41,6 +41,7 @@ from idp.clock import now, timestamp
 from idp.extensions import db
 from idp.models import Client, ClientAssertion
 from idp.oauth import jwks_fetch
+from idp.oauth.descriptions import safe
 from idp.oauth.client_secrets import clear_secret
 from idp.oauth.clients import SIGNING_ALGS
 from idp.security import outbound
@@ -155,7 +156,7 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
             return None  # another method's turn; if none fits, authlib answers invalid_client
         alg = headers.get("alg")
         if alg not in allowed_algs(client):
-            raise _reject(f"this client may not sign its assertion with alg {str(alg)[:16]!r}", client, "alg")
+            raise _reject(safe(f"this client may not sign its assertion with alg {str(alg)[:16]!r}"), client, "alg")
         key = self.resolve_key(client, headers, alg)
         try:
             token = jwt.decode(assertion, key, algorithms=[alg])
@@ -206,7 +207,7 @@ class JWTClientAuthentication(JWTBearerClientAssertion):
         try:
             registry.validate(claims)
         except JoseError as failure:
-            raise _reject(f"the client assertion is not acceptable: {failure.description}", client,
+            raise _reject(safe(f"the client assertion is not acceptable: {failure.description}"), client,
                           f"claims: {failure.error}") from None
         if isinstance(claims["aud"], list) and not set(claims["aud"]) <= set(self.get_audiences()):
             # Audience injection (draft-ietf-oauth-rfc7523bis): an assertion also meant for someone

@@ -107,6 +107,15 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     AUTHORIZATION_CODE_LENGTH = 43
 
+    @staticmethod
+    def validate_authorization_redirect_uri(request, client):
+        """authlib's, with a fixed description: it wrote the requested URI into it, which put
+        attacker text on our error page, and outside RFC 6749's charset was a ValueError (a 500)."""
+        requested = request.payload.redirect_uri
+        if requested and not client.check_redirect_uri(requested):
+            raise InvalidRequestError("redirect_uri is not registered for this client")
+        return grants.AuthorizationCodeGrant.validate_authorization_redirect_uri(request, client)
+
     def save_authorization_code(self, code, request):
         ctx = g.idp_authorization  # set by the view: the SSO session facts and the claims request
         payload = request.payload.data

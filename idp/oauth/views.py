@@ -67,9 +67,9 @@ def authorize():
     repeated = sorted(name for name in request.values if len(request.values.getlist(name)) > 1)
     if set(repeated) & {"client_id", "redirect_uri", "response_type"}:
         return render_template("oauth/error.html", error="invalid_request",
-                               description=f"{', '.join(repeated)} sent more than once"), 400
+                               description=authorize_checks.repeated_description(repeated)), 400
     if repeated:
-        values[authorize_checks.REPEATED] = " ".join(repeated)
+        values[authorize_checks.REPEATED] = authorize_checks.repeated_description(repeated)
     return _authorize(values, None, None)
 
 

@@ -585,3 +585,25 @@ def test_an_empty_parameter_counts_as_omitted(live_server, make_user, make_clien
     response = browser.get(rp.authorization_url(max_age="", response_mode="", request="", request_uri=""))
     token = rp.fetch_token(rp.callback_params(response))
     assert verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)["sub"]
+
+
+@pytest.mark.parametrize("redirect_uri", ["https://x.example/\u00e9", 'https://x.example/"', "https://x.example/\\",
+                                          "https://x.example/ -- Your account is locked. Call +1 800 555 0100 now."])
+def test_an_unregistered_redirect_uri_is_named_on_our_page_without_its_text(live_server, make_client, redirect_uri):
+    """authlib wrote the URI into the description: a 500 outside RFC 6749's charset, and attacker
+    text on our page (content spoofing) otherwise."""
+    client = make_client()
+    response = requests.get(raw_authorize_url(live_server, client, redirect_uri=redirect_uri),
+                            allow_redirects=False, timeout=TIMEOUT)
+    assert_error_page(response, "invalid_request")
+    assert "redirect_uri is not registered for this client" in response.text
+    assert "x.example" not in response.text and "800 555" not in response.text
+
+
+@pytest.mark.parametrize("name", ["%C3%A9", "a%22", "a%5C", "Call+us+now"])
+def test_a_repeated_parameter_with_an_odd_name_is_invalid_request_without_its_name(live_server, make_client, name):
+    client = make_client()
+    url = raw_authorize_url(live_server, client, state="st-odd") + f"&{name}=1&{name}=2"
+    response = requests.get(url, allow_redirects=False, timeout=TIMEOUT)
+    error = assert_redirect_error(response, client, live_server, "invalid_request", "st-odd")
+    assert error["error_description"] == "a parameter was sent more than once"

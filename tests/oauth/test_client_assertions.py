@@ -470,6 +470,17 @@ def test_alg_none_is_refused(app, live_server, rsa_client):
     assert_refused(app, live_server, client["client_id"], assertion, "alg")
 
 
+@pytest.mark.parametrize("alg", ["\u00e9", 'R"S', "R\\S"])
+def test_an_alg_outside_the_error_description_charset_is_refused_without_a_500(app, live_server, rsa_client, alg):
+    """The description quotes the alg: RFC 6749 5.2 allows no `"`, `\\` or non-ASCII there (authlib
+    raised a ValueError, a 500)."""
+    client, _ = rsa_client
+    header = base64.urlsafe_b64encode(json.dumps({"alg": alg}).encode()).rstrip(b"=").decode()
+    body = base64.urlsafe_b64encode(json.dumps(claims_for(client["client_id"], live_server)).encode()).rstrip(b"=")
+    body = assert_refused(app, live_server, client["client_id"], f"{header}.{body.decode()}.c2ln", "alg")
+    assert "?" in body["error_description"]
+
+
 def test_hs256_signed_with_the_public_key_is_refused(app, live_server, rsa_client):
     """The alg confusion attack: the client's RSA public key, which anyone can read, as an HMAC secret."""
     client, key = rsa_client
