@@ -17,7 +17,7 @@ from authlib.oauth2.rfc6749 import scope_to_list
 from authlib.oauth2.rfc7591 import ClientMetadataClaims as OAuthClaims
 from authlib.oauth2.rfc7591 import InvalidClientMetadataError, InvalidRedirectURIError
 from authlib.oidc.registration import ClientMetadataClaims as OpenIDClaims
-from flask import current_app
+from flask import current_app, g
 
 from idp.config import is_loopback
 from idp.extensions import db
@@ -25,6 +25,7 @@ from idp.models import Client
 from idp.oauth.clients import (SIGNING_ALGS, ClientRejected, check_jwks, check_jwks_uri,
                                check_redirect_uri)
 from idp.oauth.subjects import can_derive_sector
+from idp.users.directory import mixes_scripts
 
 MAX_URI = 2000
 MAX_NAME = 200
@@ -128,17 +129,29 @@ def check_web_uri(field: str, uri: str, allow_loopback_http: bool = False) -> No
 
 
 
+# Characters that show as nothing: Hangul fillers and the blank Braille pattern (letters or symbols
+# to Unicode, so isprintable() lets them through).
+_BLANKS = frozenset("\u115f\u1160\u3164\uffa0\u2800")
+
+
 def _name_key(name: str) -> str:
-    return "".join(unicodedata.normalize("NFKC", name).casefold().split())
+    """A name as a reader sees it: NFKC, case folded, without spaces, combining marks, format
+    characters and blank-looking letters ("idp" + U+034F reads as "idp")."""
+    folded = unicodedata.normalize("NFKC", name).casefold()
+    return "".join(c for c in folded if not c.isspace() and c not in _BLANKS
+                   and unicodedata.category(c) not in ("Mn", "Me", "Cf"))
 
 
 def _taken_name(name: str) -> bool:
-    """Whether a name an application chose for itself is the product's or an operator-created
-    client's, up to case, width and spaces: a consent page must not read as theirs."""
+    """Whether a name an application chose for itself is the product's, an operator-created
+    client's or a verified one's, up to case, width, spaces and invisible marks: a consent page
+    must not read as theirs."""
     key = _name_key(name)
     if key == _name_key(current_app.config["IDP_SETTINGS"].product_name):
         return True
-    names = db.session.scalars(db.select(Client.client_name).where(Client.registered_via != "dynamic"))
+    names = db.session.scalars(db.select(Client.client_name).where(
+        (Client.registered_via != "dynamic") | Client.verified_at.is_not(None) | Client.first_party,
+        Client.client_id != g.get("idp_client_updating", "")))
     return any(_name_key(other) == key for other in names)
 
 class RegistrationClaims(OAuthClaims):
@@ -199,8 +212,10 @@ class RegistrationClaims(OAuthClaims):
         name = self.get("client_name")
         if name is not None:
             name = " ".join(name.split())
-            if not name or not name.isprintable():
-                raise invalid("client_name", "must be 1 to 200 printable characters")
+            if not name or not name.isprintable() or not _name_key(name):
+                raise invalid("client_name", "must be 1 to 200 printable characters, some of them visible")
+            if mixes_scripts(name):
+                raise invalid("client_name", "must use letters from one alphabet and one kind of digits")
             if _taken_name(name):
                 raise invalid("client_name", "is the name of this service or of an application its operators "
                                              "added; choose a name of your own")

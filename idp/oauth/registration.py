@@ -19,7 +19,7 @@ from authlib.oauth2.rfc6750 import InvalidTokenError
 from authlib.oauth2.rfc7591 import ClientRegistrationEndpoint as _RegistrationEndpoint
 from authlib.oauth2.rfc7591 import InvalidRedirectURIError
 from authlib.oauth2.rfc7592 import ClientConfigurationEndpoint as _ConfigurationEndpoint
-from flask import current_app, request
+from flask import current_app, g, request
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from idp import audit
@@ -190,6 +190,7 @@ class ClientConfigurationEndpoint(_MetadataHooks, _ConfigurationEndpoint):
         secret = data.get("client_secret")
         if "client_secret" in data and not (isinstance(secret, str) and client.check_client_secret(secret)):
             raise InvalidRequestError("client_secret does not match the current secret (RFC 7592 2.2)")
+        g.idp_client_updating = client.client_id  # its own name is not "taken" (client_metadata._taken_name)
         status, body, headers = super().create_update_client_response(client, json_request)
         if json_request.new_secret:
             body["client_secret"] = json_request.new_secret

@@ -47,11 +47,18 @@ def username_problem(username: str) -> str | None:
     person's."""
     if not USERNAME.match(username):
         return _("Use 3 to 32 letters, digits, dots, dashes or underscores.")
-    scripts = {_script(c) for c in username if c.isalpha()}
-    digits = {unicodedata.name(c, "?").rsplit("DIGIT", 1)[0] for c in username if c.isdecimal()}
-    if (len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES)) or len(digits) > 1:
+    if mixes_scripts(username):
         return _("Use letters from one alphabet, and one kind of digits.")
     return None
+
+
+def mixes_scripts(text: str) -> bool:
+    """Letters from scripts that are not written together (UTS 39 "highly restrictive": Latin
+    with CJK and its companions only), or digits from two numbering systems: the stuff of names
+    that look like someone else's."""
+    scripts = {_script(c) for c in text if c.isalpha()}
+    digits = {unicodedata.name(c, "?").rsplit("DIGIT", 1)[0] for c in text if c.isdecimal()}
+    return (len(scripts) > 1 and not any(scripts <= mix for mix in _SCRIPT_MIXES)) or len(digits) > 1
 
 
 def identifier_key(value: str) -> str:

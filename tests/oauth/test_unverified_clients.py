@@ -34,7 +34,9 @@ def dynamic_client(app, live_server):
     with app.app_context():
         _, token = issue_initial_access_token(3600, "unverified test")
         db.session.commit()
-    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+    import uuid
+    # Unique: a verified client's name cannot be registered again.
+    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": f"Totally Your Bank {uuid.uuid4().hex[:6]}",
                                       "logo_uri": "https://bank.example/logo.png"}, token)
     assert response.status_code == 201, response.text
     _with_logo(app, response.json()["client_id"])
@@ -112,7 +114,9 @@ def test_clients_show_prints_what_the_operator_checks_before_verifying(app, live
         db.session.commit()
     links = {"client_uri": "https://bank.example/", "policy_uri": "https://bank.example/privacy",
              "tos_uri": "https://bank.example/terms", "logo_uri": "https://bank.example/logo.png"}
-    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+    import uuid
+    # Unique: a verified client's name cannot be registered again.
+    response = register(live_server, {"redirect_uris": [REDIRECT], "client_name": f"Totally Your Bank {uuid.uuid4().hex[:6]}",
                                       "contacts": ["ops@bank.example"], **links}, token)
     assert response.status_code == 201, response.text
     client_id = response.json()["client_id"]
@@ -128,7 +132,7 @@ def test_a_verified_client_that_renames_itself_is_unverified_again(app, live_ser
     client_id = dynamic_client["client_id"]
     uri, token = dynamic_client["registration_client_uri"], dynamic_client["registration_access_token"]
     idp_cli("clients", "verify", client_id)
-    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": dynamic_client["client_name"],
                  "logo_uri": "https://bank.example/logo.png"}
     assert configure("PUT", uri, token, {**unchanged, "default_max_age": 3600}).status_code == 200
     assert not shows_warning(consent_page(live_server, make_user, as_rp_client(dynamic_client)))
@@ -145,7 +149,7 @@ def test_a_verified_client_that_changes_where_logout_sends_people_is_unverified_
     client_id = dynamic_client["client_id"]
     uri, token = dynamic_client["registration_client_uri"], dynamic_client["registration_access_token"]
     idp_cli("clients", "verify", client_id)
-    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": "Totally Your Bank",
+    unchanged = {"client_id": client_id, "redirect_uris": [REDIRECT], "client_name": dynamic_client["client_name"],
                  "logo_uri": "https://bank.example/logo.png"}
     assert configure("PUT", uri, token, {**unchanged, "post_logout_redirect_uris": [
         "https://elsewhere.example/after-logout"]}).status_code == 200
@@ -298,7 +302,8 @@ def test_an_operator_created_client_gets_neither_line(live_server, make_user, ma
     assert "Not verified" not in browser.get(f"{live_server}/account/apps").text
 
 
-@pytest.mark.parametrize("taken", ["Payroll {t}", "PAYROLL  {t}", "\uff30ayroll {t}"])
+@pytest.mark.parametrize("taken", ["Payroll {t}", "PAYROLL  {t}", "\uff30ayroll {t}", "Payroll\u034f {t}",
+                                   "Payroll\ufe0f {t}", "Pay\u200droll {t}"])
 def test_an_application_cannot_register_the_name_of_an_operators_app_or_of_the_service(
         app, live_server, make_client, taken):
     import uuid
@@ -317,3 +322,28 @@ def test_an_application_cannot_register_the_name_of_an_operators_app_or_of_the_s
                               "invalid_client_metadata", "client_name")
     assert register(live_server, {"redirect_uris": [REDIRECT], "client_name": f"Payroll helper {t}"},
                     token).status_code == 201
+
+
+@pytest.mark.parametrize("name", ["\u3164", "\u2800", "\u0456d\u0440", "pay\u0440al", "1\u0661"])
+def test_an_application_cannot_register_a_blank_looking_or_mixed_script_name(app, live_server, name):
+    """Names that show as nothing, or mix alphabets (Cyrillic "р" in a Latin word reads as "p"),
+    or mix digits: the stuff of look-alikes."""
+    from tests.oauth.test_registration import assert_registration_error
+    with app.app_context():
+        _, token = issue_initial_access_token(3600, "look-alike test")
+        db.session.commit()
+    assert_registration_error(register(live_server, {"redirect_uris": [REDIRECT], "client_name": name}, token),
+                              "invalid_client_metadata", "client_name")
+
+
+def test_an_application_cannot_take_the_name_of_a_verified_one(app, live_server, dynamic_client):
+    from idp.models import Client
+    from tests.oauth.test_registration import assert_registration_error
+    client = dynamic_client
+    name = client["client_name"]
+    with app.app_context():
+        db.session.execute(db.update(Client).where(Client.client_id == client["client_id"]).values(verified_at=db.func.now()))
+        _, token = issue_initial_access_token(3600, "verified name test")
+        db.session.commit()
+    assert_registration_error(register(live_server, {"redirect_uris": [REDIRECT], "client_name": name}, token),
+                              "invalid_client_metadata", "client_name")
