@@ -25,9 +25,10 @@ URL_FIELDS = ("picture", "website")
 ADDRESS_FIELDS = ("street_address", "locality", "region", "postal_code", "country")
 PROFILE_FIELDS = TEXT_FIELDS + URL_FIELDS + ("preferred_username", "birthdate", "zoneinfo", "locale",
                                              "phone_number") + tuple(f"address_{f}" for f in ADDRESS_FIELDS)
-BIRTHDATE = re.compile(r"^(\d{4})(-(\d{2})-(\d{2}))?$")
+# re.ASCII: \d is 0-9 only, not every script's digits (these values go to apps as claims).
+BIRTHDATE = re.compile(r"^(\d{4})(-(\d{2})-(\d{2}))?$", re.ASCII)
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")   # BCP 47, as OIDC Core 5.1 asks
-PHONE = re.compile(r"^\+[1-9]\d{6,14}$")                          # E.164, as OIDC Core 5.1 recommends
+PHONE = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)                # E.164, as OIDC Core 5.1 recommends
 MAX_TEXT = 200
 _ZONES: frozenset | None = None
 
@@ -56,14 +57,27 @@ def _check_birthdate(value: str) -> str | None:
     return None
 
 
+def _max_length(field: str) -> int:
+    """The longest value a field takes: its column's width where the column is narrower (gender,
+    locale: a longer value was a 500 on PostgreSQL and silently stored on SQLite)."""
+    limit = 2048 if field in URL_FIELDS else MAX_TEXT
+    column = User.__table__.columns.get(field)
+    width = getattr(column.type, "length", None) if column is not None else None
+    return min(limit, width) if width else limit
+
+
 def _check(field: str, value: str) -> str | None:
     """One sentence saying what is wrong with `value`, or None."""
-    if len(value) > (2048 if field in URL_FIELDS else MAX_TEXT):
+    if len(value) > _max_length(field):
         return _("This is too long.")
     if any(ord(c) < 0x20 for c in value):
         return _("Remove the control characters.")
     if field in URL_FIELDS:
-        parts = urlsplit(value)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a port that is not a number
+        except ValueError:  # "https://[", an IPv6 literal left open, a host NFKC would change
+            return _("Enter an https:// address.")
         if parts.scheme != "https" or not parts.hostname or parts.username or parts.password:
             return _("Enter an https:// address.")
     elif field == "birthdate":

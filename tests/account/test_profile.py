@@ -67,7 +67,11 @@ def test_profile_changes_show_up_in_userinfo_and_new_id_tokens(live_server, make
     ("birthdate", "2021-02-30"), ("birthdate", "12/10/1815"), ("birthdate", "2999-01-01"),
     ("zoneinfo", "Mars/Olympus_Mons"), ("locale", "en GB!"), ("phone_number", "0123 456"),
     ("given_name", "x" * 300), ("nickname", "tab\there"), ("preferred_username", "no spaces please"),
-    ("preferred_username", ""), ("preferred_username", "p\u0430ypal"), ("preferred_username", "a\u0661\u0662b3")])
+    ("preferred_username", ""), ("preferred_username", "p\u0430ypal"), ("preferred_username", "a\u0661\u0662b3"),
+    # before: a 500 (urlsplit's ValueError; a value wider than its column on PostgreSQL) or non-ASCII digits stored
+    ("website", "https://["), ("picture", "https://[::1"), ("website", "https://evil\uff03.example.com/"),
+    ("gender", "x" * 100), ("locale", "en-" + "-".join(["abcdefgh"] * 10)),
+    ("birthdate", "\u0661\u0669\u0669\u0660-\u0660\u0661-\u0660\u0662"), ("phone_number", "+3\u0663\u0661\u0662\u0663\u0664\u0665\u0666\u0667\u0668")])
 def test_a_bad_value_is_refused_next_to_its_field_and_changes_nothing(live_server, app, make_user, field, value):
     user = make_user()
     browser = signed_in_browser(live_server, user)
