@@ -62,10 +62,12 @@ def mixes_scripts(text: str) -> bool:
 
 
 def identifier_key(value: str) -> str:
-    """The comparison form of a username (NFKC, then case folding) or of an email (email_key)."""
+    """The comparison form of a username (NFKC, then case folding) or of an email (email_key).
+    NFKC first: a fullwidth "＠" makes an email address too, as it does at registration."""
+    value = unicodedata.normalize("NFKC", value)
     if "@" in value:
         return email_key(value)
-    return unicodedata.normalize("NFKC", value).casefold().strip()
+    return value.casefold().strip()
 
 
 def email_key(value: str) -> str:

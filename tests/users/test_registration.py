@@ -267,3 +267,18 @@ def test_an_upstream_username_that_mixes_scripts_is_not_taken_over(app):
         db.session.commit()
         assert mixed.username.startswith("user") and "\u0430" not in mixed.username
         assert plain.username == f"paypal{t}"
+
+
+def test_a_fullwidth_at_sign_at_sign_in_finds_the_account_of_that_address_and_no_other(app):
+    """NFKC before deciding "email or username": "straße＠…" used to take the username path (full
+    case folding) and find the account of strasse@…; "bob＠bücher…" found nothing."""
+    from idp.extensions import db
+    from idp.users import directory
+    t = tag()
+    with app.app_context():
+        sharp = directory.create_user(f"sharp{t}", f"stra\u00dfe{t}@example.com", PASSWORD)
+        directory.create_user(f"plain{t}", f"strasse{t}@example.com", PASSWORD)
+        idn = directory.create_user(f"idn{t}", f"bob{t}@b\u00fccher.example", PASSWORD)
+        db.session.commit()
+        assert directory.find_by_login(f"stra\u00dfe{t}\uff20example.com").id == sharp.id
+        assert directory.find_by_login(f"bob{t}\uff20b\u00fccher.example").id == idn.id
