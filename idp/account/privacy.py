@@ -16,7 +16,7 @@ from idp import audit, mail
 from idp.account.views import bp, reauth_url
 from idp.authn import session
 from idp.authn.errors import Throttled
-from idp.authn.password import confirm_password
+from idp.authn.password import confirm_password, forget_counters
 from idp.clock import now
 from idp.extensions import db, lock_for_update
 from idp.models import AuditEvent, Client, Consent, Grant, User
@@ -119,6 +119,7 @@ def erase(user: User) -> None:
     session.end_sessions_of(user.id, reason="account_deleted")
     mail.send(user.email, "account_deleted", user=user)
     audit.record("users.user.deleted", user=user.id)
+    forget_counters(user)
     db.session.delete(user)
 
 

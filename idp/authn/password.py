@@ -30,6 +30,12 @@ def _account_key(user: User | None, login: str) -> str:
     return f"user:{user.id}" if user is not None else f"login:{identifier_key(login)}"
 
 
+def forget_counters(user: User) -> None:
+    """The account's sign-in and second-step counters go with it (see throttle.forget_account)."""
+    throttle.forget_account(_account_key(user, ""))
+    throttle.forget_account(f"second-factor:{user.id}")
+
+
 def authenticate(login: str, password: str) -> User:
     """The user whose login and password match, or LoginFailed / Throttled. The caller commits."""
     user = find_by_login(login) if login else None

@@ -127,6 +127,15 @@ def record_success(keys: list[str], counted: set[str] | None = None) -> None:
     db.session.execute(delete(LoginThrottle).where(LoginThrottle.key == keys[0]))
 
 
+def forget_account(login_key: str) -> None:
+    """Drop the counters of one account (its own and per network; `login_key` as for keys_for),
+    when the account goes: on SQLite a new account may be given its numeric id, and must not
+    inherit its back-off."""
+    account = digest(login_key)[:32]
+    db.session.execute(delete(LoginThrottle).where(or_(
+        LoginThrottle.key == f"acct:{account}", LoginThrottle.key.startswith(f"acct-ip:{account}:", autoescape=True))))
+
+
 def purge_quiet_throttles(batch: int = 1000) -> int:
     """Delete counters quiet for a day (QUIET, or twice the longest back-off) and no longer
     blocking: the next failure would start them again from zero anyway. For `idp purge`."""
