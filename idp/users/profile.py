@@ -12,7 +12,7 @@ from sqlalchemy.exc import IntegrityError
 
 from idp import audit, mail
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import User
 from idp.security import passwords
 from idp.users import directory, email_links
@@ -180,6 +180,13 @@ def confirm_email_change(raw: str) -> User:
     and the old address is told. Raises LinkInvalid (also when the address was taken since). The
     caller (authn.link_proof) has made sure the browser can enter the account: whoever reads the
     new mailbox may not be its owner (someone moving their account to a victim's address)."""
+    found = email_links.find(raw, CHANGE_EMAIL)
+    if found is None:
+        raise LinkInvalid()
+    # The account's links and password change under its row lock, taken first: a reset finishing at
+    # the same moment waits instead of deadlocking with this (each used its link, then cancelled
+    # the other's: a 500 on PostgreSQL).
+    lock_for_update(User, found.user_id)
     row = email_links.use(raw, CHANGE_EMAIL)
     if row is None:
         raise LinkInvalid()

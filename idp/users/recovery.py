@@ -16,7 +16,7 @@ from sqlalchemy import delete
 
 from idp import audit, mail
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import LinkedIdentity, RecoveryCode, TotpCredential, User, WebAuthnCredential
 from idp.users import directory, email_links
 from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
@@ -98,6 +98,7 @@ def reset_password(raw: str, password: str) -> User:
     row = email_links.find(raw, RESET_PASSWORD)
     if row is None:
         raise LinkInvalid()
+    lock_for_update(User, row.user_id)  # one change of the account's links and password at a time (see profile)
     user = db.session.get(User, row.user_id)
     if directory.identifier_key(row.email) != user.email_key:  # sent to an address the account left since
         raise LinkInvalid()

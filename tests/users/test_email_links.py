@@ -275,3 +275,44 @@ def test_without_a_mail_server_development_logs_the_message_and_production_keeps
         message_id = db.session.scalars(db.select(OutboxMessage.id).order_by(OutboxMessage.id.desc())).first()
         assert outbox.run_once(ids=[message_id]) == (0, 1)
         assert db.session.get(OutboxMessage, message_id).last_error == "IDP_SMTP_URL is not set"
+
+
+def _reset_links(app, user, mailbox, n: int) -> list[str]:
+    web, t0, paths = Web(app), clock.now(), []
+    for i in range(n):
+        clock.set_now(t0 + timedelta(seconds=61 * i))  # past the per-account gap
+        forgot(web, user["username"])
+        paths.append(local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.wait_count(app, user["email"], i + 1)[-1],
+                                                                      "/reset-password/")))
+    return paths
+
+
+def test_two_reset_links_used_at_once_neither_fails(app, make_user, mailbox):
+    """Each used its link, then cancelled the other's: a deadlock (a 500) on PostgreSQL before the
+    account's row was locked first."""
+    from tests.helpers.races import at_once
+    user = make_user()
+    first, second = _reset_links(app, user, mailbox, 2)
+    webs = Web(app), Web(app)
+    tokens = [csrf_token(web.get(path).get_data(as_text=True)) for web, path in zip(webs, (first, second))]
+    answers = at_once([lambda: webs[0].post(first, data={"csrf_token": tokens[0], "password": "first new passphrase 1"}),
+                       lambda: webs[1].post(second, data={"csrf_token": tokens[1], "password": "second new passphrase 2"})])
+    assert sorted(a.status_code for a in answers) in ([200, 200], [200, 410])
+
+
+def test_a_reset_and_an_email_change_confirmed_at_once_neither_fails(app, make_user, mailbox):
+    from tests.account.test_profile import request_change
+    from tests.helpers.races import at_once
+    user = make_user()
+    (reset,) = _reset_links(app, user, mailbox, 1)
+    owner = Web(app)
+    assert owner.login(user["username"], PASSWORD).status_code == 303
+    new_email = f"moved-{user['email']}"
+    assert request_change(owner, new_email).status_code == 200
+    change = local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, new_email), "/confirm-email-change/"))
+    thief = Web(app)
+    reset_token = csrf_token(thief.get(reset).get_data(as_text=True))
+    change_token = csrf_token(owner.get(change).get_data(as_text=True))
+    answers = at_once([lambda: thief.post(reset, data={"csrf_token": reset_token, "password": "thief new passphrase 9"}),
+                       lambda: owner.post(change, data={"csrf_token": change_token})])
+    assert 500 not in [a.status_code for a in answers]
