@@ -191,6 +191,8 @@ def confirm_email_change(raw: str) -> User:
     if row is None:
         raise LinkInvalid()
     user = db.session.get(User, row.user_id)
+    if user.disabled:  # an operator stopped the account: nothing of it changes by link
+        raise LinkInvalid()
     old = user.email
     user.email, user.email_key, user.email_verified = row.email, directory.identifier_key(row.email), True
     try:

@@ -64,6 +64,8 @@ def confirm_email(raw: str) -> User:
     if row is None:
         raise LinkInvalid()
     user = db.session.get(User, row.user_id)
+    if user.disabled:  # an operator stopped the account: nothing of it changes by link
+        raise LinkInvalid()
     if directory.identifier_key(row.email) != user.email_key:
         audit.record("users.email.verification_failed", outcome="failure", user=user, reason="address_changed")
         raise LinkInvalid(spent=True)  # a link for an address the account left is no good any more

@@ -316,3 +316,24 @@ def test_a_reset_and_an_email_change_confirmed_at_once_neither_fails(app, make_u
     answers = at_once([lambda: thief.post(reset, data={"csrf_token": reset_token, "password": "thief new passphrase 9"}),
                        lambda: owner.post(change, data={"csrf_token": change_token})])
     assert 500 not in [a.status_code for a in answers]
+
+
+def test_a_disabled_accounts_email_change_link_changes_nothing(app, make_user, mailbox):
+    """Before, the change went through with the account's password although an operator had
+    disabled the account (its reset link was already refused)."""
+    from tests.account.test_profile import request_change
+    user = make_user()
+    owner = Web(app)
+    assert owner.login(user["username"], PASSWORD).status_code == 303
+    new_email = f"after-disable-{user['email']}"
+    assert request_change(owner, new_email).status_code == 200
+    change = local(app.config["IDP_SETTINGS"].issuer, link_in(mailbox.last(app, new_email), "/confirm-email-change/"))
+    with app.app_context():
+        from idp.authn.session import end_sessions_of
+        db.session.get(User, user["id"]).disabled = True  # as `idp users disable`
+        end_sessions_of(user["id"], reason="disabled")
+        db.session.commit()
+    other = Web(app)
+    token = csrf_token(other.get(change).get_data(as_text=True))
+    assert other.post(change, data={"csrf_token": token, "password": PASSWORD}).status_code == 410
+    assert user_row(app, user["username"]).email == user["email"]
