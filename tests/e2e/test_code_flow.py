@@ -27,7 +27,8 @@ def test_public_client_gets_verified_tokens_and_userinfo(live_server, make_user,
     rp = RelyingParty(live_server, client, scope="openid profile email offline_access")
     _, response = sign_in_and_authorize(live_server, user, rp)
     token = rp.fetch_token(rp.callback_params(response))
-    claims = verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce)
+    claims = verify_id_token(live_server, token["id_token"], client["client_id"], rp.nonce,
+                             access_token=token["access_token"])
     assert claims["sub"] == user["subject"] != user["username"]
     assert claims["azp"] == client["client_id"] and claims["sid"] and claims["amr"] == ["pwd"]
     access = verify_access_token(live_server, token["access_token"])
@@ -45,7 +46,8 @@ def test_second_client_gets_single_sign_on_without_password(live_server, make_us
     response = browser.get(rp2.authorization_url())
     assert response.status_code == 302
     token = rp2.fetch_token(rp2.callback_params(response))
-    assert verify_id_token(live_server, token["id_token"], second["client_id"], rp2.nonce)["sub"] == user["subject"]
+    assert verify_id_token(live_server, token["id_token"], second["client_id"], rp2.nonce,
+                           access_token=token["access_token"])["sub"] == user["subject"]
 
 
 def test_replayed_code_is_rejected_and_grant_revoked(live_server, make_user, make_client):

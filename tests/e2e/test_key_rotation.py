@@ -44,13 +44,15 @@ def test_tokens_from_before_a_rotation_still_verify_and_new_tokens_use_the_new_k
     new_kid = _rotate(app)
     assert new_kid != old_kid
     assert {old_kid, new_kid} <= _kids(live_server)
-    assert verify_id_token(live_server, old["id_token"], client["client_id"], rp.nonce)["sub"] == user["subject"]
+    assert verify_id_token(live_server, old["id_token"], client["client_id"], rp.nonce,
+                           access_token=old["access_token"])["sub"] == user["subject"]
     assert verify_access_token(live_server, old["access_token"])["sub"] == user["subject"]
     assert userinfo(live_server, old["access_token"]).status_code == 200
 
     rp, _, new = tokens_for(live_server, user, client, scope="openid offline_access", browser=browser)
     assert jwt_header(new["id_token"])["kid"] == jwt_header(new["access_token"])["kid"] == new_kid
-    verify_id_token(live_server, new["id_token"], client["client_id"], rp.nonce)
+    verify_id_token(live_server, new["id_token"], client["client_id"], rp.nonce,
+                    access_token=new["access_token"])
     refreshed = refresh(live_server, client, old["refresh_token"]).json()
     assert jwt_header(refreshed["access_token"])["kid"] == new_kid
     assert userinfo(live_server, refreshed["access_token"]).status_code == 200
@@ -76,7 +78,8 @@ def test_with_es256_a_rotation_rotates_both_algs_and_tokens_of_the_old_keys_stil
     assert (jwt_header(after["access_token"])["alg"], jwt_header(after["access_token"])["kid"]) == \
         ("ES256", new["ES256"])
     for rp_now, tokens in ((rp_before, before), (rp, after)):
-        verify_id_token(live_server, tokens["id_token"], client["client_id"], rp_now.nonce)
+        verify_id_token(live_server, tokens["id_token"], client["client_id"], rp_now.nonce,
+                        access_token=tokens["access_token"])
         verify_access_token(live_server, tokens["access_token"])
         assert userinfo(live_server, tokens["access_token"]).status_code == 200
 
@@ -96,7 +99,8 @@ def test_with_es256_a_staged_rotation_publishes_both_keys_before_either_signs(
     rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)
     assert jwt_header(after["id_token"])["kid"] == staged["RS256"]
     assert jwt_header(after["access_token"])["kid"] == staged["ES256"]
-    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
+    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce,
+                    access_token=after["access_token"])
     assert userinfo(second_instance, after["access_token"]).status_code == 200
     assert userinfo(live_server, before["access_token"]).status_code == 200
     # Per alg too: what the retired ES256 key "signs" after its retirement is a forgery.
@@ -145,7 +149,8 @@ def test_a_staged_rotation_is_published_everywhere_before_it_signs(
     clock.set_now(None)  # now the cache window has passed: the new key signs
     rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)
     assert jwt_header(after["access_token"])["kid"] == jwt_header(after["id_token"])["kid"] == new_kid
-    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
+    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce,
+                    access_token=after["access_token"])
     assert userinfo(second_instance, after["access_token"]).status_code == 200
     assert userinfo(live_server, before["access_token"]).status_code == 200
 
@@ -212,6 +217,7 @@ def test_a_revoked_key_leaves_the_jwks_and_nothing_it_signed_is_accepted(live_se
         verify_id_token(live_server, before["id_token"], client["client_id"], rp.nonce)
     rp, _, after = tokens_for(live_server, user, client, scope="openid", browser=browser)  # the SSO session stays
     assert jwt_header(after["id_token"])["kid"] == replacement
-    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce)
+    verify_id_token(live_server, after["id_token"], client["client_id"], rp.nonce,
+                    access_token=after["access_token"])
     with app.app_context(), pytest.raises(LookupError):
         revoke(app.config["IDP_SETTINGS"], old_kid)

@@ -3,7 +3,7 @@ several threads at once gives at most one token response, and the grant ends rev
 
 from idp.models import Grant
 from tests.helpers.races import at_once
-from tests.helpers.rp import RelyingParty, verify_access_token
+from tests.helpers.rp import RelyingParty, verify_access_token, verify_id_token
 from tests.oauth.flows import assert_token_error, authorize, redeem, refresh, tokens_for, userinfo, with_db
 
 RACERS = 4
@@ -43,6 +43,8 @@ def test_concurrent_redemptions_of_one_code_succeed_at_most_once_and_revoke_the_
         assert _grant_revoked(app, _latest_grant_of(app, client["client_id"]))
         for winner in winners:
             body = winner.json()
+            verify_id_token(live_server, body["id_token"], client["client_id"], rp.nonce,
+                            access_token=body["access_token"])
             assert _grant_revoked(app, verify_access_token(live_server, body["access_token"])["gid"])
             assert userinfo(live_server, body["access_token"]).status_code == 401
             assert_token_error(refresh(live_server, client, body["refresh_token"]), "invalid_grant")

@@ -2,6 +2,8 @@
 that signs in and consents. Every ID token is verified against the served JWKS."""
 from __future__ import annotations
 
+import base64
+import hashlib
 from urllib.parse import parse_qs, urlsplit
 
 import requests
@@ -22,12 +24,26 @@ def jwks(issuer: str) -> KeySet:
     return KeySet.import_key_set(requests.get(f"{issuer}/jwks", timeout=5).json())
 
 
-def verify_id_token(issuer: str, id_token: str, client_id: str, nonce: str | None = None) -> dict:
-    """Signature against /jwks, then OIDC Core 3.1.3.7 claim checks through authlib's CodeIDToken."""
+def at_hash(access_token: str, alg: str) -> str:
+    """OIDC Core 3.1.3.6: base64url of the left-most half of the hash of the access token's ASCII
+    octets, with the hash of the ID token's alg (SHA-256 for RS256 and ES256)."""
+    digest = {"256": hashlib.sha256, "384": hashlib.sha384, "512": hashlib.sha512}[alg[-3:]](
+        access_token.encode("ascii")).digest()
+    return base64.urlsafe_b64encode(digest[:len(digest) // 2]).rstrip(b"=").decode()
+
+
+def verify_id_token(issuer: str, id_token: str, client_id: str, nonce: str | None = None,
+                    access_token: str | None = None) -> dict:
+    """Signature against /jwks, then OIDC Core 3.1.3.7 claim checks through authlib's CodeIDToken.
+    Given the access token issued with it, at_hash must be there and match (3.1.3.6; we always
+    send it): computed here, and checked by authlib too."""
     token = jwt.decode(id_token, jwks(issuer), algorithms=["RS256", "ES256"])
     assert token.header.get("kid"), "every token names its key"
-    claims = CodeIDToken(token.claims, token.header, {"iss": {"value": issuer}},
-                         {"nonce": nonce, "client_id": client_id})
+    params = {"nonce": nonce, "client_id": client_id}
+    if access_token is not None:
+        assert token.claims.get("at_hash") == at_hash(access_token, token.header["alg"]), "at_hash"
+        params["access_token"] = access_token
+    claims = CodeIDToken(token.claims, token.header, {"iss": {"value": issuer}}, params)
     claims.validate()
     return dict(token.claims)
 
