@@ -20,7 +20,11 @@ from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 USERNAME = re.compile(r"^[\w.\-]{3,32}$")
-EMAIL = re.compile(r"^[^@\s]{1,64}@[^@\s]+\.[^@\s]+$")
+# One mailbox: a local part that is an RFC 5321 dot-string (RFC 5322 atext, and any non-ASCII
+# letter, RFC 6531), at most 64 characters; no quoted strings, commas, brackets or parentheses,
+# which would make one address several recipients (a relay completes a bare "postmaster").
+_ATEXT = r"[A-Za-z0-9!#$%&'*+/=?^_`{|}~\-]|[^\x00-\x7f\s]"
+EMAIL = re.compile(rf"^(?=[^@]{{1,64}}@)(?:{_ATEXT})+(?:\.(?:{_ATEXT})+)*@[^@\s]+\.[^@\s]+$")
 TAKEN = N_("This username or email cannot be used. If it is yours, sign in instead.")
 
 

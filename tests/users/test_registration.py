@@ -180,6 +180,10 @@ def test_taken_username_and_taken_email_get_the_same_page(app):
     ("x" * 33, "ok{t}@example.com", PASSWORD, "username", "Use 3 to 32 letters, digits, dots, dashes or underscores."),
     ("okuser{t}", "not-an-email", PASSWORD, "email", "Enter an email address like name@example.com."),
     ("okuser{t}", "two@@example.com", PASSWORD, "email", "Enter an email address like name@example.com."),
+    # one address, several recipients: a relay completes the bare "postmaster" with its own domain
+    ("okuser{t}", "postmaster,x{t}@example.com", PASSWORD, "email", "Enter an email address like name@example.com."),
+    ("okuser{t}", "x{t}<a@b.example>@example.com", PASSWORD, "email", "Enter an email address like name@example.com."),
+    ("okuser{t}", "a..b{t}@example.com", PASSWORD, "email", "Enter an email address like name@example.com."),
     ("okuser{t}", "ok{t}@example.com", "short7!", "password", "Use at least 8 characters."),
     ("okuser{t}", "ok{t}@example.com", "Password1", "password",
      "This password appears in lists of leaked passwords. Choose another."),
