@@ -18,11 +18,24 @@ def privacy_token(browser, issuer) -> str:
     return csrf_token(browser.get(f"{issuer}/account/privacy").text)
 
 
-def test_the_download_holds_what_we_keep_and_no_secret(live_server, make_user, make_client):
+def test_the_download_holds_what_we_keep_and_no_secret(live_server, app, make_user, make_client):
     user = make_user()
     client = make_client(name="Bookshop")
     browser = signed_in_browser(live_server, user)
     tokens_for(live_server, user, client, scope="openid email offline_access", browser=browser)
+    from idp.models import RecoveryCode, TotpCredential, UserToken, WebAuthnCredential
+    from idp.security.tokens import digest
+    with app.app_context():  # what the second-factor pages and an email change would have stored
+        db.session.add_all([
+            WebAuthnCredential(user_id=user["id"], credential_id=f"cred-{uuid.uuid4().hex}", user_handle="h" * 43,
+                               public_key=b"\x01cose", name="Work laptop", device_type="multi_device"),
+            TotpCredential(user_id=user["id"], secret_encrypted="sealed-totp-secret", confirmed_at=clock.now()),
+            RecoveryCode(user_id=user["id"], code_digest=digest(uuid.uuid4().hex)),
+            UserToken(user_id=user["id"], token_digest=digest(uuid.uuid4().hex), purpose="change_email",
+                      email=f"new-{user['email']}", expires_at=clock.now() + timedelta(hours=1))])
+        from idp.authn.steps import ACR_MFA  # as if this session had used them: the export asks for two factors now
+        db.session.execute(db.update(SsoSession).where(SsoSession.user_id == user["id"]).values(acr=ACR_MFA))
+        db.session.commit()
     response = browser.post(f"{live_server}/account/export", data={"csrf_token": privacy_token(browser, live_server)})
     assert response.status_code == 200 and response.headers["Content-Type"].startswith("application/json")
     assert "attachment" in response.headers["Content-Disposition"]
@@ -32,8 +45,15 @@ def test_the_download_holds_what_we_keep_and_no_secret(live_server, make_user, m
     assert data["grants"][0]["app"] == "Bookshop" and len(data["sessions"]) == 1
     assert {"authn.login.succeeded", "oauth.consent.granted"} <= \
         {e["type"] for e in data["audit_events"]}
+    assert [p["name"] for p in data["passkeys"]] == ["Work laptop"]
+    assert len(data["authenticator_apps"]) == 1 and len(data["recovery_codes"]) == 1
+    assert data["emailed_links"] == [{"purpose": "change_email", "email": f"new-{user['email']}",
+                                      "created_at": data["emailed_links"][0]["created_at"],
+                                      "expires_at": data["emailed_links"][0]["expires_at"]}]
+    assert data["linked_identities"] == []
     text = response.text
     assert "argon2" not in text and "password_hash" not in text and "token_digest" not in text
+    assert "sealed-totp-secret" not in text and "cred-" not in text and "code_digest" not in text
 
 
 def test_the_download_needs_a_recent_sign_in(live_server, make_user):
