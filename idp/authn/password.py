@@ -3,7 +3,7 @@ the throttle (per account, whichever login names it, unless this browser has sig
 account before: authn.known_devices)."""
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 
 from idp import audit
 from idp.authn import known_devices, throttle
@@ -40,7 +40,7 @@ def authenticate(login: str, password: str) -> User:
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")
         raise Throttled(wait)
-    ok = passwords.verify_password(hasher(), user.password_hash if user else _dummy_hash(), password[:1024])
+    ok, legacy = _verify(user, password)
     reason = None if ok else ("unknown_user" if user is None else "bad_password")
     if ok and user.disabled:
         reason = "disabled"
@@ -50,10 +50,23 @@ def authenticate(login: str, password: str) -> User:
         raise LoginFailed(reason)
     throttle.record_success(keys, counted)
     known_devices.remember(user)
-    if passwords.needs_rehash(hasher(), user.password_hash):
+    if legacy or passwords.needs_rehash(hasher(), user.password_hash):
         user.password_hash = passwords.hash_password(hasher(), password)
         audit.record("authn.password.rehashed", user=user)
     return user
+
+
+def _verify(user: User | None, password: str) -> tuple[bool, bool]:
+    """(whether `password` is the account's, whether its hash predates normalisation:
+    security.passwords.verify_typed_password). The same argon2 work whether there is no such
+    account, an account without a password (passkey-only, federated) or a password too long to
+    be anyone's (checked against the dummy hash, never matching), so the time taken tells none
+    of them apart from a wrong password. Nothing is cut short: a password longer than
+    IDP_PASSWORD_MAX_LENGTH (after normalisation) is no one's."""
+    too_long = passwords.is_too_long(password, current_app.config["IDP_SETTINGS"].password_max_length)
+    real = user is not None and bool(user.password_hash) and not too_long
+    ok, legacy = passwords.verify_typed_password(hasher(), user.password_hash if real else _dummy_hash(), password)
+    return ok and real, legacy and real
 
 
 def confirm_password(user: User, password: str) -> bool:
@@ -69,9 +82,12 @@ def confirm_password(user: User, password: str) -> bool:
     if wait:
         raise Throttled(wait)
     # An account without a password costs the same check (the link pages must not tell it apart).
-    matches = passwords.verify_password(hasher(), user.password_hash or _dummy_hash(), password[:1024])
-    if matches and user.password_hash:
+    matches, legacy = _verify(user, password)
+    if matches:
         throttle.record_success(keys, counted)
+        if legacy:
+            user.password_hash = passwords.hash_password(hasher(), password)
+            audit.record("authn.password.rehashed", user=user)
         return True
     throttle.record_failure(keys)
     return False
