@@ -74,9 +74,12 @@ def confirm_password(user: User, password: str) -> bool:
     password, deletion) or a browser using an emailed link of the account (authn.link_proof).
     Counted as a sign-in is, on the same account counters: a stolen or unattended session must not
     be a way to guess the password without the back-off, nor to make the server run argon2
-    without limit. Raises Throttled while the back-off lasts. The caller commits, also after a
-    wrong password, so that it counts."""
-    keys = throttle.keys_for(_account_key(user, ""), request.remote_addr or "-")
+    without limit. A browser holding the account's device cookie counts on the cookie's counter
+    as at sign-in (authn.known_devices), so strangers' guesses elsewhere, which hold the
+    account's counter back, never block the owner's own browser. Raises Throttled while the
+    back-off lasts. The caller commits, also after a wrong password, so that it counts."""
+    device = known_devices.trusted_nonce(user)
+    keys = throttle.keys_for(_account_key(user, ""), request.remote_addr or "-", device)
     throttle.hold(keys, database_lock=False)
     wait, counted = throttle.check(keys)
     if wait:
