@@ -68,9 +68,9 @@ class Settings:
     client_registration_window: int = setting("IDP_CLIENT_REGISTRATION_WINDOW", 3600,
                                               "Seconds of the fixed window the registration and client configuration limits count in (60 to 86400).")
     password_min_length: int = setting("IDP_PASSWORD_MIN_LENGTH", 8,
-                                       "Minimum password length in characters (NIST SP 800-63B: at least 8).")
+                                       "Minimum password length in characters, counted as Unicode code points after NFKC normalisation (NIST SP 800-63B: at least 8).")
     password_max_length: int = setting("IDP_PASSWORD_MAX_LENGTH", 256,
-                                       "Maximum password length in characters (at least 64).")
+                                       "Maximum password length in characters, counted as Unicode code points after NFKC normalisation (64 to 1024); a longer password is refused, at sign-in too, never cut short.")
     argon2_memory_kib: int = setting("IDP_ARGON2_MEMORY_KIB", 19456,
                                      "argon2id memory cost in KiB (OWASP minimum 19456).")
     argon2_time_cost: int = setting("IDP_ARGON2_TIME_COST", 2, "argon2id iterations (OWASP minimum 2).")
@@ -274,8 +274,8 @@ def validate(s: Settings) -> None:
         raise ConfigError("IDP_SECRET_KEY must be at least 32 characters")
     if s.password_min_length < 8:
         raise ConfigError("IDP_PASSWORD_MIN_LENGTH must be at least 8")
-    if s.password_max_length < 64 or s.password_max_length < s.password_min_length:
-        raise ConfigError("IDP_PASSWORD_MAX_LENGTH must be at least 64 and not below the minimum")
+    if not 64 <= s.password_max_length <= 1024 or s.password_max_length < s.password_min_length:
+        raise ConfigError("IDP_PASSWORD_MAX_LENGTH must be between 64 and 1024 and not below the minimum")
     if s.argon2_memory_kib < 19456:
         raise ConfigError("IDP_ARGON2_MEMORY_KIB must be at least 19456 (the OWASP minimum)")
     if s.argon2_time_cost < 2:

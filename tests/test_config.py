@@ -61,6 +61,7 @@ def test_a_bad_integer_stops_start_up_naming_the_variable(env, variable, raw):
     ("IDP_TOKEN_CODE_TTL", "0"), ("IDP_TOKEN_CODE_TTL", "61"), ("IDP_TOKEN_ACCESS_TTL", "0"),
     ("IDP_TOKEN_REFRESH_TTL", "-1"), ("IDP_SESSION_IDLE_LIFETIME", "0"), ("IDP_PENDING_TTL", "0"),
     ("IDP_TRUSTED_PROXIES", "-1"), ("IDP_PASSWORD_MIN_LENGTH", "7"), ("IDP_PASSWORD_MAX_LENGTH", "63"),
+    ("IDP_PASSWORD_MAX_LENGTH", "1025"),
     ("IDP_KEYS_ALG", "HS256"), ("IDP_KEYS_ALG", "none"), ("IDP_ARGON2_MEMORY_KIB", "1024"),
     ("IDP_ARGON2_TIME_COST", "1"), ("IDP_ARGON2_PARALLELISM", "0"), ("IDP_LOG_LEVEL", "LOUD"),
     ("IDP_CLIENT_REGISTRATION_PER_IP", "-1"), ("IDP_CLIENT_REGISTRATION_TOTAL", "-1"),

@@ -3,7 +3,7 @@ the throttle (per account, whichever login names it, unless this browser has sig
 account before: authn.known_devices)."""
 from __future__ import annotations
 
-from flask import request
+from flask import current_app, request
 
 from idp import audit
 from idp.authn import known_devices, throttle
@@ -46,7 +46,7 @@ def authenticate(login: str, password: str) -> User:
     if wait:
         audit.record("authn.login.failed", outcome="failure", reason="throttled")
         raise Throttled(wait)
-    ok = passwords.verify_password(hasher(), user.password_hash if user else _dummy_hash(), password[:1024])
+    ok, legacy = _verify(user, password)
     reason = None if ok else ("unknown_user" if user is None else "bad_password")
     if ok and user.disabled:
         reason = "disabled"
@@ -56,10 +56,23 @@ def authenticate(login: str, password: str) -> User:
         raise LoginFailed(reason)
     throttle.record_success(keys, counted)
     known_devices.remember(user)
-    if passwords.needs_rehash(hasher(), user.password_hash):
+    if legacy or passwords.needs_rehash(hasher(), user.password_hash):
         user.password_hash = passwords.hash_password(hasher(), password)
         audit.record("authn.password.rehashed", user=user)
     return user
+
+
+def _verify(user: User | None, password: str) -> tuple[bool, bool]:
+    """(whether `password` is the account's, whether its hash predates normalisation:
+    security.passwords.verify_typed_password). The same argon2 work whether there is no such
+    account, an account without a password (passkey-only, federated) or a password too long to
+    be anyone's (checked against the dummy hash, never matching), so the time taken tells none
+    of them apart from a wrong password. Nothing is cut short: a password longer than
+    IDP_PASSWORD_MAX_LENGTH (after normalisation) is no one's."""
+    too_long = passwords.is_too_long(password, current_app.config["IDP_SETTINGS"].password_max_length)
+    real = user is not None and bool(user.password_hash) and not too_long
+    ok, legacy = passwords.verify_typed_password(hasher(), user.password_hash if real else _dummy_hash(), password)
+    return ok and real, legacy and real
 
 
 def confirm_password(user: User, password: str) -> bool:
@@ -67,17 +80,23 @@ def confirm_password(user: User, password: str) -> bool:
     password, deletion) or a browser using an emailed link of the account (authn.link_proof).
     Counted as a sign-in is, on the same account counters: a stolen or unattended session must not
     be a way to guess the password without the back-off, nor to make the server run argon2
-    without limit. Raises Throttled while the back-off lasts. The caller commits, also after a
-    wrong password, so that it counts."""
-    keys = throttle.keys_for(_account_key(user, ""), request.remote_addr or "-")
+    without limit. A browser holding the account's device cookie counts on the cookie's counter
+    as at sign-in (authn.known_devices), so strangers' guesses elsewhere, which hold the
+    account's counter back, never block the owner's own browser. Raises Throttled while the
+    back-off lasts. The caller commits, also after a wrong password, so that it counts."""
+    device = known_devices.trusted_nonce(user)
+    keys = throttle.keys_for(_account_key(user, ""), request.remote_addr or "-", device)
     throttle.hold(keys, database_lock=False)
     wait, counted = throttle.check(keys)
     if wait:
         raise Throttled(wait)
     # An account without a password costs the same check (the link pages must not tell it apart).
-    matches = passwords.verify_password(hasher(), user.password_hash or _dummy_hash(), password[:1024])
-    if matches and user.password_hash:
+    matches, legacy = _verify(user, password)
+    if matches:
         throttle.record_success(keys, counted)
+        if legacy:
+            user.password_hash = passwords.hash_password(hasher(), password)
+            audit.record("authn.password.rehashed", user=user)
         return True
     throttle.record_failure(keys)
     return False

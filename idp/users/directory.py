@@ -162,7 +162,7 @@ def create_user(username: str, email: str, password: str, *, name: str | None = 
     if problem:
         errors["password"] = problem
     # Hash before the uniqueness check so "taken" and "free" take the same time.
-    password_hash = passwords.hash_password(hasher(), password[:1024])
+    password_hash = passwords.hash_password(hasher(), password)
     if errors:
         raise RegistrationRejected(errors)
     user = User(subject=random_token(16), username=username, username_key=identifier_key(username),

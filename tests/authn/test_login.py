@@ -242,6 +242,24 @@ def test_unknown_user_costs_one_argon2_verify_like_a_known_user(app, make_user):
         assert (counter.verifies, counter.hashes) == (1, 0), login
 
 
+def test_an_account_without_a_password_costs_one_argon2_verify_like_the_others(app, make_user):
+    """Passkey-only and federated accounts: no answer faster than a wrong password's, which told
+    which kind of account a login names (found by review)."""
+    from idp.users import directory
+    user = make_user()
+    with app.app_context():
+        passwordless = directory.provision(f"fed-{user['email']}", preferred_username=f"fed{user['id']}")
+        db.session.commit()
+        login = passwordless.username
+    Web(app).login(f"nobody-{user['username']}", user["password"])     # warm the dummy hash
+    for typed in ("not the right password", "dummy-password-for-timing", "ｄｕｍｍｙ ｐａｓｓｗｏｒｄ 1"):
+        with counting_hasher(app) as counter:
+            assert Web(app).login(login, typed).status_code == 400
+        assert counter.hashes == 0 and counter.verifies == (1 if typed.isascii() else 2), typed
+        with counting_hasher(app) as counter:
+            assert Web(app).login(user["username"], typed).status_code == 400
+        assert counter.hashes == 0 and counter.verifies == (1 if typed.isascii() else 2), typed
+
 def test_the_csrf_token_is_renewed_at_sign_in_and_at_sign_out(app, web, make_user):
     """A token read off this browser before someone signs in (a shared computer) is no good for
     their forms, nor theirs after they sign out (found by review)."""

@@ -262,3 +262,36 @@ def test_a_device_cookie_counts_only_when_genuine_current_and_for_this_account(a
         pinned.advance(366 * 24 * 3600)
     block_the_account(app, user)
     assert_throttled(web, user)
+
+
+def change_password(web, current: str, new: str = "a fresh new passphrase 77"):
+    page = web.get("/account/security/password").get_data(as_text=True)
+    return web.post("/account/security/password", data={"csrf_token": csrf_token(page), "current_password": current,
+                                                         "new_password": new, "end_other_sessions": "1"})
+
+
+def test_guessing_elsewhere_does_not_stop_the_owners_browser_confirming_its_password(app, make_user, pinned):
+    """The password asked again (a new password, email or deletion, an emailed link) counts on the
+    device cookie's counter like a sign-in, not on the account's that strangers keep blocked
+    (found by review: the owner signed in but could change nothing, 429 for up to 15 minutes)."""
+    user = make_user()
+    owner = Web(app)
+    assert_allowed(owner, user)
+    owner.logout()
+    block_the_account(app, user)
+    assert_allowed(owner, user)
+    response = change_password(owner, user["password"])
+    assert response.status_code == 303, response.status_code
+    assert_throttled(Web(app), user)           # the stranger's counter still holds
+
+
+def test_wrong_confirmations_in_the_owners_browser_still_count_on_its_device_counter(app, make_user, pinned):
+    user = make_user()
+    owner = Web(app)
+    assert_allowed(owner, user)
+    for _ in range(FREE_FAILURES["dev"] + 1):
+        assert change_password(owner, WRONG).status_code == 400
+    response = change_password(owner, user["password"])
+    assert response.status_code == 429
+    assert int(response.headers["Retry-After"]) == app.config["IDP_SETTINGS"].throttle_base_delay
+    assert_allowed(Web(app), user)             # the account itself is not blocked
