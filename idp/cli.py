@@ -314,7 +314,7 @@ def _user_dict(u) -> dict:
 
 def _read_password(password_stdin: bool) -> str:
     if password_stdin:
-        return sys.stdin.readline().rstrip("\n")
+        return sys.stdin.readline().removesuffix("\n").removesuffix("\r")  # one line ending, LF or CRLF
     return click.prompt("Password", hide_input=True, confirmation_prompt=True)
 
 

@@ -342,7 +342,7 @@ def test_users_disable_ends_sessions_and_blocks_sign_in_and_enable_restores_it(c
 def test_users_set_password_replaces_the_password_and_tells_the_person(cli):
     new_user(cli, "renamed-pw")
     notices = cli.count(OutboxMessage, OutboxMessage.payload["template"].as_string() == "security_changed")
-    cli("users", "set-password", "renamed-pw", "--password-stdin", input=NEW_PASSWORD + "\n")
+    cli("users", "set-password", "renamed-pw", "--password-stdin", input=NEW_PASSWORD + "\r\n")  # a CRLF line too
     assert sign_in(cli, "renamed-pw", PASSWORD)[1].status_code == 400
     assert sign_in(cli, "renamed-pw", NEW_PASSWORD)[1].status_code == 303
     assert cli.count(OutboxMessage, OutboxMessage.payload["template"].as_string() == "security_changed") \
