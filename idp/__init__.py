@@ -151,7 +151,8 @@ def create_app(settings: Settings | None = None) -> Flask:
         _start_worker_on_first_request(app)
 
     from idp.account.views import bp as account_bp
-    from idp.authn import links as _link_pages  # noqa: F401  (its routes join the authn blueprint)
+    from idp.authn import links as _link_pages  # (its routes join the authn blueprint)
+    _link_pages.init_reset_requests(app)
     from idp.authn import terms as _terms_pages  # noqa: F401  (likewise)
     from idp.authn.views import bp as authn_bp
     from idp.federation.views import bp as federation_bp

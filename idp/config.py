@@ -55,6 +55,12 @@ class Settings:
                                       "Sign-up attempts from everyone together per IDP_REGISTRATION_WINDOW; more get the form again with 429 (0 = no limit).")
     registration_window: int = setting("IDP_REGISTRATION_WINDOW", 3600,
                                        "Seconds of the fixed window the sign-up limits count in (60 to 86400).")
+    password_reset_per_ip: int = setting("IDP_PASSWORD_RESET_PER_IP", 10,
+                                         "Password reset requests (POST /forgot-password, for any login) from one IP address (IPv6: one /64) per IDP_PASSWORD_RESET_WINDOW; more get the form again with 429 (0 = no limit).")
+    password_reset_per_network: int = setting("IDP_PASSWORD_RESET_PER_NETWORK", 100,
+                                              "Password reset requests from one IPv4 /24 or IPv6 /48 together per IDP_PASSWORD_RESET_WINDOW; more get the form again with 429 (0 = no limit).")
+    password_reset_window: int = setting("IDP_PASSWORD_RESET_WINDOW", 3600,
+                                         "Seconds of the fixed window the password reset request limits count in (60 to 86400).")
     client_registration: str = setting("IDP_CLIENT_REGISTRATION", "protected",
                                        "Dynamic client registration (RFC 7591/7592) at /oauth/register for applications, not people: `protected` (needs an initial access token from `idp clients initial-token`), `open` (anyone may register a client) or `disabled` (not served, not advertised).")
     client_registration_per_ip: int = setting("IDP_CLIENT_REGISTRATION_PER_IP", 20,
@@ -343,6 +349,10 @@ def validate(s: Settings) -> None:
                           "must be 0 (no limit) or more")
     if not 60 <= s.registration_window <= 86400:
         raise ConfigError("IDP_REGISTRATION_WINDOW must be between 60 and 86400 seconds")
+    if min(s.password_reset_per_ip, s.password_reset_per_network) < 0:
+        raise ConfigError("IDP_PASSWORD_RESET_PER_IP and IDP_PASSWORD_RESET_PER_NETWORK must be 0 (no limit) or more")
+    if not 60 <= s.password_reset_window <= 86400:
+        raise ConfigError("IDP_PASSWORD_RESET_WINDOW must be between 60 and 86400 seconds")
     if s.client_registration not in CLIENT_REGISTRATION_MODES:
         raise ConfigError(f"IDP_CLIENT_REGISTRATION must be one of {', '.join(CLIENT_REGISTRATION_MODES)}, "
                           f"not {s.client_registration!r}")

@@ -83,12 +83,15 @@ def _routes() -> dict[str, Route]:
     return current_app.extensions.get("idp.outbox", {})
 
 
-def enqueue(kind: str, payload: dict) -> OutboxMessage:
+def enqueue(kind: str, payload: dict, *, inline: bool = True) -> OutboxMessage:
     """Add a message to the current unit of work; the caller commits. The message is also noted
-    on `g`, so deliver_enqueued() can try it as soon as the transaction is committed."""
+    on `g`, so deliver_enqueued() can try it as soon as the transaction is committed; with
+    inline=False it is left to the worker: the request does not wait for it (a page whose answer
+    must not take longer when there is something to deliver, see users.recovery)."""
     row = OutboxMessage(kind=kind, payload=payload, status="pending", attempts=0, next_attempt_at=now())
     db.session.add(row)
-    g.setdefault("idp_outbox_enqueued", []).append(row)
+    if inline:
+        g.setdefault("idp_outbox_enqueued", []).append(row)
     return row
 
 
@@ -231,7 +234,18 @@ def _wait_for(message: OutboxMessage, same: tuple, t) -> None:
 
 def run_once(limit: int = 20, ids: list[int] | None = None) -> tuple[int, int]:
     """Deliver what is due now; returns (delivered, failed attempts). A destination that failed in
-    this pass is not tried again in it: its other claimed messages share the failure."""
+    this pass is not tried again in it: its other claimed messages share the failure. Messages a
+    handler enqueued (a reset request queues its mail) are tried in the same pass, once."""
+    delivered, failed = _run(limit, ids)
+    rows = g.pop("idp_outbox_enqueued", [])
+    follow_ups = [key[0] for key in (inspect(row).identity for row in rows) if key is not None]
+    if follow_ups:
+        more = _run(len(follow_ups), follow_ups)
+        delivered, failed = delivered + more[0], failed + more[1]
+    return delivered, failed
+
+
+def _run(limit: int, ids: list[int] | None) -> tuple[int, int]:
     delivered = failed = 0
     down: dict[tuple, str] = {}
     for message in claim(limit, ids):

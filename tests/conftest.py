@@ -129,7 +129,9 @@ def settings(tmp_path_factory, database_url, port, mailbox):
                     client_registration_total=100_000, client_configuration_per_ip=100_000,
                     # and signs up more people from 127.0.0.1; tests/authn/test_registration_limits.py
                     # runs the small limits
-                    registration_per_ip=100_000, registration_per_network=100_000, registration_total=100_000)
+                    registration_per_ip=100_000, registration_per_network=100_000, registration_total=100_000,
+                    # and asks for reset links from 127.0.0.1; tests/users/test_reset_limits.py runs the small limits
+                    password_reset_per_ip=100_000, password_reset_per_network=100_000)
 
 
 @pytest.fixture(scope="session")

@@ -70,6 +70,8 @@ def test_a_bad_integer_stops_start_up_naming_the_variable(env, variable, raw):
     ("IDP_CLIENT_REGISTRATION_WINDOW", "59"), ("IDP_CLIENT_REGISTRATION_WINDOW", "86401"),
     ("IDP_REGISTRATION_PER_IP", "-1"), ("IDP_REGISTRATION_PER_NETWORK", "-1"), ("IDP_REGISTRATION_TOTAL", "-1"),
     ("IDP_REGISTRATION_WINDOW", "59"), ("IDP_REGISTRATION_WINDOW", "86401"),
+    ("IDP_PASSWORD_RESET_PER_IP", "-1"), ("IDP_PASSWORD_RESET_PER_NETWORK", "-1"),
+    ("IDP_PASSWORD_RESET_WINDOW", "59"), ("IDP_PASSWORD_RESET_WINDOW", "86401"),
     ("IDP_AUDIT_IP_RETENTION", "-1"), ("IDP_AUDIT_RETENTION", "-1"),
 ])
 def test_an_out_of_range_value_stops_start_up_naming_the_variable(env, variable, raw):

@@ -7,14 +7,16 @@ a GET never uses up a link or changes anything. The button of a link that confir
 account: see authn.link_proof for why and how."""
 from __future__ import annotations
 
-from flask import redirect, render_template, request, url_for
+from flask import Flask, current_app, redirect, render_template, request, url_for
 
 from idp import audit
-from idp.authn import flow, link_proof, session
-from idp.authn.errors import LinkRefused, OtherAccount, Throttled, WrongPassword
+from idp.authn import flow, link_proof, rate_limits, session
+from idp.authn.errors import LinkRefused, OtherAccount, RateLimited, Throttled, WrongPassword
+from idp.authn.throttle import client_network
 from idp.authn.views import bp
 from idp.extensions import db
 from idp.models import User
+from idp.outbox import register_handler
 from idp.users import email_links, profile, recovery
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
 from idp.web.errors import PageError
@@ -23,16 +25,41 @@ from idp.web.templating import N_
 from idp.web.templating import gettext as _
 
 LINK_INVALID = N_("This link is not valid any more: it expired or was already used. Ask for a new one.")
+RESET_LINK_KEY_PREFIX = "reset-link"  # rate_limits key of one network's reset links to one account
 BAD_PASSWORD = N_("This is not the account's password. If you did not create the account, do not confirm it.")
 
 
 @bp.route("/forgot-password", methods=["GET", "POST"])
 def forgot_password():
+    """Counted per address and network first; then the same work for any login: one queued job,
+    no wait for a delivery (users.recovery's docstring says why)."""
     if request.method == "GET":
         return render_template("authn/forgot.html", login=request.args.get("login_hint", "")[:320])
-    recovery.request_password_reset(form_value("login", max_length=320))
+    ip = request.remote_addr or "-"
+    login = form_value("login", max_length=320)
+    try:
+        rate_limits.count_password_reset(ip, current_app.config["IDP_SETTINGS"])
+    except RateLimited as limited:
+        message = _("Too many requests came from your network. Try again later (in %(n)s min).",
+                    n=-(-limited.retry_after // 60))
+        page = render_template("authn/forgot.html", login=login, errors={"form": message})
+        return page, 429, {"Retry-After": str(limited.retry_after)}  # RFC 6585 4
+    recovery.request_password_reset(login, rate_limits.wider_network(ip) or client_network(ip))
     db.session.commit()
     return render_template("authn/forgot_sent.html")
+
+
+def _reset_links_allowed(user: User, network: str) -> bool:
+    """One more reset link from `network` to `user` within the day's allowance (users.recovery)."""
+    return rate_limits.allow_one(f"{RESET_LINK_KEY_PREFIX}:{user.id}:{network}", recovery.RESET_LINKS_PER_NETWORK,
+                                 recovery.DAY)
+
+
+def init_reset_requests(app: Flask) -> None:
+    """The worker delivers queued /forgot-password requests (users.recovery), with the per-network
+    allowance counted in authn's rate_limits table."""
+    register_handler(app, recovery.RESET_REQUEST_KIND,
+                     lambda payload: recovery.deliver_reset_request(payload, _reset_links_allowed))
 
 
 @bp.route("/reset-password/<token>", methods=["GET", "POST"])

@@ -1,6 +1,7 @@
 """Requests counted in fixed windows, in the rate_limits table (so every instance counts the same
 requests): the limits of self-registration at /register (count_registration, here), of passkey
-sign-in options (count_passwordless, here) and of dynamic client registration
+sign-in options (count_passwordless, here), of /forgot-password (count_password_reset, here, and
+allow_one: the reset links one network may ask for one account, see users.recovery) and of dynamic client registration
 (oauth.registration_limits) share this counting.
 
 A request adds one to each of its counters in turn, narrowest first (an address, its network,
@@ -38,6 +39,9 @@ PASSWORDLESS_KEY_PREFIX = "passwordless"
 PASSWORDLESS_PER_IP = 30
 PASSWORDLESS_PER_NETWORK = 300
 PASSWORDLESS_WINDOW = 60
+# Requests at /forgot-password (IDP_PASSWORD_RESET_PER_IP, _PER_NETWORK, _WINDOW): each queues a
+# job and, for a real account, a mail; the limit also stops testing logins at will.
+PASSWORD_RESET_KEY_PREFIX = "password-reset"
 
 
 def wider_network(ip: str) -> str | None:
@@ -124,3 +128,22 @@ def count_passwordless(ip: str) -> None:
     a flood from many networks must not turn passkey sign-in off for everyone."""
     rows = counters(PASSWORDLESS_KEY_PREFIX, ip, PASSWORDLESS_PER_IP, PASSWORDLESS_PER_NETWORK, 0)
     count(rows, PASSWORDLESS_WINDOW, "authn.passwordless.limited")
+
+
+def count_password_reset(ip: str, settings) -> None:
+    """Count one request at /forgot-password from `ip`, whatever login it names (known or not:
+    the same work either way); raise RateLimited past a limit. Per address and per network, with
+    no total: a flood from many networks must not turn account recovery off for everyone."""
+    rows = counters(PASSWORD_RESET_KEY_PREFIX, ip, settings.password_reset_per_ip, settings.password_reset_per_network, 0)
+    count(rows, settings.password_reset_window, "authn.password_reset.limited")
+
+
+def allow_one(key: str, limit: int, window_seconds: int) -> bool:
+    """Add one to the counter `key` (fixed window) and say whether it is still within `limit`;
+    past it, take the one back. In the caller's transaction (no commit): a caller holding a row
+    lock keeps it until its own commit."""
+    hits, _ = _hit(key, now(), timedelta(seconds=window_seconds))
+    if hits > limit:
+        _take_back([key])
+        return False
+    return True

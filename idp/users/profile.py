@@ -1,5 +1,10 @@
 """The person's own profile: the standard claims we keep (OIDC Core 5.1), each validated, and an
-email change that takes effect only once the new address is proved."""
+email change that takes effect only once the new address is proved.
+
+Every email change request mails an address someone typed (the link, or "email_in_use" to the
+address's owner) and a notice to the account's own: at most one per CHANGE_INTERVAL and
+CHANGES_PER_DAY per account and day, counted under a lock on the account's row so parallel
+requests cannot pass together."""
 from __future__ import annotations
 
 import re
@@ -30,6 +35,8 @@ BIRTHDATE = re.compile(r"^(\d{4})(-(\d{2})-(\d{2}))?$", re.ASCII)
 LOCALE = re.compile(r"^[A-Za-z]{2,3}([-_][A-Za-z0-9]{2,8})*$")   # BCP 47, as OIDC Core 5.1 asks
 PHONE = re.compile(r"^\+[1-9]\d{6,14}$", re.ASCII)                # E.164, as OIDC Core 5.1 recommends
 MAX_TEXT = 200
+CHANGE_INTERVAL = 60   # seconds between two email change requests of one account
+CHANGES_PER_DAY = 5    # email change requests per account and day: each mails an address someone typed
 _ZONES: frozenset | None = None
 
 
@@ -152,8 +159,11 @@ def request_email_change(user: User, new_email: str) -> None:
     key = directory.identifier_key(new_email)
     if key == user.email_key:
         raise RegistrationRejected({"email": _("This is already your email address.")})
-    if email_links.sent_since(user, CHANGE_EMAIL, 60):
-        raise LinkThrottled(60)
+    lock_for_update(User, user.id)  # parallel requests count one after the other
+    if email_links.sent_since(user, CHANGE_EMAIL, CHANGE_INTERVAL):
+        raise LinkThrottled(CHANGE_INTERVAL)
+    if email_links.sent_since(user, CHANGE_EMAIL, 24 * 3600) >= CHANGES_PER_DAY:
+        raise LinkThrottled(3600)  # each request mails someone else: bounded per account and day
     email_links.cancel(user, CHANGE_EMAIL)
     link = email_links.issue(user, CHANGE_EMAIL, email=new_email)
     # An address another account has answers like a free one, so that this page tells nobody

@@ -6,15 +6,33 @@ verified (the link proved it), the callbacks registered with on_password_reset r
 every grant, offline_access included, so nothing someone else obtained keeps working), and when
 the address had never been proved before, every way to sign in set up until then (passkeys, the
 authenticator app, recovery codes, linked upstream accounts) is removed: someone may have
-registered the address first and added their own (pre-account hijacking)."""
+registered the address first and added their own (pre-account hijacking).
+
+"Forgot your password?" (request_password_reset) must not tell whether a login exists, by its
+answer or by its timing, and nobody may be able to keep the owner from recovering the account:
+- The request does the same work for every login: it queues one outbox job holding the typed
+  login, the requester's network and the page's language (enqueue with inline=False: the page never waits for a
+  delivery) and commits. Finding the account, making the link and rendering the mail happen in
+  the worker (deliver_reset_request), outside any request.
+- The worker locks the account's row (lock_for_update), so parallel requests are counted one
+  after the other, then refuses (silently: nobody is waiting for an answer) a link when one went
+  out in the last RESEND_INTERVAL, when RESET_LINKS_PER_DAY went out in the last day (a flood
+  stop: mail to one person stays bounded), or when the requester's network (an IPv4 /24 or IPv6
+  /48) already asked RESET_LINKS_PER_NETWORK for this account in the day. Whoever knows a
+  username can so use up only their own network's allowance, not the owner's: to lock the owner
+  out for a day they would need RESET_LINKS_PER_DAY / RESET_LINKS_PER_NETWORK networks.
+- The per-network counter lives in the rate_limits table, through a callable authn hands in
+  (users does not import authn); the page itself is limited per address and network too
+  (authn.rate_limits.count_password_reset), so logins cannot be tried at will."""
 from __future__ import annotations
 
 from collections.abc import Callable
 
 from flask import Flask, current_app
+from flask_babel import force_locale, get_locale
 from sqlalchemy import delete
 
-from idp import audit, mail
+from idp import audit, mail, outbox
 from idp.clock import now
 from idp.extensions import db, lock_for_update
 from idp.models import LinkedIdentity, RecoveryCode, TotpCredential, User, WebAuthnCredential
@@ -23,7 +41,11 @@ from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
 
 RESEND_INTERVAL = 60        # seconds between two links of one kind to one person
-MAX_LINKS_PER_DAY = 5       # per person and kind
+MAX_LINKS_PER_DAY = 5       # per person and kind (verification; reset links: below)
+RESET_LINKS_PER_NETWORK = 5  # reset links one network may have sent to one account in a day
+RESET_LINKS_PER_DAY = 50    # reset links to one account in a day, whoever asks (a flood stop)
+DAY = 24 * 3600
+RESET_REQUEST_KIND = "password_reset_request"  # the outbox job a /forgot-password request queues
 # Every way to sign in that someone could have set up before the mailbox was proved.
 SIGN_IN_METHODS = {"passkeys": WebAuthnCredential, "totp": TotpCredential, "recovery_codes": RecoveryCode,
                    "linked_identities": LinkedIdentity}
@@ -38,6 +60,7 @@ def on_password_reset(app: Flask, callback: ResetCallback) -> None:
 
 
 def _check_throttle(user: User, purpose: str) -> None:
+    lock_for_update(User, user.id)  # parallel requests count one after the other
     if email_links.sent_since(user, purpose, RESEND_INTERVAL):
         raise LinkThrottled(RESEND_INTERVAL)
     if email_links.sent_since(user, purpose, 24 * 3600) >= MAX_LINKS_PER_DAY:
@@ -74,21 +97,42 @@ def confirm_email(raw: str) -> User:
     return user
 
 
-def request_password_reset(login: str) -> None:
-    """Mail a reset link when `login` names an active account. Says nothing either way: the page
-    answers the same for every input, and the work here is one lookup plus a queued row."""
+def request_password_reset(login: str, network: str) -> None:
+    """Queue the request for the worker (see the module docstring): the same work, and nothing
+    that waits, whatever `login` is. `network` is the requester's network (the key their
+    allowance per account is counted under). The caller commits."""
+    outbox.enqueue(RESET_REQUEST_KIND, {"login": login[:320], "network": network[:64],
+                                        "locale": str(get_locale() or "en")}, inline=False)
+
+
+NetworkAllowance = Callable[[User, str], bool]
+
+
+def deliver_reset_request(payload: dict, network_allows: NetworkAllowance) -> None:
+    """The outbox handler of a queued /forgot-password request: mail a reset link when the login
+    names an active account and no limit refuses it. network_allows(user, network) counts one
+    link for the pair and says whether the network's allowance had room (in this transaction).
+    The outbox commits."""
+    login, network = str(payload.get("login") or ""), str(payload.get("network") or "-")
     user = directory.find_by_login(login) if login else None
     if user is None or user.disabled:
         audit.record("users.password.reset_requested", outcome="failure", reason="unknown_or_disabled")
         return
-    try:
-        _check_throttle(user, RESET_PASSWORD)
-    except LinkThrottled:
-        audit.record("users.password.reset_requested", outcome="failure", user=user, reason="throttled")
+    lock_for_update(User, user.id)  # parallel requests for one account count one after the other
+    reason = None
+    if email_links.sent_since(user, RESET_PASSWORD, RESEND_INTERVAL):
+        reason = "throttled"
+    elif email_links.sent_since(user, RESET_PASSWORD, DAY) >= RESET_LINKS_PER_DAY:
+        reason = "daily_limit"
+    elif not network_allows(user, network):
+        reason = "network_limit"
+    if reason is not None:
+        audit.record("users.password.reset_requested", outcome="failure", user=user, reason=reason)
         return
     link = email_links.issue(user, RESET_PASSWORD)
     minutes = current_app.config["IDP_SETTINGS"].password_reset_ttl // 60
-    mail.send(user.email, "reset_password", user=user, link=link, minutes=max(minutes, 1))
+    with force_locale(str(payload.get("locale") or "en")):  # the language of the page that asked
+        mail.send(user.email, "reset_password", user=user, link=link, minutes=max(minutes, 1))
     audit.record("users.password.reset_requested", user=user)
 
 
