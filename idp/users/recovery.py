@@ -26,6 +26,7 @@ answer or by its timing, and nobody may be able to keep the owner from recoverin
   (authn.rate_limits.count_password_reset), so logins cannot be tried at will."""
 from __future__ import annotations
 
+import json
 from collections.abc import Callable
 
 from flask import Flask, current_app
@@ -36,6 +37,7 @@ from idp import audit, mail, outbox
 from idp.clock import now
 from idp.extensions import db, lock_for_update
 from idp.models import LinkedIdentity, RecoveryCode, TotpCredential, User, WebAuthnCredential
+from idp.security.derived import fernet_for
 from idp.users import directory, email_links
 from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
 from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
@@ -101,8 +103,18 @@ def request_password_reset(login: str, network: str) -> None:
     """Queue the request for the worker (see the module docstring): the same work, and nothing
     that waits, whatever `login` is. `network` is the requester's network (the key their
     allowance per account is counted under). The caller commits."""
-    outbox.enqueue(RESET_REQUEST_KIND, {"login": login[:320], "network": network[:64],
-                                        "locale": str(get_locale() or "en")}, inline=False)
+    outbox.enqueue(RESET_REQUEST_KIND, reset_request_payload(login, network, str(get_locale() or "en")), inline=False)
+
+
+def reset_request_payload(login: str, network: str, locale: str) -> dict:
+    """The queued request, sealed as mail is: people sometimes type their password into the
+    login field, and the outbox row must not keep it readable."""
+    request = {"login": login[:320], "network": network[:64], "locale": locale}
+    return {"sealed": _fernet().encrypt(json.dumps(request).encode()).decode()}
+
+
+def _fernet():
+    return fernet_for(current_app.config["IDP_SETTINGS"].secret_key, b"idp outbox reset request")
 
 
 NetworkAllowance = Callable[[User, str], bool]
@@ -113,6 +125,7 @@ def deliver_reset_request(payload: dict, network_allows: NetworkAllowance) -> No
     names an active account and no limit refuses it. network_allows(user, network) counts one
     link for the pair and says whether the network's allowance had room (in this transaction).
     The outbox commits."""
+    payload = json.loads(_fernet().decrypt(payload["sealed"].encode()))
     login, network = str(payload.get("login") or ""), str(payload.get("network") or "-")
     user = directory.find_by_login(login) if login else None
     if user is None or user.disabled:

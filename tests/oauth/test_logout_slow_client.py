@@ -14,7 +14,7 @@ from idp import clock, create_app, outbox
 from idp.extensions import db
 from idp.models import OutboxMessage
 from idp.oauth.logout import KIND
-from idp.users.recovery import deliver_reset_request
+from idp.users.recovery import deliver_reset_request, reset_request_payload
 from tests.oauth.test_logout import Receiver, messages_for
 
 
@@ -61,7 +61,7 @@ def queue_logout_tokens(app, client: dict, user: dict, count: int) -> list[int]:
 
 def queue_reset_mail(app, user: dict) -> int:
     with app.test_request_context():  # what the worker does with a queued /forgot-password request
-        deliver_reset_request({"login": user["email"], "network": "-"}, lambda _user, _network: True)
+        deliver_reset_request(reset_request_payload(user["email"], "-", "en"), lambda _user, _network: True)
         db.session.commit()
         return db.session.scalar(db.select(OutboxMessage.id).where(OutboxMessage.kind == "mail")
                                  .order_by(OutboxMessage.id.desc()).limit(1))
