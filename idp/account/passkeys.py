@@ -21,7 +21,6 @@ from idp.authn import passkeys, recovery, steps
 from idp.authn.errors import PasskeyFailed, TooManyPasskeys
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.authn.session import add_factor, current_session, is_recent
-from idp.clock import now
 from idp.extensions import db
 from idp.models import SsoSession
 from idp.users import notices

@@ -12,9 +12,10 @@ from flask import current_app
 from sqlalchemy import func, select, update
 
 from idp.clock import now
-from idp.extensions import db
+from idp.extensions import db, lock_for_update
 from idp.models import User, UserToken
 from idp.security.tokens import digest, random_token
+from idp.users.errors import LinkThrottled
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"
@@ -65,3 +66,26 @@ def sent_since(user: User, purpose: str, seconds: int) -> int:
     return db.session.scalar(select(func.count()).select_from(UserToken).where(
         UserToken.user_id == user.id, UserToken.purpose == purpose,
         UserToken.created_at > now() - timedelta(seconds=seconds))) or 0
+
+
+DAY = 24 * 3600
+
+
+def refusal(user: User, purpose: str, *, interval: int, per_day: int) -> str | None:
+    """Why another link of this purpose may not go to `user` now: "throttled" (one went out in
+    the last `interval` seconds), "daily_limit" (`per_day` went out in the last day), or None.
+    Locks the account's row first, so parallel requests are counted one after the other; the
+    caller commits (or rolls back) and so releases it."""
+    lock_for_update(User, user.id)
+    if sent_since(user, purpose, interval):
+        return "throttled"
+    if sent_since(user, purpose, DAY) >= per_day:
+        return "daily_limit"
+    return None
+
+
+def check_throttle(user: User, purpose: str, *, interval: int, per_day: int) -> None:
+    """Raise LinkThrottled (with when to try again) when refusal() refuses a link."""
+    reason = refusal(user, purpose, interval=interval, per_day=per_day)
+    if reason is not None:
+        raise LinkThrottled(interval if reason == "throttled" else 3600)

@@ -19,10 +19,9 @@ from idp import audit, mail
 from idp.clock import now
 from idp.extensions import db, lock_for_update
 from idp.models import User
-from idp.security import passwords
 from idp.users import directory, email_links
 from idp.users.email_links import CHANGE_EMAIL
-from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
+from idp.users.errors import LinkInvalid, RegistrationRejected
 from idp.web.templating import gettext as _
 
 TEXT_FIELDS = ("name", "given_name", "family_name", "middle_name", "nickname", "gender")
@@ -159,11 +158,8 @@ def request_email_change(user: User, new_email: str) -> None:
     key = directory.identifier_key(new_email)
     if key == user.email_key:
         raise RegistrationRejected({"email": _("This is already your email address.")})
-    lock_for_update(User, user.id)  # parallel requests count one after the other
-    if email_links.sent_since(user, CHANGE_EMAIL, CHANGE_INTERVAL):
-        raise LinkThrottled(CHANGE_INTERVAL)
-    if email_links.sent_since(user, CHANGE_EMAIL, 24 * 3600) >= CHANGES_PER_DAY:
-        raise LinkThrottled(3600)  # each request mails someone else: bounded per account and day
+    # Each request mails someone else: bounded per account and day.
+    email_links.check_throttle(user, CHANGE_EMAIL, interval=CHANGE_INTERVAL, per_day=CHANGES_PER_DAY)
     email_links.cancel(user, CHANGE_EMAIL)
     link = email_links.issue(user, CHANGE_EMAIL, email=new_email)
     # An address another account has answers like a free one, so that this page tells nobody

@@ -40,13 +40,13 @@ from idp.models import LinkedIdentity, RecoveryCode, TotpCredential, User, WebAu
 from idp.security.derived import fernet_for
 from idp.users import directory, email_links
 from idp.users.email_links import RESET_PASSWORD, VERIFY_EMAIL
-from idp.users.errors import LinkInvalid, LinkThrottled, RegistrationRejected
+from idp.users.errors import LinkInvalid, RegistrationRejected
 
 RESEND_INTERVAL = 60        # seconds between two links of one kind to one person
 MAX_LINKS_PER_DAY = 5       # per person and kind (verification; reset links: below)
 RESET_LINKS_PER_NETWORK = 5  # reset links one network may have sent to one account in a day
 RESET_LINKS_PER_DAY = 50    # reset links to one account in a day, whoever asks (a flood stop)
-DAY = 24 * 3600
+DAY = email_links.DAY
 RESET_REQUEST_KIND = "password_reset_request"  # the outbox job a /forgot-password request queues
 # Every way to sign in that someone could have set up before the mailbox was proved.
 SIGN_IN_METHODS = {"passkeys": WebAuthnCredential, "totp": TotpCredential, "recovery_codes": RecoveryCode,
@@ -61,18 +61,10 @@ def on_password_reset(app: Flask, callback: ResetCallback) -> None:
     app.extensions.setdefault("idp.password_reset", []).append(callback)
 
 
-def _check_throttle(user: User, purpose: str) -> None:
-    lock_for_update(User, user.id)  # parallel requests count one after the other
-    if email_links.sent_since(user, purpose, RESEND_INTERVAL):
-        raise LinkThrottled(RESEND_INTERVAL)
-    if email_links.sent_since(user, purpose, 24 * 3600) >= MAX_LINKS_PER_DAY:
-        raise LinkThrottled(3600)
-
-
 def send_verification(user: User) -> None:
     """Mail a link that proves the address; raises LinkThrottled when asked again too soon.
     The caller commits."""
-    _check_throttle(user, VERIFY_EMAIL)
+    email_links.check_throttle(user, VERIFY_EMAIL, interval=RESEND_INTERVAL, per_day=MAX_LINKS_PER_DAY)
     link = email_links.issue(user, VERIFY_EMAIL)
     hours = current_app.config["IDP_SETTINGS"].email_verify_ttl // 3600
     mail.send(user.email, "verify_email", user=user, link=link, hours=max(hours, 1))
@@ -131,13 +123,8 @@ def deliver_reset_request(payload: dict, network_allows: NetworkAllowance) -> No
     if user is None or user.disabled:
         audit.record("users.password.reset_requested", outcome="failure", reason="unknown_or_disabled")
         return
-    lock_for_update(User, user.id)  # parallel requests for one account count one after the other
-    reason = None
-    if email_links.sent_since(user, RESET_PASSWORD, RESEND_INTERVAL):
-        reason = "throttled"
-    elif email_links.sent_since(user, RESET_PASSWORD, DAY) >= RESET_LINKS_PER_DAY:
-        reason = "daily_limit"
-    elif not network_allows(user, network):
+    reason = email_links.refusal(user, RESET_PASSWORD, interval=RESEND_INTERVAL, per_day=RESET_LINKS_PER_DAY)
+    if reason is None and not network_allows(user, network):
         reason = "network_limit"
     if reason is not None:
         audit.record("users.password.reset_requested", outcome="failure", user=user, reason=reason)
