@@ -15,7 +15,7 @@ from flask import Response, redirect, render_template, request, url_for
 from idp import audit, mail
 from idp.account.views import bp, reauth_url
 from idp.authn import session
-from idp.authn.errors import Throttled
+from idp.authn.errors import Throttled, wait_message
 from idp.authn.password import confirm_password, forget_counters
 from idp.clock import now
 from idp.extensions import db, lock_for_update
@@ -106,8 +106,7 @@ def delete_account():
     try:
         wrong = user.password_hash and not confirm_password(user, request.form.get("password", ""))
     except Throttled as throttled:
-        return render_template("account/privacy.html", user=user, errors={"password": _(
-            "Too many attempts. Wait %(s)s seconds and try again.", s=throttled.retry_after)}), \
+        return render_template("account/privacy.html", user=user, errors={"password": wait_message(throttled.retry_after)}), \
             429, {"Retry-After": str(throttled.retry_after)}
     if wrong:
         audit.record("users.user.delete_failed", outcome="failure", user=user, reason="bad_password")

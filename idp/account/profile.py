@@ -13,7 +13,7 @@ from flask import redirect, render_template, request, url_for
 from idp import audit
 from idp.account.views import bp, reauth_url
 from idp.authn import session
-from idp.authn.errors import Throttled
+from idp.authn.errors import Throttled, wait_message
 from idp.authn.password import confirm_password
 from idp.extensions import db
 from idp.users import notices, profile
@@ -68,8 +68,8 @@ def change_email():
     try:
         wrong = user.password_hash and not confirm_password(user, request.form.get("current_password", ""))
     except Throttled as throttled:
-        return _page(user, errors={"current_password": _("Too many attempts. Wait %(s)s seconds and try again.",
-                                                         s=throttled.retry_after)}, status=429)
+        page, status = _page(user, errors={"current_password": wait_message(throttled.retry_after)}, status=429)
+        return page, status, {"Retry-After": str(throttled.retry_after)}
     if wrong:
         audit.record("account.email.change_failed", outcome="failure", user=user, reason="bad_password")
         db.session.commit()

@@ -17,7 +17,7 @@ from idp import audit
 from idp.account.second_factor import hold_factors, second_factor_requirement
 from idp.account.views import bp, reauth_url, sign_out_elsewhere
 from idp.authn import recovery, session, steps, totp
-from idp.authn.errors import Throttled
+from idp.authn.errors import Throttled, wait_message
 from idp.authn.password import confirm_password
 from idp.authn.factors import enrolled_factors, has_second_factor
 from idp.extensions import db
@@ -146,8 +146,7 @@ def password_change():
     try:
         wrong = not user.password_hash or not confirm_password(user, request.form.get("current_password", ""))
     except Throttled as throttled:
-        return page(errors={"current_password": _(
-            "Too many attempts. Wait %(s)s seconds and try again.", s=throttled.retry_after)}), \
+        return page(errors={"current_password": wait_message(throttled.retry_after)}), \
             429, {"Retry-After": str(throttled.retry_after)}
     if wrong:
         audit.record("account.password.change_failed", outcome="failure", user=user, reason="bad_password")

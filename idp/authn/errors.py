@@ -1,3 +1,12 @@
+"""Sign-in failures; the views turn each into words."""
+from idp.web.templating import gettext as _
+
+
+def wait_message(seconds: int) -> str:
+    """What a person reads while a back-off lasts (Throttled.retry_after seconds)."""
+    return _("Too many attempts. Wait %(s)s seconds and try again.", s=seconds)
+
+
 class AuthnError(Exception):
     """Base for sign-in failures; the view turns each into words."""
 

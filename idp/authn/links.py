@@ -11,7 +11,7 @@ from flask import Flask, current_app, redirect, render_template, request, url_fo
 
 from idp import audit
 from idp.authn import flow, link_proof, rate_limits, session
-from idp.authn.errors import LinkRefused, OtherAccount, RateLimited, Throttled, WrongPassword
+from idp.authn.errors import LinkRefused, OtherAccount, RateLimited, Throttled, WrongPassword, wait_message
 from idp.authn.throttle import client_network
 from idp.authn.views import bp
 from idp.extensions import db
@@ -158,7 +158,7 @@ def _refused(token: str, purpose: str, user: User, refused: LinkRefused | Thrott
     if isinstance(refused, OtherAccount):
         return render_template("authn/verify_other_account.html"), 403
     if isinstance(refused, Throttled):
-        message = _("Too many attempts. Wait %(s)s seconds and try again.", s=refused.retry_after)
+        message = wait_message(refused.retry_after)
         return _confirm_page(token, purpose, ask_password=True, error=message, status=429,
                              headers={"Retry-After": str(refused.retry_after)})  # RFC 6585 4
     message = _(BAD_PASSWORD) if isinstance(refused, WrongPassword) else _("Enter the account's password.")

@@ -7,7 +7,7 @@ from flask import current_app, render_template, request, url_for
 
 from idp import audit
 from idp.authn import flow, recovery, steps, throttle, totp
-from idp.authn.errors import LoginGone
+from idp.authn.errors import LoginGone, wait_message
 from idp.authn.views import bp
 from idp.extensions import db
 from idp.users import notices
@@ -49,7 +49,7 @@ def _check_code(attempt, verify, template: str, message: str, reason: str, **con
     if wait:
         audit.record("authn.second_factor.failed", outcome="failure", user=attempt.user, reason="throttled")
         db.session.commit()
-        page = render_template(template, errors={"form": _("Too many attempts. Wait %(s)s seconds and try again.", s=wait)},
+        page = render_template(template, errors={"form": wait_message(wait)},
                                **context)
         return page, 429, {"Retry-After": str(wait)}
     if verify():

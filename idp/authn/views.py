@@ -7,7 +7,7 @@ from flask import Blueprint, current_app, redirect, render_template, request, se
 from idp import audit
 from idp.authn import flow, rate_limits, session, steps
 from idp.authn import password as password_step
-from idp.authn.errors import LoginFailed, LoginGone, RateLimited, Throttled
+from idp.authn.errors import LoginFailed, LoginGone, RateLimited, Throttled, wait_message
 from idp.extensions import commit_keeping_loaded, db
 from idp.models import UpstreamProvider
 from idp.users import directory, recovery, terms
@@ -84,7 +84,7 @@ def login():
         next_path = attempt.next  # read before the commit: a racing request may end this login
         db.session.commit()  # keep the throttle counters and the audit event (nothing changed the login)
         message = _(LOGIN_FAILED) if not isinstance(failure, Throttled) else \
-            _("Too many attempts. Wait %(s)s seconds and try again.", s=failure.retry_after)
+            wait_message(failure.retry_after)
         status = 429 if isinstance(failure, Throttled) else 400
         let_forms_leave_origin_after(next_path)
         page = render_template("authn/login.html", next=next_path, login=login_value,

@@ -9,7 +9,7 @@ from idp import audit
 from idp.authn import flow as auth_flow
 from idp.authn import password as password_step
 from idp.authn import session as sso
-from idp.authn.errors import LoginFailed, Throttled
+from idp.authn.errors import LoginFailed, Throttled, wait_message
 from idp.authn.factors import has_second_factor
 from idp.authn.steps import ACR_MFA, AMR_PASSWORD, meets, password_proof, upstream_proof
 from idp.extensions import db
@@ -171,8 +171,7 @@ def link(link_id: str):
     except (LoginFailed, Throttled) as failure:
         db.session.commit()  # keep the throttle counters and the audit event
         if isinstance(failure, Throttled):
-            return _link_page(context, login_value, _("Too many attempts. Wait %(s)s seconds and try again.",
-                                                      s=failure.retry_after), 429)
+            return _link_page(context, login_value, wait_message(failure.retry_after), 429)
         return _link_page(context, login_value, _(LOGIN_FAILED), 400)
     current = sso.current_session()
     owner_signed_in = current is not None and current.user_id == user.id and meets(current.acr, ACR_MFA)
