@@ -5,7 +5,7 @@ one (the login's `next`) may send that form on to the client, so it has no CSP f
 from __future__ import annotations
 
 from datetime import timedelta
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, current_app, session, url_for
 from sqlalchemy import delete
@@ -62,9 +62,16 @@ def drop(row: PendingAuthorization) -> bool:
 def resumes_live_request(path: str) -> bool:
     """Whether a local path is /authorize/resume/<id> of a live request of this browser: going
     there may answer the client at its redirect URI (validated when the request was saved), and on
-    wherever the client redirects next. One lookup by primary key; False for any other path."""
-    prefix = url_for("oauth.resume", pending_id="")
+    wherever the client redirects next. One lookup by primary key; False for any other path.
+    The terms page with such a `next` counts too: when the terms were accepted meanwhile, it goes
+    straight on to its `next` (a sign-in sent to /terms?next=/authorize/resume/<id>)."""
     parts = urlsplit(path)
-    if parts.scheme or parts.netloc or parts.query or not parts.path.startswith(prefix):
+    if parts.scheme or parts.netloc:
+        return False
+    if parts.path == url_for("authn.accept_terms"):
+        nexts = parse_qs(parts.query).get("next", [])
+        return len(nexts) == 1 and not urlsplit(nexts[0]).query and resumes_live_request(nexts[0])
+    prefix = url_for("oauth.resume", pending_id="")
+    if parts.query or not parts.path.startswith(prefix):
         return False
     return load(parts.path[len(prefix):]) is not None

@@ -119,6 +119,23 @@ def test_registration_resuming_this_browsers_request_sends_no_form_action(live_s
     assert page.status_code == 200 and form_action(page) is None
 
 
+def test_a_sign_in_going_on_through_the_terms_page_to_this_browsers_request_sends_no_form_action(
+        live_server, make_client):
+    """/terms goes straight on to its `next` when nothing is left to accept, so a sign-in whose
+    `next` is /terms?next=<this browser's resume> may end at the client too."""
+    browser = Browser(live_server)
+    to_login = browser.get(RelyingParty(live_server, make_client()).authorization_url())
+    resume = to_login.headers["Location"].split("next=", 1)[1]
+    via_terms = "/terms?" + urlencode({"next": resume})
+    assert form_action(browser.get(f"{live_server}/login?" + urlencode({"next": via_terms}))) is None
+    for other in ("/terms?" + urlencode({"next": "/authorize/resume/not-this-browsers-request"}),
+                  "/terms?" + urlencode({"next": resume + "?x=1"}),
+                  "/terms?" + urlencode([("next", resume), ("next", resume)]),
+                  "/terms?" + urlencode({"next": via_terms})):
+        assert form_action(browser.get(f"{live_server}/login?" + urlencode({"next": other}))) == SELF, other
+    assert form_action(Browser(live_server).get(f"{live_server}/login?" + urlencode({"next": via_terms}))) == SELF
+
+
 def test_the_steps_of_a_login_for_a_pending_request_send_none_and_its_error_page_self(
         app, live_server, make_user, make_client, pinned):  # noqa: F811
     """The TOTP page's form may finish the login and answer the client; the page that replaces
